@@ -1,0 +1,10 @@
+"""kquants: every ggml/GGUF quantization type from Python, bit-exact with ggml.
+
+See the README for a tour. The native core is ``kquants._kquants`` (Rust, via PyO3).
+"""
+
+from __future__ import annotations
+
+from ._kquants import GGUFError, __version__
+
+__all__ = ["GGUFError", "__version__"]

@@ -1,0 +1,325 @@
+//! Codecs: one [`Block`] type per ggml quantization type, and row-parallel quantize / dequantize
+//! over byte buffers selected at run time by [`QuantType`].
+//!
+//! Every codec is bit-exact with ggml (tests: `tests/golden_codecs.rs`). Quantizers keep ggml's
+//! float32 operation order: ggml builds them without FMA contraction, and Rust never contracts.
+//!
+//! Module map: [`float`] (F32/F16/BF16); the block-quantized families live in one file each.
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::types::QuantType;
+
+pub mod float;
+
+/// One ggml block: `TYPE.block_size()` values stored in `size_of::<Self>()` bytes.
+///
+/// Blocks are `#[repr(C)]` with alignment 1 (f16 fields are stored as `[u8; 2]`), so any byte
+/// buffer — an mmapped tensor, a NumPy `uint8` array — can be viewed as blocks without copying.
+pub trait Block: Pod + Zeroable + Send + Sync + 'static {
+    /// The ggml type this block encodes.
+    const TYPE: QuantType;
+
+    /// Quantize one row (`src.len()` is a multiple of the block size and equals `dst.len() *
+    /// block_size`), as ggml's `ggml_quantize_chunk` does. `imatrix`, when given, holds one
+    /// importance weight per column of the row (`src.len()` values), already validated as
+    /// finite and non-negative. Types that need an importance matrix
+    /// ([`QuantType::requires_imatrix`]) are only called with `Some`.
+    fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>);
+
+    /// ggml's `quantize_row_<t>_ref`. Equal to `quantize_row(src, dst, None)` for every type but
+    /// IQ4_NL (and the activation types Q8_1/Q8_K, whose only quantizer is this one).
+    fn quantize_row_ref(src: &[f32], dst: &mut [Self]) {
+        Self::quantize_row(src, dst, None)
+    }
+
+    /// ggml's `dequantize_row_<t>`, bit-exact.
+    fn dequantize_row(src: &[Self], dst: &mut [f32]);
+}
+
+/// A block type ggml can dot with a quantized activation row.
+pub trait DotBlock: Block {
+    /// The activation block type (Q8_0, Q8_1 or Q8_K, or the float type itself).
+    type Dot: Block;
+
+    /// Scalar reference dot product of a row of `Self` with a row of `Self::Dot` holding the
+    /// same number of values: the specification every SIMD kernel is tested against.
+    fn vec_dot_ref(lhs: &[Self], rhs: &[Self::Dot]) -> f32;
+}
+
+/// Type-erased codec entry: what the run-time [`QuantType`] dispatch calls.
+pub struct Codec {
+    /// The type.
+    pub ty: QuantType,
+    quantize_row: fn(&[f32], &mut [u8], Option<&[f32]>),
+    quantize_row_ref: fn(&[f32], &mut [u8]),
+    dequantize_row: fn(&[u8], &mut [f32]),
+    vec_dot_ref: Option<fn(&[u8], &[u8]) -> f32>,
+}
+
+fn erased_quantize<B: Block>(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    B::quantize_row(src, bytemuck::cast_slice_mut(dst), imatrix)
+}
+fn erased_quantize_ref<B: Block>(src: &[f32], dst: &mut [u8]) {
+    B::quantize_row_ref(src, bytemuck::cast_slice_mut(dst))
+}
+fn erased_dequantize<B: Block>(src: &[u8], dst: &mut [f32]) {
+    B::dequantize_row(bytemuck::cast_slice(src), dst)
+}
+fn erased_vec_dot<B: DotBlock>(lhs: &[u8], rhs: &[u8]) -> f32 {
+    B::vec_dot_ref(bytemuck::cast_slice(lhs), bytemuck::cast_slice(rhs))
+}
+
+impl Codec {
+    /// The entry for a block type without a dot product (activation types).
+    pub const fn of<B: Block>() -> Codec {
+        Codec {
+            ty: B::TYPE,
+            quantize_row: erased_quantize::<B>,
+            quantize_row_ref: erased_quantize_ref::<B>,
+            dequantize_row: erased_dequantize::<B>,
+            vec_dot_ref: None,
+        }
+    }
+
+    /// The entry for a block type with a reference dot product.
+    pub const fn of_dot<B: DotBlock>() -> Codec {
+        Codec { vec_dot_ref: Some(erased_vec_dot::<B>), ..Codec::of::<B>() }
+    }
+}
+
+/// The codec table: one arm per implemented type.
+fn lookup(t: QuantType) -> Option<&'static Codec> {
+    use QuantType as T;
+    static F32: Codec = Codec::of_dot::<float::F32Block>();
+    static F16: Codec = Codec::of_dot::<float::F16Block>();
+    static BF16: Codec = Codec::of_dot::<float::BF16Block>();
+    Some(match t {
+        T::F32 => &F32,
+        T::F16 => &F16,
+        T::BF16 => &BF16,
+        _ => return None,
+    })
+}
+
+/// The codec for `t`, or [`Error::Unsupported`] if kquants has none (integer types).
+pub fn codec(t: QuantType) -> Result<&'static Codec> {
+    lookup(t).ok_or(Error::Unsupported { ty: t, op: "quantization" })
+}
+
+/// Whether kquants can quantize and dequantize `t`.
+pub fn is_supported(t: QuantType) -> bool {
+    lookup(t).is_some()
+}
+
+/// Check that `n_per_row` is a positive multiple of the block size and `len` a multiple of it.
+fn rows_of(t: QuantType, len: usize, n_per_row: usize) -> Result<(usize, usize)> {
+    if n_per_row == 0 {
+        return Err(Error::value("row length must be positive"));
+    }
+    let row_bytes = t.row_bytes(n_per_row).ok_or_else(|| {
+        Error::value(format!(
+            "row length {n_per_row} is not a multiple of the {t} block size {}",
+            t.block_size()
+        ))
+    })?;
+    if len % n_per_row != 0 {
+        return Err(Error::value(format!(
+            "{len} values do not form whole rows of {n_per_row}"
+        )));
+    }
+    Ok((len / n_per_row, row_bytes))
+}
+
+/// Error naming the first non-finite value as (row, col).
+pub fn check_finite(src: &[f32], n_per_row: usize) -> Result<()> {
+    match src.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::value(format!(
+            "input is not finite at (row {}, col {}): {} (ggml has no defined result for NaN/Inf)",
+            i / n_per_row.max(1),
+            i % n_per_row.max(1),
+            src[i]
+        ))),
+    }
+}
+
+/// Check an importance matrix: one finite, non-negative weight per column.
+pub fn check_imatrix(imatrix: &[f32], n_per_row: usize) -> Result<()> {
+    if imatrix.len() != n_per_row {
+        return Err(Error::value(format!(
+            "imatrix has {} values but rows have {n_per_row} columns",
+            imatrix.len()
+        )));
+    }
+    if let Some(i) = imatrix.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+        return Err(Error::value(format!(
+            "imatrix[{i}] = {} is not a finite non-negative number",
+            imatrix[i]
+        )));
+    }
+    Ok(())
+}
+
+/// Run `f` on a rayon pool with `threads` workers (`None`: the global pool).
+pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
+    match threads {
+        None => Ok(f()),
+        Some(0) => Err(Error::value("threads must be at least 1")),
+        Some(n) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| Error::value(format!("cannot start {n} threads: {e}")))?;
+            Ok(pool.install(f))
+        }
+    }
+}
+
+/// Rows per rayon task: enough work per task to amortize scheduling, small enough to balance.
+fn rows_per_task(n_per_row: usize) -> usize {
+    (16384 / n_per_row.max(1)).max(1)
+}
+
+/// Which quantizer to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// `ggml_quantize_chunk`: what llama-quantize runs (with or without an importance matrix).
+    Chunk,
+    /// `quantize_row_<t>_ref` (no importance matrix).
+    Ref,
+}
+
+/// Quantize `src` (rows of `n_per_row` values) into `dst`, which must hold exactly the quantized
+/// size. Output does not depend on the thread count.
+pub fn quantize_into(
+    t: QuantType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    path: Path,
+    dst: &mut [u8],
+    threads: Option<usize>,
+) -> Result<()> {
+    let c = codec(t)?;
+    let (rows, row_bytes) = rows_of(t, src.len(), n_per_row)?;
+    if dst.len() != rows * row_bytes {
+        return Err(Error::value(format!(
+            "output buffer has {} bytes, {rows} rows of {t} need {}",
+            dst.len(),
+            rows * row_bytes
+        )));
+    }
+    if let Some(w) = imatrix {
+        check_imatrix(w, n_per_row)?;
+        if path == Path::Ref {
+            return Err(Error::value("the reference quantizer takes no importance matrix"));
+        }
+    }
+    if t.is_activation_only() && path == Path::Chunk && imatrix.is_some() {
+        return Err(Error::Unsupported { ty: t, op: "importance-weighted quantization (activation type)" });
+    }
+    if imatrix.is_none() && t.requires_imatrix() {
+        return Err(Error::value(format!(
+            "{t} requires an importance matrix (imatrix=...); ggml refuses to quantize it without one"
+        )));
+    }
+    check_finite(src, n_per_row)?;
+    let rpt = rows_per_task(n_per_row);
+    with_threads(threads, || {
+        dst.par_chunks_mut(row_bytes * rpt)
+            .zip(src.par_chunks(n_per_row * rpt))
+            .for_each(|(d, s)| {
+                for (drow, srow) in d.chunks_exact_mut(row_bytes).zip(s.chunks_exact(n_per_row)) {
+                    match path {
+                        Path::Chunk => (c.quantize_row)(srow, drow, imatrix),
+                        Path::Ref => (c.quantize_row_ref)(srow, drow),
+                    }
+                }
+            })
+    })
+}
+
+/// Quantize `src` (rows of `n_per_row` values) to a new buffer; see [`quantize_into`].
+pub fn quantize(
+    t: QuantType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    threads: Option<usize>,
+) -> Result<Vec<u8>> {
+    let (rows, row_bytes) = rows_of(t, src.len(), n_per_row)?;
+    let mut dst = vec![0u8; rows * row_bytes];
+    quantize_into(t, src, n_per_row, imatrix, Path::Chunk, &mut dst, threads)?;
+    Ok(dst)
+}
+
+/// Dequantize `src` (whole blocks of `t`) into `dst` (`block_size` values per block).
+pub fn dequantize_into(t: QuantType, src: &[u8], dst: &mut [f32], threads: Option<usize>) -> Result<()> {
+    let c = codec(t)?;
+    let (bs, ts) = (t.block_size(), t.type_size());
+    if src.len() % ts != 0 {
+        return Err(Error::value(format!("{} bytes are not whole {t} blocks of {ts} bytes", src.len())));
+    }
+    if dst.len() != src.len() / ts * bs {
+        return Err(Error::value(format!(
+            "output has {} values, {} blocks of {t} hold {}",
+            dst.len(),
+            src.len() / ts,
+            src.len() / ts * bs
+        )));
+    }
+    // Tasks of whole blocks, about 16k values each.
+    let blocks_per_task = (16384 / bs).max(1);
+    with_threads(threads, || {
+        dst.par_chunks_mut(bs * blocks_per_task)
+            .zip(src.par_chunks(ts * blocks_per_task))
+            .for_each(|(d, s)| (c.dequantize_row)(s, d))
+    })
+}
+
+/// Dequantize whole blocks of `t` to a new `Vec<f32>`.
+pub fn dequantize(t: QuantType, src: &[u8], threads: Option<usize>) -> Result<Vec<f32>> {
+    let ts = t.type_size();
+    let mut dst = vec![0f32; src.len() / ts * t.block_size()];
+    dequantize_into(t, src, &mut dst, threads)?;
+    Ok(dst)
+}
+
+/// Scalar reference dot product of one row of `t` with one row of its activation type
+/// (`t.dot_type()`), both holding `n` values.
+pub fn vec_dot_ref(t: QuantType, lhs: &[u8], rhs: &[u8], n: usize) -> Result<f32> {
+    let c = codec(t)?;
+    let f = c.vec_dot_ref.ok_or(Error::Unsupported { ty: t, op: "vec_dot" })?;
+    let dt = t.dot_type().ok_or(Error::Unsupported { ty: t, op: "vec_dot" })?;
+    let lb = t.row_bytes(n).ok_or_else(|| Error::value(format!("{n} is not a multiple of the {t} block size")))?;
+    let rb = dt.row_bytes(n).ok_or_else(|| Error::value(format!("{n} is not a multiple of the {dt} block size")))?;
+    if lhs.len() != lb || rhs.len() != rb {
+        return Err(Error::value(format!(
+            "vec_dot of {n} values needs {lb} bytes of {t} and {rb} bytes of {dt}, got {} and {}",
+            lhs.len(),
+            rhs.len()
+        )));
+    }
+    Ok(f(lhs, rhs))
+}
+
+/// Little-endian f16 bytes to f32 (ggml `GGML_FP16_TO_FP32`).
+#[inline(always)]
+pub fn f16_to_f32(b: [u8; 2]) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes(b)).to_f32()
+}
+
+/// f32 to little-endian f16 bytes, round to nearest even (ggml `GGML_FP32_TO_FP16`).
+#[inline(always)]
+pub fn f32_to_f16(x: f32) -> [u8; 2] {
+    half::f16::from_f32(x).to_bits().to_le_bytes()
+}
+
+/// f32 rounded through f16 and back (ggml `GGML_FP32_TO_FP16` then `GGML_FP16_TO_FP32`).
+#[inline(always)]
+pub fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}

@@ -1,0 +1,91 @@
+//! Bit-exactness against ggml's own output (`../shared/golden/codecs`, ggml 0.25.3): for every
+//! type kquants implements, both quantize paths (`q`: no imatrix, `q_imat`: with the golden
+//! imatrix; `q_ref` where ggml's `_ref` quantizer differs), dequantize (`deq`, `deq_imat`) and the
+//! scalar reference `vec_dot` against the exact value.
+
+mod common;
+
+use kquants::quant::{self, Path};
+use kquants::QuantType;
+
+/// Types whose codecs exist. Grows as codecs land; `every_listed_type_is_supported` keeps it honest.
+const IMPLEMENTED: &[&str] = &["F16", "BF16"];
+
+#[test]
+fn every_listed_type_is_supported() {
+    for name in IMPLEMENTED {
+        let t = QuantType::from_name(name).unwrap();
+        assert!(quant::is_supported(t), "{name} listed but not implemented");
+    }
+}
+
+fn check_type(name: &str) {
+    let t = QuantType::from_name(name).unwrap();
+    let g = common::codec_golden(name);
+    let mut failures = Vec::new();
+    for set in ["synth", "real"] {
+        let x = g[&format!("{set}_x")].f32();
+        let n = g[&format!("{set}_x")].cols();
+        let imatrix = g[&format!("{set}_imatrix")].f32();
+        let ts = t.type_size();
+        let mut cmp = |what: &str, got: &[u8], key: &str| {
+            if let Some(d) = common::first_diff(got, g[key].u8(), ts) {
+                failures.push(format!("{name} {set} {what} ({key}): {d}"));
+            }
+        };
+        if let Some(want) = g.get(&format!("{set}_q")) {
+            let got = quant::quantize(t, &x, n, None, None).unwrap();
+            cmp("quantize", &got, &format!("{set}_q"));
+            let _ = want;
+        }
+        if g.contains_key(&format!("{set}_q_imat")) {
+            let got = quant::quantize(t, &x, n, Some(&imatrix), None).unwrap();
+            cmp("quantize with imatrix", &got, &format!("{set}_q_imat"));
+        }
+        if g.contains_key(&format!("{set}_q_ref")) {
+            let mut got = vec![0u8; g[&format!("{set}_q_ref")].data.len()];
+            quant::quantize_into(t, &x, n, None, Path::Ref, &mut got, None).unwrap();
+            cmp("reference quantize", &got, &format!("{set}_q_ref"));
+        }
+        for (qk, dk) in [("q", "deq"), ("q_imat", "deq_imat"), ("q_ref", "deq")] {
+            let (Some(q), Some(d)) = (g.get(&format!("{set}_{qk}")), g.get(&format!("{set}_{dk}"))) else { continue };
+            // deq belongs to q when q exists, else to q_ref (activation types).
+            if qk == "q_ref" && g.contains_key(&format!("{set}_q")) {
+                continue;
+            }
+            let got = quant::dequantize(t, q.u8(), None).unwrap();
+            if let Some(diff) = common::first_f32_diff(&got, &d.f32()) {
+                failures.push(format!("{name} {set} dequantize {qk}: {diff}"));
+            }
+        }
+        // Scalar reference vec_dot against the exact f64 value of the same quantized operands.
+        if let (Some(aq), Some(dt)) = (g.get(&format!("{set}_act_q")), t.dot_type()) {
+            let arow = dt.row_bytes(n).unwrap();
+            for (qk, vk) in [("q", "vecdot_f64"), ("q_imat", "vecdot_imat_f64")] {
+                let (Some(q), Some(exact)) = (g.get(&format!("{set}_{qk}")), g.get(&format!("{set}_{vk}"))) else { continue };
+                let exact = exact.f64();
+                let wrow = t.row_bytes(n).unwrap();
+                for r in 0..q.rows() {
+                    let w = &q.u8()[r * wrow..(r + 1) * wrow];
+                    let a = &aq.u8()[r * arow..(r + 1) * arow];
+                    let got = quant::vec_dot_ref(t, w, a, n).unwrap() as f64;
+                    // |err| / sum|x*y| is about 1e-8 for ggml's kernels (anchors/llamacpp.md §2); the
+                    // f32 reference sums in a different order, so allow 1e-5 of the row's magnitude
+                    // (measured max here is well below; scale by |exact|+n for rows near zero).
+                    let tol = 1e-5 * (exact[r].abs() + n as f64 * 1e-3);
+                    if (got - exact[r]).abs() > tol {
+                        failures.push(format!("{name} {set} vec_dot_ref {qk} row {r}: got {got} exact {}", exact[r]));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn golden_bit_exact() {
+    for name in IMPLEMENTED {
+        check_type(name);
+    }
+}
