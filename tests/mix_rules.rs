@@ -78,3 +78,90 @@ fn smollm2_q4_0() {
 fn smollm2_iq4_xs_imatrix() {
     check("IQ4_XS_imatrix", FileType::IQ4_XS, true);
 }
+
+/// The synthetic 32-layer GQA llama of `tests/fixtures/mix_32layer_gqa.json`.
+fn synthetic_32_layer() -> (ModelInfo, Vec<TensorDesc>) {
+    let model = ModelInfo { arch: "llama".into(), n_layer: 32, n_head: 32, n_head_kv: 8, n_expert: 0 };
+    let t = |name: String, dims: &[u64]| TensorDesc { name, dims: dims.to_vec(), ty: QuantType::F32 };
+    let mut v = vec![
+        t("token_embd.weight".into(), &[4096, 32000]),
+        t("output_norm.weight".into(), &[4096]),
+        t("output.weight".into(), &[4096, 32000]),
+    ];
+    for i in 0..32 {
+        v.push(t(format!("blk.{i}.attn_norm.weight"), &[4096]));
+        v.push(t(format!("blk.{i}.attn_q.weight"), &[4096, 4096]));
+        v.push(t(format!("blk.{i}.attn_k.weight"), &[4096, 1024]));
+        v.push(t(format!("blk.{i}.attn_v.weight"), &[4096, 1024]));
+        v.push(t(format!("blk.{i}.attn_output.weight"), &[4096, 4096]));
+        v.push(t(format!("blk.{i}.ffn_norm.weight"), &[4096]));
+        v.push(t(format!("blk.{i}.ffn_gate.weight"), &[4096, 14336]));
+        v.push(t(format!("blk.{i}.ffn_up.weight"), &[4096, 14336]));
+        v.push(t(format!("blk.{i}.ffn_down.weight"), &[14336, 4096]));
+    }
+    (model, v)
+}
+
+/// Expected type of one tensor from the fixture's hand-derived rules.
+fn expected(mix: &serde_json::Value, umb: &[u64], name: &str) -> String {
+    if name.ends_with("_norm.weight") {
+        return "F32".into();
+    }
+    let s = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+    if name == "output.weight" {
+        return s(&mix["output"][0]);
+    }
+    if name == "token_embd.weight" {
+        return mix.get("token_embd").map(|e| s(&e[0])).unwrap_or_else(|| s(&mix["default"]));
+    }
+    let rest = name.strip_prefix("blk.").unwrap();
+    let (layer, role) = rest.split_once('.').unwrap();
+    let layer: u64 = layer.parse().unwrap();
+    let role = role.trim_end_matches(".weight");
+    if let Some(rules) = mix.get(role) {
+        for r in rules.as_array().unwrap() {
+            let hit = match &r[0] {
+                serde_json::Value::String(w) if w == "all" => true,
+                serde_json::Value::String(w) if w == "UMB" => umb.contains(&layer),
+                serde_json::Value::Array(ls) => ls.iter().any(|l| l.as_u64() == Some(layer)),
+                other => panic!("bad layer set {other}"),
+            };
+            if hit {
+                return s(&r[1]);
+            }
+        }
+    }
+    s(&mix["default"])
+}
+
+#[test]
+fn synthetic_32_layer_gqa_every_mix() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mix_32layer_gqa.json");
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let umb: Vec<u64> = fixture["UMB"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let (model, tensors) = synthetic_32_layer();
+    let mut seen = Vec::new();
+    let mut bad = Vec::new();
+    for (key, mix) in fixture["mixes"].as_object().unwrap() {
+        let (name, imatrix) = match key.strip_suffix("+imatrix") {
+            Some(n) => (n, true),
+            None => (key.as_str(), false),
+        };
+        let ftype = FileType::from_name(name).unwrap_or_else(|| panic!("unknown mix {name}"));
+        seen.push(ftype);
+        let mut opts = MixOptions::new(ftype);
+        opts.has_imatrix = imatrix;
+        for c in plan(&model, &tensors, &opts).unwrap() {
+            let n = &tensors[c.index].name;
+            let want = expected(mix, &umb, n);
+            if c.target.name() != want {
+                bad.push(format!("{key} {n}: got {} want {want}", c.target));
+            }
+        }
+    }
+    // Every file type llama-quantize offers is covered by the fixture.
+    for f in FileType::ALL {
+        assert!(seen.contains(f), "fixture lacks {}", f.name());
+    }
+    assert!(bad.is_empty(), "{} differences:\n{}", bad.len(), bad.join("\n"));
+}
