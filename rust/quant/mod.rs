@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::types::QuantType;
 
 pub mod float;
+pub mod k;
 pub mod legacy;
 pub mod search;
 
@@ -102,6 +103,12 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
         T::F32 => &F32,
         T::F16 => &F16,
         T::BF16 => &BF16,
+        T::Q2_K => { static C: Codec = Codec::of_dot::<k::BlockQ2K>(); &C }
+        T::Q3_K => { static C: Codec = Codec::of_dot::<k::BlockQ3K>(); &C }
+        T::Q4_K => { static C: Codec = Codec::of_dot::<k::BlockQ4K>(); &C }
+        T::Q5_K => { static C: Codec = Codec::of_dot::<k::BlockQ5K>(); &C }
+        T::Q6_K => { static C: Codec = Codec::of_dot::<k::BlockQ6K>(); &C }
+        T::Q8_K => { static C: Codec = Codec::of::<k::BlockQ8K>(); &C }
         _ => return None,
     })
 }
