@@ -9,7 +9,22 @@ use kquants::quant::{self, Path};
 use kquants::QuantType;
 
 /// Types whose codecs exist. Grows as codecs land; `every_listed_type_is_supported` keeps it honest.
-const IMPLEMENTED: &[&str] = &["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1"];
+const IMPLEMENTED: &[&str] = &[
+    "F16",
+    "BF16",
+    "Q4_0",
+    "Q4_1",
+    "Q5_0",
+    "Q5_1",
+    "Q8_0",
+    "Q8_1",
+    "Q2_K",
+    "Q3_K",
+    "Q4_K",
+    "Q5_K",
+    "Q6_K",
+    "Q8_K",
+];
 
 #[test]
 fn every_listed_type_is_supported() {

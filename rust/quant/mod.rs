@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::types::QuantType;
 
 pub mod float;
+pub mod k;
 pub mod legacy;
 pub mod search;
 
@@ -114,6 +115,12 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
         T::Q5_1 => &Q5_1,
         T::Q8_0 => &Q8_0,
         T::Q8_1 => &Q8_1,
+        T::Q2_K => { static C: Codec = Codec::of_dot::<k::BlockQ2K>(); &C }
+        T::Q3_K => { static C: Codec = Codec::of_dot::<k::BlockQ3K>(); &C }
+        T::Q4_K => { static C: Codec = Codec::of_dot::<k::BlockQ4K>(); &C }
+        T::Q5_K => { static C: Codec = Codec::of_dot::<k::BlockQ5K>(); &C }
+        T::Q6_K => { static C: Codec = Codec::of_dot::<k::BlockQ6K>(); &C }
+        T::Q8_K => { static C: Codec = Codec::of::<k::BlockQ8K>(); &C }
         _ => return None,
     })
 }

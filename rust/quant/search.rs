@@ -287,3 +287,314 @@ mod tests {
         assert!(l.iter().all(|&v| v == 0));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// K-quant searches and scale packing (used by `quant::k`).
+// ---------------------------------------------------------------------------------------------
+
+/// Asymmetric scale-and-min search with explicit weights (ggml `make_qkx2_quants`), used by the
+/// reference (no-imatrix) quantizers of Q2_K, Q4_K and Q5_K. Levels `l_i ∈ [0, nmax]` with
+/// `x_i ≈ scale * l_i - min`; returns `(scale, min)`, `min >= 0` being ggml's `the_min`.
+///
+/// The same least-squares fit as [`make_qkx3_quants`], with three differences: the weights are
+/// always given; a group whose maximum equals its (non-positive) clamped minimum gets scale 0;
+/// and the initial candidate `iscale = nmax / (max - offset)` is scored before the sweep over
+/// `iscale = (rmin + rdelta * is + nmax) / (max - offset)`, `is = 0..=nstep`. A sweep candidate
+/// with `D = Σw Σw l² - (Σw l)² > 0` gets `scale = (Σw Σw x l - Σw x Σw l) / D` and
+/// `offset = (Σw l² Σw x - Σw l Σw x l) / D` (offset clamped to 0 with `scale = Σw x l / Σw l²`
+/// when positive), and replaces the incumbent when its error `Σ w_i e_i` is strictly smaller,
+/// `e_i = |scale l_i + offset - x_i|` if `use_mad`, else its square.
+///
+/// `x` must not be empty; `weights`, `l` and `laux` (scratch) must be at least `x.len()` long.
+#[allow(clippy::too_many_arguments)]
+pub fn make_qkx2_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: &[f32],
+    l: &mut [u8],
+    laux: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> (f32, f32) {
+    let n = x.len();
+    let (l, laux, weights) = (&mut l[..n], &mut laux[..n], &weights[..n]);
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l.fill(0);
+        return (0.0, -min);
+    }
+    let nmaxf = nmax as f32;
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
+    let mut iscale = nmaxf / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for i in 0..n {
+        let li = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+        l[i] = li as u8;
+        let diff = scale * li as f32 + min - x[i];
+        best_error += weights[i] * err(diff);
+    }
+    if nstep < 1 {
+        return (scale, -min);
+    }
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmaxf) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let li = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            laux[i] = li as u8;
+            let w = weights[i];
+            let lf = li as f32;
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * x[i];
+        }
+        let d = sum_w * sum_l2 - sum_l * sum_l;
+        if d > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for i in 0..n {
+                let diff = this_scale * laux[i] as f32 + this_min - x[i];
+                cur_error += weights[i] * err(diff);
+            }
+            if cur_error < best_error {
+                l.copy_from_slice(laux);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// Scale search for non-negative values such as sub-block scales (ggml `make_qp_quants`), used
+/// by the importance-weighted Q2_K, Q4_K and Q5_K quantizers to quantize their sub-block scales
+/// and mins: levels `l_i ∈ [0, nmax]`, `x_i ≈ scale * l_i`, weights `qw` (`Σ w` of each sub-block).
+///
+/// Let `M = max(0, max_i x_i)`; if `M < GROUP_MAX_EPS` the levels and the scale are 0. Otherwise:
+/// 1. pick the inverse scale among `(nmax + 0.1 is) / M`, `is = -4..=4` that minimizes the
+///    weighted error `Σ w_i (x_i - l_i / iscale)²` with `l_i = min(nmax, round(iscale x_i))`
+///    (`is = 0` first, which does not clamp its levels; later ones replace it only if strictly better);
+/// 2. refine the levels one at a time, up to 5 sweeps: for each `i`, with the sums
+///    `S_xl = Σ w x l`, `S_ll = Σ w l²` taken without `i`, try `l_i' = min(nmax, round(x_i S_ll / S_xl))`
+///    and keep it if it raises `S_xl² / S_ll` (the fit quality at the optimal scale);
+/// 3. return `S_xl / S_ll` (0 if `S_ll <= 0`).
+///
+/// As in ggml, levels are stored as bytes (a negative level, possible only for negative inputs,
+/// wraps), and the stored byte is what later arithmetic reads. `l` and `qw` must be at least
+/// `x.len()` long.
+pub fn make_qp_quants(nmax: i32, x: &[f32], l: &mut [u8], qw: &[f32]) -> f32 {
+    let n = x.len();
+    let (l, qw) = (&mut l[..n], &qw[..n]);
+    let mut max = 0.0f32;
+    for &v in x {
+        max = if max > v { max } else { v };
+    }
+    if max < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let nmaxf = nmax as f32;
+    let mut iscale = nmaxf / max;
+    for (li, &v) in l.iter_mut().zip(x) {
+        *li = nearest_int(iscale * v) as u8;
+    }
+    let scale = 1.0 / iscale;
+    let mut best_mse = 0.0f32;
+    for i in 0..n {
+        let diff = x[i] - scale * l[i] as f32;
+        best_mse += qw[i] * diff * diff;
+    }
+    for is in -4i32..=4 {
+        if is == 0 {
+            continue;
+        }
+        let iscale_is = (0.1f32 * is as f32 + nmaxf) / max;
+        let scale_is = 1.0 / iscale_is;
+        let mut mse = 0.0f32;
+        for i in 0..n {
+            let li = nearest_int(iscale_is * x[i]).min(nmax);
+            let diff = x[i] - scale_is * li as f32;
+            mse += qw[i] * diff * diff;
+        }
+        if mse < best_mse {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    let mut sumlx = 0.0f32;
+    let mut suml2 = 0.0f32;
+    for i in 0..n {
+        let li = nearest_int(iscale * x[i]).min(nmax);
+        l[i] = li as u8;
+        let w = qw[i];
+        let lf = li as f32;
+        sumlx += w * x[i] * lf;
+        suml2 += w * lf * lf;
+    }
+    for _ in 0..5 {
+        let mut n_changed = 0;
+        for i in 0..n {
+            let w = qw[i];
+            let li = l[i] as f32;
+            let mut slx = sumlx - w * x[i] * li;
+            let mut sl2 = suml2 - w * li * li;
+            if slx > 0.0 && sl2 > 0.0 {
+                let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
+                if new_l != l[i] as i32 {
+                    let nf = new_l as f32;
+                    slx += w * x[i] * nf;
+                    sl2 += w * nf * nf;
+                    if slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        l[i] = new_l as u8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed += 1;
+                    }
+                }
+            }
+        }
+        if n_changed == 0 {
+            break;
+        }
+    }
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
+/// Symmetric search with `x²` weights and coordinate refinement (ggml `make_q3_quants`), used by
+/// the reference Q3_K quantizer: levels `L_i = l_i + nmax`, `l_i ∈ [-nmax, nmax-1]`,
+/// `x_i ≈ scale * l_i`. Returns the scale (0 for a group whose largest magnitude is below
+/// `GROUP_MAX_EPS`, levels 0).
+///
+/// With `m` the value of largest magnitude, start from `l_i = round(-nmax x_i / m)` (clamped).
+/// With `do_rmse`, refine one level at a time for up to 5 sweeps: with `S_xl = Σ w x l`,
+/// `S_ll = Σ w l²` (`w = x²`) taken without `i`, if `S_xl > 0` try
+/// `l_i' = round(x_i S_ll / S_xl)` (clamped) and keep it if `S_ll' > 0` and it raises
+/// `S_xl² / S_ll`; return `S_xl / S_ll` (0 if `S_ll <= 0`). Without `do_rmse` return `-m / nmax`.
+/// `l` must be at least `x.len()` long.
+pub fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8], do_rmse: bool) -> f32 {
+    let n = x.len();
+    let l = &mut l[..n];
+    let mut max = 0.0f32;
+    let mut amax = 0.0f32;
+    for &v in x {
+        let ax = v.abs();
+        if ax > amax {
+            amax = ax;
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let clamp = |v: i32| v.clamp(-nmax, nmax - 1);
+    if do_rmse {
+        let mut sumlx = 0.0f32;
+        let mut suml2 = 0.0f32;
+        for i in 0..n {
+            let li = clamp(nearest_int(iscale * x[i]));
+            l[i] = li as i8;
+            let w = x[i] * x[i];
+            let lf = li as f32;
+            sumlx += w * x[i] * lf;
+            suml2 += w * lf * lf;
+        }
+        for _ in 0..5 {
+            let mut n_changed = 0;
+            for i in 0..n {
+                let w = x[i] * x[i];
+                let li = l[i] as f32;
+                let mut slx = sumlx - w * x[i] * li;
+                if slx > 0.0 {
+                    let mut sl2 = suml2 - w * li * li;
+                    let new_l = clamp(nearest_int(x[i] * sl2 / slx));
+                    if new_l != l[i] as i32 {
+                        let nf = new_l as f32;
+                        slx += w * x[i] * nf;
+                        sl2 += w * nf * nf;
+                        if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                            l[i] = new_l as i8;
+                            sumlx = slx;
+                            suml2 = sl2;
+                            n_changed += 1;
+                        }
+                    }
+                }
+            }
+            if n_changed == 0 {
+                break;
+            }
+        }
+        for li in l.iter_mut() {
+            *li = li.wrapping_add(nmax as i8);
+        }
+        return if suml2 > 0.0 { sumlx / suml2 } else { 0.0 };
+    }
+    for (li, &v) in l.iter_mut().zip(x) {
+        *li = (clamp(nearest_int(iscale * v)) + nmax) as i8;
+    }
+    1.0 / iscale
+}
+
+/// The 6-bit scale and min of sub-block `j` (0..8) from the 12 packed bytes of a Q4_K/Q5_K
+/// block (ggml `get_scale_min_k4`). Bytes 0..4 hold scales 0..3 and bytes 4..8 mins 0..3 in
+/// their low 6 bits; bytes 8..12 hold the low nibbles of scale (low) and min (high) 4..7, whose
+/// top 2 bits sit in the top bits of bytes 0..4 (scales) and 4..8 (mins).
+#[inline(always)]
+pub fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Pack eight 6-bit scales and mins into the 12-byte layout [`get_scale_min_k4`] reads, with
+/// ggml's exact bit operations (a value above 63 spills into neighbouring fields as it does in
+/// ggml; the quantizers only produce such values from non-finite intermediate results).
+#[inline]
+pub fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
+    let mut q = [0u8; 12];
+    for j in 0..8 {
+        if j < 4 {
+            q[j] = ls[j];
+            q[j + 4] = lm[j];
+        } else {
+            q[j + 4] = (ls[j] & 0xF) | ((lm[j] & 0xF) << 4);
+            q[j - 4] |= (ls[j] >> 4) << 6;
+            q[j] |= (lm[j] >> 4) << 6;
+        }
+    }
+    q
+}
