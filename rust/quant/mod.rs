@@ -13,6 +13,11 @@ use crate::error::{Error, Result};
 use crate::types::QuantType;
 
 pub mod float;
+mod act_view;
+pub mod binary;
+pub mod fp4;
+pub mod iq4;
+pub mod ternary;
 
 /// One ggml block: `TYPE.block_size()` values stored in `size_of::<Self>()` bytes.
 ///
@@ -100,6 +105,14 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
         T::F32 => &F32,
         T::F16 => &F16,
         T::BF16 => &BF16,
+        T::IQ4_NL => { static C: Codec = Codec::of_dot::<iq4::BlockIQ4NL>(); &C }
+        T::IQ4_XS => { static C: Codec = Codec::of_dot::<iq4::BlockIQ4XS>(); &C }
+        T::TQ1_0 => { static C: Codec = Codec::of_dot::<ternary::BlockTQ1_0>(); &C }
+        T::TQ2_0 => { static C: Codec = Codec::of_dot::<ternary::BlockTQ2_0>(); &C }
+        T::MXFP4 => { static C: Codec = Codec::of_dot::<fp4::BlockMXFP4>(); &C }
+        T::NVFP4 => { static C: Codec = Codec::of_dot::<fp4::BlockNVFP4>(); &C }
+        T::Q1_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ1_0>(); &C }
+        T::Q2_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ2_0>(); &C }
         _ => return None,
     })
 }
