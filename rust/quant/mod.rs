@@ -16,6 +16,11 @@ pub mod float;
 pub mod k;
 pub mod legacy;
 pub mod search;
+mod act_view;
+pub mod binary;
+pub mod fp4;
+pub mod iq4;
+pub mod ternary;
 
 /// One ggml block: `TYPE.block_size()` values stored in `size_of::<Self>()` bytes.
 ///
@@ -121,6 +126,14 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
         T::Q5_K => { static C: Codec = Codec::of_dot::<k::BlockQ5K>(); &C }
         T::Q6_K => { static C: Codec = Codec::of_dot::<k::BlockQ6K>(); &C }
         T::Q8_K => { static C: Codec = Codec::of::<k::BlockQ8K>(); &C }
+        T::IQ4_NL => { static C: Codec = Codec::of_dot::<iq4::BlockIQ4NL>(); &C }
+        T::IQ4_XS => { static C: Codec = Codec::of_dot::<iq4::BlockIQ4XS>(); &C }
+        T::TQ1_0 => { static C: Codec = Codec::of_dot::<ternary::BlockTQ1_0>(); &C }
+        T::TQ2_0 => { static C: Codec = Codec::of_dot::<ternary::BlockTQ2_0>(); &C }
+        T::MXFP4 => { static C: Codec = Codec::of_dot::<fp4::BlockMXFP4>(); &C }
+        T::NVFP4 => { static C: Codec = Codec::of_dot::<fp4::BlockNVFP4>(); &C }
+        T::Q1_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ1_0>(); &C }
+        T::Q2_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ2_0>(); &C }
         _ => return None,
     })
 }
