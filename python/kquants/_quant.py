@@ -163,7 +163,9 @@ def _float32(x: Any, bfloat16: bool) -> npt.NDArray[np.float32]:
         hint = " (pass bfloat16=True for bfloat16 bits stored as uint16)" if arr.dtype == np.uint16 else ""
         raise TypeError(f"quantize expects a floating-point array, got dtype {arr.dtype}{hint}")
     if arr.dtype != np.float32:
-        arr = arr.astype(np.float32)
+        # Values beyond float32 range become inf here and are reported as non-finite input.
+        with np.errstate(over="ignore"):
+            arr = arr.astype(np.float32)
     return arr
 
 
