@@ -6,5 +6,15 @@ See the README for a tour. The native core is ``kquants._kquants`` (Rust, via Py
 from __future__ import annotations
 
 from ._kquants import GGUFError, __version__
+from ._quant import QTensor, dequantize, quantize
+from ._types import QuantType, quant_types
 
-__all__ = ["GGUFError", "__version__"]
+__all__ = [
+    "GGUFError",
+    "QTensor",
+    "QuantType",
+    "__version__",
+    "dequantize",
+    "quant_types",
+    "quantize",
+]
