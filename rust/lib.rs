@@ -16,7 +16,10 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod imatrix;
 pub mod mix;
+pub mod quantize_model;
+pub mod gguf;
 pub mod quant;
 pub mod types;
 

@@ -6,5 +6,20 @@ See the README for a tour. The native core is ``kquants._kquants`` (Rust, via Py
 from __future__ import annotations
 
 from ._kquants import GGUFError, __version__
+from ._quantize_model import MIXES, QuantizeReport, TensorChange, quantize_model
+from ._quant import QTensor, dequantize, quantize
+from ._types import QuantType, quant_types
 
-__all__ = ["GGUFError", "__version__"]
+__all__ = [
+    "MIXES",
+    "QuantizeReport",
+    "TensorChange",
+    "quantize_model",
+    "GGUFError",
+    "QTensor",
+    "QuantType",
+    "__version__",
+    "dequantize",
+    "quant_types",
+    "quantize",
+]
