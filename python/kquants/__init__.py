@@ -6,5 +6,6 @@ See the README for a tour. The native core is ``kquants._kquants`` (Rust, via Py
 from __future__ import annotations
 
 from ._kquants import GGUFError, __version__
+from .gguf import GGUFFile, GGUFWriter, Tensor, open
 
-__all__ = ["GGUFError", "__version__"]
+__all__ = ["GGUFError", "GGUFFile", "GGUFWriter", "Tensor", "__version__", "open"]
