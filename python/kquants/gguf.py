@@ -99,6 +99,20 @@ def _type_name(t: Any) -> str:
     raise TypeError(f"expected a ggml type name, id or QuantType, got {type(t).__name__}")
 
 
+def _expected_nbytes(tname: str, ne: list[int]) -> int | None:
+    """Bytes a tensor of this type and GGUF-order shape takes, or None when the shape is invalid
+    (the native writer then reports why)."""
+    for name, _, blck, tsize, _ in _kquants._type_table():
+        if name == tname:
+            if not ne or ne[0] <= 0 or ne[0] % blck:
+                return None
+            n = ne[0] // blck * tsize
+            for d in ne[1:]:
+                n *= d
+            return n
+    return None
+
+
 def _tensor_numpy(self: Tensor) -> np.ndarray:
     """Typed zero-copy read-only view in NumPy order.
 
@@ -337,7 +351,11 @@ def _encode(value: Any, spec: str) -> tuple[int, bytes]:
                 raise TypeError(f"array[bool] needs bool elements, got dtype {arr.dtype}")
             if arr.size and inner[0] in "ui":
                 if arr.dtype.kind not in "iu":
-                    raise TypeError(f"{spec} needs integer elements, got dtype {arr.dtype}")
+                    # Python ints beyond int64 (e.g. [2**63, 1]) make NumPy pick float or object.
+                    items = list(value)
+                    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in items):
+                        raise TypeError(f"{spec} needs integer elements, got dtype {arr.dtype}")
+                    arr = np.array([int(v) for v in items], dtype=object)
                 info = np.iinfo(np.dtype(dt))
                 lo, hi = int(arr.min()), int(arr.max())
                 if lo < info.min or hi > info.max:
@@ -434,9 +452,10 @@ class GGUFWriter:
                 raise ValueError("shape= is required with raw tensor bytes")
             buf = _as_bytes_array(data)
         ne = [int(d) for d in reversed(tuple(shape))]
-        _, nbytes = self._w.add_tensor_info(name, ne, tname)
-        if buf.size != nbytes:
-            raise ValueError(f"tensor {name!r}: {tname} with shape {tuple(shape)} takes {nbytes} bytes, got {buf.size}")
+        expected = _expected_nbytes(tname, ne)
+        if expected is not None and buf.size != expected:
+            raise ValueError(f"tensor {name!r}: {tname} with shape {tuple(shape)} takes {expected} bytes, got {buf.size}")
+        _, nbytes = self._w.add_tensor_info(name, ne, tname)  # validates the shape
         self._sizes.append(nbytes)
         self._pending.append(buf)
 
