@@ -346,3 +346,26 @@ def test_quant_type_accepted_as_name_id_or_enum(tmp_path):
     with kquants.open(target) as f:
         assert [t.type_name for t in f.tensors.values()] == ["Q8_0", "Q8_0", "Q8_0", "Q4_0"]
         assert f.tensors["d"].shape == (2, 32)
+
+
+def test_cli_inspect_table_and_json(tmp_path, capsys):
+    import json
+
+    from kquants.cli import main
+
+    path = default_model_path()
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "tokenizer.ggml.tokens" in out and "(49152 items)]" in out
+    assert "token_embd.weight" in out and "(49152, 576)" in out
+    assert main(["inspect", "--json", str(path)]) == 0
+    js = json.loads(capsys.readouterr().out)
+    ref = ggufpy.GGUFReader(path)
+    assert [t["name"] for t in js["tensors"]] == [t.name for t in ref.tensors]
+    assert [t["file_offset"] for t in js["tensors"]] == [t.data_offset for t in ref.tensors]
+    assert js["metadata"]["tokenizer.ggml.tokens"]["length"] == 49152
+    assert js["metadata"]["tokenizer.ggml.tokens"]["truncated"] is True
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00")
+    assert main(["inspect", str(bad)]) == 1
+    assert "at byte offset 4" in capsys.readouterr().err
