@@ -243,3 +243,70 @@ fn scale_min_k4_round_trip() {
         assert_eq!(get_scale_min_k4(j, &q), (ls[j], lm[j]));
     }
 }
+
+mod lanes {
+    use crate::quant::search::*;
+    use proptest::prelude::*;
+
+    /// Groups mixing ordinary values, constant groups (degenerate), zeros and negatives.
+    fn groups<const N: usize, const K: usize>() -> impl Strategy<Value = Vec<[f32; N]>> {
+        let group = prop_oneof![
+            4 => prop::array::uniform::<_, N>(-1.0f32..1.0).prop_map(|a| a),
+            1 => (-1.0f32..1.0).prop_map(|v| [v; N]),
+            1 => Just([0.0f32; N]),
+            1 => prop::array::uniform::<_, N>(-1.0f32..-0.01),
+            1 => prop::array::uniform::<_, N>(prop_oneof![Just(0.0f32), 0.0f32..3.0]),
+        ];
+        prop::collection::vec(group, K)
+    }
+
+    fn lanes_of<const N: usize, const K: usize>(g: &[[f32; N]]) -> [[f32; K]; N] {
+        let flat: Vec<f32> = g.iter().flatten().copied().collect();
+        to_lanes::<N, K>(&flat)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn qkx_lanes_equal_scalar(x in groups::<32, 8>(), w in groups::<32, 8>(), mad in any::<bool>()) {
+            let w: Vec<[f32; 32]> = w.iter().map(|g| g.map(f32::abs)).collect();
+            let (xt, wt) = (lanes_of::<32, 8>(&x), lanes_of::<32, 8>(&w));
+            let mut lt = [[0u8; 8]; 32];
+            let (s, m) = if mad {
+                make_qkx_quants_lanes::<32, 8, true>(15, &xt, &wt, &mut lt, -1.0, 0.1, 20)
+            } else {
+                make_qkx_quants_lanes::<32, 8, false>(15, &xt, &wt, &mut lt, -1.0, 0.1, 20)
+            };
+            for g in 0..8 {
+                let (mut l, mut aux) = ([0u8; 32], [0u8; 32]);
+                let (s2, m2) = make_qkx2_quants(15, &x[g], &w[g], &mut l, &mut aux, -1.0, 0.1, 20, mad);
+                prop_assert_eq!((s[g].to_bits(), m[g].to_bits()), (s2.to_bits(), m2.to_bits()), "group {}", g);
+                prop_assert_eq!(l, core::array::from_fn(|i| lt[i][g]));
+                let (s3, m3) = make_qkx3_quants(15, &x[g], Some(&w[g]), &mut l, &mut aux, -1.0, 0.1, 20, mad);
+                prop_assert_eq!((s3.to_bits(), m3.to_bits()), (s2.to_bits(), m2.to_bits()));
+            }
+        }
+
+        #[test]
+        fn qx_lanes_equal_scalar(x in groups::<16, 16>(), w in groups::<16, 16>(), weighted in any::<bool>()) {
+            let xt = lanes_of::<16, 16>(&x);
+            let w: Vec<[f32; 16]> = if weighted {
+                w.iter().map(|g| g.map(f32::abs)).collect()
+            } else {
+                x.iter().map(|g| g.map(|v| v * v)).collect()
+            };
+            let wt = lanes_of::<16, 16>(&w);
+            for nmax in [4, 32] {
+                let mut lt = [[0i8; 16]; 16];
+                let s = make_qx_quants_lanes::<16, 16>(nmax, &xt, &wt, &mut lt);
+                for g in 0..16 {
+                    let mut l = [0i8; 16];
+                    let s2 = make_qx_quants(nmax, &x[g], &mut l, 1, if weighted { Some(&w[g]) } else { None });
+                    prop_assert_eq!(s[g].to_bits(), s2.to_bits(), "nmax {} group {}", nmax, g);
+                    prop_assert_eq!(l, core::array::from_fn(|i| lt[i][g]));
+                }
+            }
+        }
+    }
+}
