@@ -9,6 +9,7 @@ from ._kquants import GGUFError, __version__
 from ._quantize_model import MIXES, QuantizeReport, TensorChange, quantize_model
 from ._quant import QTensor, dequantize, quantize
 from ._types import QuantType, quant_types
+from .gguf import GGUFFile, GGUFWriter, Tensor, open
 
 __all__ = [
     "MIXES",
@@ -16,10 +17,14 @@ __all__ = [
     "TensorChange",
     "quantize_model",
     "GGUFError",
+    "GGUFFile",
+    "GGUFWriter",
     "QTensor",
     "QuantType",
+    "Tensor",
     "__version__",
     "dequantize",
+    "open",
     "quant_types",
     "quantize",
 ]

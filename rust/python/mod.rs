@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod error;
+mod gguf;
 mod quant;
 mod quantize;
 
@@ -16,5 +17,6 @@ fn _kquants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GGUFError", m.py().get_type::<GGUFError>())?;
     quant::register(m)?;
     quantize::register(m)?;
+    gguf::register(m)?;
     Ok(())
 }
