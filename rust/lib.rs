@@ -15,6 +15,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod error;
 pub mod imatrix;
 pub mod mix;

@@ -223,7 +223,7 @@ pub fn quantize_model(
             }
         }
     }
-    for c in &choices {
+    for c in choices.iter().filter(|_| !opts.dry_run) {
         let t = &f.tensors()[c.index];
         if c.target != t.ty && !quant::is_supported(c.target) {
             return Err(Error::Unsupported { ty: c.target, op: "quantization (not implemented yet)" });
