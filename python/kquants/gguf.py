@@ -102,7 +102,7 @@ def _type_name(t: Any) -> str:
 def _expected_nbytes(tname: str, ne: list[int]) -> int | None:
     """Bytes a tensor of this type and GGUF-order shape takes, or None when the shape is invalid
     (the native writer then reports why)."""
-    for name, _, blck, tsize, _ in _kquants._type_table():
+    for name, _, blck, tsize, *_ in _kquants._type_table():
         if name == tname:
             if not ne or ne[0] <= 0 or ne[0] % blck:
                 return None
