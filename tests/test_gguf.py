@@ -67,6 +67,7 @@ def assert_matches_gguf_py(path: Path) -> None:
         for rt in ref.tensors:
             t = f.tensors[rt.name]
             assert t.type_name == rt.tensor_type.name
+            assert t.type is kquants.QuantType(int(rt.tensor_type)) and t.type_id == int(rt.tensor_type)
             assert t.ne == tuple(int(x) for x in rt.shape)
             assert t.shape == tuple(reversed(t.ne))
             assert t.nbytes == rt.n_bytes
