@@ -3,7 +3,9 @@
 import numpy as np
 import numpy.typing as npt
 from os import PathLike
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, final
+
+from kquants._types import QuantType
 
 __version__: str
 
@@ -29,7 +31,10 @@ def _dequantize(data: npt.NDArray[np.uint8], type_id: int, threads: int | None =
 
 def _vec_dot_ref(type_id: int, a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], n: int) -> float:
     """Scalar reference dot of a row of ``type_id`` with a row of its activation type, ``n`` values each."""
+
 # --- GGUF (rust/python/gguf.rs; the public wrappers are in kquants/gguf.py) ---
+
+@final
 class Tensor:
     """One tensor of a GGUF file (shape in NumPy order: GGUF ne[] reversed)."""
     @property
@@ -39,8 +44,8 @@ class Tensor:
     @property
     def ne(self) -> tuple[int, ...]: ...
     @property
-    def type(self) -> Any:
-        """A ``kquants.QuantType`` member when kquants defines that enum, else the type name."""
+    def type(self) -> QuantType:
+        """The ggml type (a ``kquants.QuantType`` member)."""
     @property
     def type_name(self) -> str: ...
     @property
@@ -60,8 +65,10 @@ class Tensor:
         """Zero-copy read-only uint8 view that keeps the file mapped."""
     def numpy(self) -> np.ndarray:
         """Typed zero-copy view (see kquants.gguf)."""
+
+@final
 class _GGUFFile:
-    def __init__(self, path: Union[str, PathLike[str]]) -> None: ...
+    def __new__(cls, path: Union[str, PathLike[str]]) -> _GGUFFile: ...
     @property
     def path(self) -> str: ...
     @property
@@ -76,13 +83,17 @@ class _GGUFFile:
     def metadata_value(self, key: str) -> Any: ...
     def tensors(self) -> list[Tensor]: ...
     def close(self) -> None: ...
+
+@final
 class _GGUFWriter:
-    def __init__(self, path: Union[str, PathLike[str]], alignment: int = 32) -> None: ...
+    def __new__(cls, path: Union[str, PathLike[str]], alignment: int = 32) -> _GGUFWriter: ...
     def add_metadata_encoded(self, key: str, type_id: int, encoded: bytes) -> None: ...
     def add_tensor_info(self, name: str, ne: list[int], type_name: str) -> tuple[int, int]: ...
     def write_tensor_data(self, data: npt.NDArray[np.uint8]) -> None: ...
     def next_tensor(self) -> Optional[tuple[str, int]]: ...
     def finish(self) -> None: ...
     def abort(self) -> None: ...
+
+@final
 class _Buffer:
     def __len__(self) -> int: ...
