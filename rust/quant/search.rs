@@ -106,8 +106,7 @@ pub fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8], rmse_type: i32, qw: Op
         *s = -(nmaxf + 0.1f32 * is as f32) / max;
     }
     let (mut slx, mut sl2) = ([0.0f32; NC], [0.0f32; NC]);
-    for i in 0..n {
-        let xi = x[i];
+    for (i, &xi) in x.iter().enumerate() {
         let w = weight(i);
         let wx = w * xi;
         for c in 0..NC {
@@ -171,16 +170,16 @@ pub fn make_qkx3_quants(
     let mut max = x[0];
     let mut sum_w = weight(0);
     let mut sum_x = sum_w * x[0];
-    for i in 1..n {
-        if x[i] < min {
-            min = x[i];
+    for (i, &xi) in x.iter().enumerate().skip(1) {
+        if xi < min {
+            min = xi;
         }
-        if x[i] > max {
-            max = x[i];
+        if xi > max {
+            max = xi;
         }
         let w = weight(i);
         sum_w += w;
-        sum_x += w * x[i];
+        sum_x += w * xi;
     }
     if min > 0.0 {
         min = 0.0;
@@ -346,8 +345,8 @@ pub fn make_qkx3_quants_lanes<const LANES: usize>(
         }
     }
     // ggml stops after the first fit when nstep < 1.
-    let steps = if nstep < 1 { 0..=-1 } else { 0..=nstep };
-    for is in steps {
+    let last = if nstep < 1 { -1 } else { nstep };
+    for is in 0..=last {
         let mut isc = [0.0f32; LANES];
         for g in 0..LANES {
             isc[g] = (rmin + rdelta * is as f32 + nmaxf) / (max[g] - min[g]);
