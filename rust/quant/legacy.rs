@@ -12,7 +12,7 @@
 //! degenerate blocks (subnormal maxima whose inverse scale overflows) give ggml's bytes.
 #![forbid(unsafe_code)]
 
-use super::search::{make_qkx3_quants, make_qx_quants, nearest_int};
+use super::search::{make_qkx3_quants, make_qkx3_quants_lanes, make_qx_quants, nearest_int};
 use super::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -419,13 +419,32 @@ fn qx_0_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&
 }
 
 /// Q4_1 / Q5_1: scale-and-min search with `nmax` (15 or 31); `emit` stores `(d, m)` and levels.
+/// Eight blocks at a time go through the lane-parallel search (bit-identical to the scalar one).
 fn qx_1_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&mut B, f32, f32, &[u8; QK])) {
+    const G: usize = 8;
     let sigma2 = row_sigma2(x);
-    let (mut l, mut laux) = ([0u8; QK], [0u8; QK]);
-    for ((y, xb), qb) in dst.iter_mut().zip(blocks(x)).zip(qw.chunks_exact(QK)) {
+    let nb = dst.len().min(x.len() / QK);
+    let full = nb / G * G;
+    let mut w = [0.0f32; G * QK];
+    let mut l = [0u8; G * QK];
+    for (gi, ys) in dst[..full].chunks_exact_mut(G).enumerate() {
+        let xs = &x[gi * G * QK..(gi + 1) * G * QK];
+        for ((wb, xb), qb) in w.chunks_exact_mut(QK).zip(blocks(xs)).zip(qw[gi * G * QK..].chunks_exact(QK)) {
+            wb.copy_from_slice(&block_weights(xb, qb, sigma2));
+        }
+        let res = make_qkx3_quants_lanes::<G>(nmax, xs, Some(&w), &mut l, -0.9, 0.05, 36, false);
+        for ((y, &(d, the_min)), lb) in ys.iter_mut().zip(&res).zip(l.chunks_exact(QK)) {
+            if let Ok(lb) = <&[u8; QK]>::try_from(lb) {
+                emit(y, d, -the_min, lb);
+            }
+        }
+    }
+    let (mut lb, mut laux) = ([0u8; QK], [0u8; QK]);
+    let tail = blocks(&x[full * QK..]).zip(qw[full * QK..].chunks_exact(QK));
+    for (y, (xb, qb)) in dst[full..nb].iter_mut().zip(tail) {
         let w = block_weights(xb, qb, sigma2);
-        let (d, the_min) = make_qkx3_quants(nmax, xb, Some(&w), &mut l, &mut laux, -0.9, 0.05, 36, false);
-        emit(y, d, -the_min, &l);
+        let (d, the_min) = make_qkx3_quants(nmax, xb, Some(&w), &mut lb, &mut laux, -0.9, 0.05, 36, false);
+        emit(y, d, -the_min, &lb);
     }
 }
 
