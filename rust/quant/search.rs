@@ -1059,3 +1059,89 @@ pub fn to_lanes<const N: usize, const K: usize>(x: &[f32]) -> [[f32; K]; N] {
     }
     out
 }
+
+/// [`make_q3_quants`] with `do_rmse` on `K` independent groups of `N` values at once,
+/// bit-identical per group (layout as in [`make_qkx_quants_lanes`]). Each lane runs ggml's
+/// coordinate refinement in the same order; a lane whose sweep changed nothing stops taking
+/// part, exactly where the scalar loop breaks. Writes the levels `l + nmax` to `lt` and returns
+/// the per-group scales.
+pub fn make_q3_quants_lanes<const N: usize, const K: usize>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    lt: &mut [[i8; K]; N],
+) -> [f32; K] {
+    let nmaxf = nmax as f32;
+    let clamp = |v: i32| v.max(-nmax).min(nmax - 1);
+    let mut max = [0f32; K];
+    let mut amax = [0f32; K];
+    for row in xt {
+        for g in 0..K {
+            let ax = row[g].abs();
+            if ax > amax[g] {
+                amax[g] = ax;
+                max[g] = row[g];
+            }
+        }
+    }
+    let iscale: [f32; K] = core::array::from_fn(|g| -nmaxf / max[g]);
+    // Levels without the +nmax offset while refining.
+    let mut lv = [[0i32; K]; N];
+    let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+    for i in 0..N {
+        for g in 0..K {
+            let x = xt[i][g];
+            let l = clamp(nearest_int(iscale[g] * x));
+            lv[i][g] = l;
+            let w = x * x;
+            let lf = l as f32;
+            sumlx[g] += w * x * lf;
+            suml2[g] += w * lf * lf;
+        }
+    }
+    let mut active = [true; K];
+    for _ in 0..5 {
+        let mut changed = [false; K];
+        for i in 0..N {
+            for g in 0..K {
+                let x = xt[i][g];
+                let w = x * x;
+                let li = lv[i][g] as f32;
+                let slx = sumlx[g] - w * x * li;
+                let sl2 = suml2[g] - w * li * li;
+                let new_l = clamp(nearest_int(x * sl2 / slx));
+                let nf = new_l as f32;
+                let slx2 = slx + w * x * nf;
+                let sl22 = sl2 + w * nf * nf;
+                let take = active[g]
+                    && slx > 0.0
+                    && new_l != lv[i][g]
+                    && sl22 > 0.0
+                    && slx2 * slx2 * suml2[g] > sumlx[g] * sumlx[g] * sl22;
+                if take {
+                    lv[i][g] = new_l;
+                    sumlx[g] = slx2;
+                    suml2[g] = sl22;
+                    changed[g] = true;
+                }
+            }
+        }
+        for g in 0..K {
+            active[g] &= changed[g];
+        }
+        if !active.iter().any(|&a| a) {
+            break;
+        }
+    }
+    let mut scale = [0f32; K];
+    for g in 0..K {
+        scale[g] = if suml2[g] > 0.0 { sumlx[g] / suml2[g] } else { 0.0 };
+        let zero = amax[g] < GROUP_MAX_EPS;
+        if zero {
+            scale[g] = 0.0;
+        }
+        for i in 0..N {
+            lt[i][g] = if zero { 0 } else { (lv[i][g] + nmax) as i8 };
+        }
+    }
+    scale
+}
