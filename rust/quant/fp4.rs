@@ -97,6 +97,8 @@ pub fn ue4m3_to_f32(x: u8) -> f32 {
 /// subnormals rounded half up, normals rounded on the first dropped mantissa bit, overflow → 0x7E.
 #[inline]
 pub fn f32_to_ue4m3(x: f32) -> u8 {
+    // Written as ggml does so that NaN also takes this branch.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     if !(x > 0.0) {
         return 0;
     }

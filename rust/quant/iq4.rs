@@ -83,6 +83,7 @@ fn best_index(x: f32) -> u8 {
     // number of V[1..15] with !(x < v), which needs no branches (and, like the bisection, sends
     // NaN to the top bracket).
     let mut mu = 1usize;
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     for v in &V[1..15] {
         mu += !(x < *v) as usize;
     }

@@ -66,7 +66,7 @@ fn scale_of(x: &[f32]) -> (f32, f32) {
 #[inline(always)]
 fn pack_trits(codes: impl Iterator<Item = i32>) -> u8 {
     let q = codes.fold(0u8, |q, c| q.wrapping_mul(3).wrapping_add(c as u8));
-    ((q as u16 * 256 + 242) / 243) as u8
+    (q as u16 * 256).div_ceil(243) as u8
 }
 
 /// Trit `k` (0 = most significant) of a TQ1_0 byte, as -1, 0 or 1.
