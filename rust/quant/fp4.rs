@@ -127,19 +127,29 @@ pub fn f32_to_ue4m3(x: f32) -> u8 {
 }
 
 /// Index of the E2M1 code whose value times `e` is nearest to `x`; the first such code on ties
-/// (ggml `best_index_mxfp4`, same float operations).
+/// (ggml `best_index_mxfp4`, which scans all 16 codes computing `|k·e - x|`).
+///
+/// Only the 8 non-negative codes are scanned, against `|x|`: float subtraction is sign-symmetric,
+/// so code `8 + i` (value `-k_i`) has for `x` exactly the error code `i` has for `-x`; and for
+/// `x >= 0` no negative code beats code 0 (error `x`), while for `x < 0` no positive one does.
+/// Negative codes come after positive ones, so they win only when strictly better than code 0.
 #[inline(always)]
 fn best_index_fp4(x: f32, e: f32) -> u8 {
+    let a = x.abs();
     let mut best = 0u8;
-    let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
-    for (i, &k) in KVALUES_FP4.iter().enumerate().skip(1) {
-        let err = (k as f32 * e - x).abs();
+    let mut best_err = (KVALUES_FP4[0] as f32 * e - a).abs();
+    for i in 1..8 {
+        let err = (KVALUES_FP4[i] as f32 * e - a).abs();
         if err < best_err {
             best = i as u8;
             best_err = err;
         }
     }
-    best
+    if x < 0.0 && best != 0 {
+        best + 8
+    } else {
+        best
+    }
 }
 
 /// Quantize `x` (2·`half` values) with scale `d` into `half` bytes: value `j` in the low nibble
@@ -268,6 +278,38 @@ impl DotBlock for BlockNVFP4 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ggml's 16-code scan, written out.
+    fn best_index_scan(x: f32, e: f32) -> u8 {
+        let mut best = 0u8;
+        let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
+        for i in 1..16 {
+            let err = (KVALUES_FP4[i] as f32 * e - x).abs();
+            if err < best_err {
+                best = i as u8;
+                best_err = err;
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn best_index_matches_full_scan() {
+        for e in [1.0f32, 0.25, 2f32.powi(-128), 2f32.powi(125), 3.0e-5] {
+            let mut x = -14.0f32;
+            while x <= 14.0 {
+                for v in [x * e, -x * e, f32::from_bits((x * e).to_bits().wrapping_add(1))] {
+                    assert_eq!(best_index_fp4(v, e), best_index_scan(v, e), "x {v:e} e {e:e}");
+                }
+                x += 0.125;
+            }
+        }
+        for v in [f32::MAX, -f32::MAX, 0.0, -0.0, f32::MIN_POSITIVE, -1e-45] {
+            for e in [1.0f32, 2f32.powi(125), 2f32.powi(-128)] {
+                assert_eq!(best_index_fp4(v, e), best_index_scan(v, e), "x {v:e} e {e:e}");
+            }
+        }
+    }
 
     #[test]
     fn ue4m3_round_trips_every_code() {
