@@ -152,13 +152,47 @@ fn best_index_fp4(x: f32, e: f32) -> u8 {
     }
 }
 
+/// Decision thresholds between neighbouring non-negative E2M1 values, in units of the scale
+/// (midpoints of 0, 1, 2, 3, 4, 6, 8, 12).
+const MIDPOINTS: [f32; 7] = [0.5, 1.5, 2.5, 3.5, 5.0, 7.0, 10.0];
+
+/// [`best_index_fp4`] without the scan, for `0 < d <= 2^123` and `|v| <= 16·d`.
+///
+/// Then every `k·d` and every `m·d` (m in [`MIDPOINTS`]) is exact (d is a power of two, or has
+/// 4 significant bits for UE4M3, and nothing overflows), and ggml's float errors against the two
+/// values bracketing `|x|` are exact (Sterbenz: neighbours differ by at most a factor 2, or one is
+/// 0). Farther values have strictly larger rounded errors. So the scan picks the nearest value,
+/// the lower one on ties: the number of midpoints strictly below `|x|`.
+#[inline(always)]
+fn fast_index(v: f32, t: &[f32; 7]) -> u8 {
+    let a = v.abs();
+    let mut i = 0u8;
+    for tk in t {
+        i += (a > *tk) as u8;
+    }
+    // Negative values use the mirrored codes 9..15; code 0 stays 0 (see best_index_fp4).
+    i + (((v < 0.0) & (i != 0)) as u8) * 8
+}
+
 /// Quantize `x` (2·`half` values) with scale `d` into `half` bytes: value `j` in the low nibble
 /// of byte `j`, value `j + half` in the high nibble.
 #[inline(always)]
 fn pack_fp4(x: &[f32], d: f32, qs: &mut [u8]) {
     let half = qs.len();
-    for (j, q) in qs.iter_mut().enumerate() {
-        *q = best_index_fp4(x[j], d) | (best_index_fp4(x[j + half], d) << 4);
+    if d > 0.0 && d <= 2f32.powi(123) {
+        let t = MIDPOINTS.map(|m| m * d);
+        // Beyond 16·d the errors against 8·d and 12·d may round (and tie): scan there. The
+        // quantizers' own scales keep |x| below 16·d except for clamped UE4M3 scales.
+        let lim = 16.0 * d;
+        let idx = |v: f32| if v.abs() <= lim { fast_index(v, &t) } else { best_index_fp4(v, d) };
+        for (j, q) in qs.iter_mut().enumerate() {
+            *q = idx(x[j]) | (idx(x[j + half]) << 4);
+        }
+    } else {
+        // d == 0 (every code decodes to 0: ggml picks code 0) or 12·d overflows.
+        for (j, q) in qs.iter_mut().enumerate() {
+            *q = best_index_fp4(x[j], d) | (best_index_fp4(x[j + half], d) << 4);
+        }
     }
 }
 
@@ -291,6 +325,37 @@ mod tests {
             }
         }
         best
+    }
+
+    #[test]
+    fn fast_index_matches_full_scan() {
+        // Every MXFP4 scale and every UE4M3 scale the quantizers can use.
+        let mut scales: Vec<f32> = (0u8..=253).map(e8m0_to_f32_half).collect();
+        scales.extend((1u8..0x7F).map(ue4m3_to_f32));
+        for d in scales {
+            if !(d > 0.0 && d <= 2f32.powi(123)) {
+                continue;
+            }
+            let t = MIDPOINTS.map(|m| m * d);
+            for k in -128i32..=128 {
+                let v = k as f32 / 8.0 * d;
+                for v in [v, f32::from_bits(v.to_bits().wrapping_add(1)), f32::from_bits(v.to_bits().wrapping_sub(1))] {
+                    if v.is_finite() && v.abs() <= 16.0 * d {
+                        assert_eq!(fast_index(v, &t), best_index_scan(v, d), "x {v:e} d {d:e}");
+                    }
+                }
+            }
+            // Pseudo-random magnitudes across the whole range up to 16·d.
+            let mut s = 0x9E37_79B9u32 ^ d.to_bits();
+            for _ in 0..2000 {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let v = (s >> 8) as f32 / (1u32 << 24) as f32 * 32.0 * d - 16.0 * d;
+                assert_eq!(fast_index(v, &t), best_index_scan(v, d), "x {v:e} d {d:e}");
+            }
+            for v in [0.0, -0.0, 1e-45, -1e-45, 16.0 * d, -16.0 * d] {
+                assert_eq!(fast_index(v, &t), best_index_scan(v, d), "x {v:e} d {d:e}");
+            }
+        }
     }
 
     #[test]

@@ -101,12 +101,10 @@ fn best_index(x: f32) -> u8 {
     // floor(x) clamped to -127..=112 (saturating conversion; exact for the values that matter).
     let t = (x as i32).clamp(-200, 200);
     let f = t - ((t as f32) > x) as i32;
-    let i = BRACKET[(f.clamp(-127, 112) + 127) as usize] as usize;
-    if x - VF[i] < VF[i + 1] - x {
-        i as u8
-    } else {
-        (i + 1) as u8
-    }
+    let i = BRACKET[(f.clamp(-127, 112) + 127) as usize] as usize & 15;
+    // Branch-free on purpose: the outcome is data dependent and mispredicts half the time.
+    // (x is not NaN, so neither side is, and !(a < b) is a >= b.)
+    i as u8 + (x - VF[i] >= VF[(i + 1) & 15] - x) as u8
 }
 
 /// Per-block scale search shared by IQ4_NL and IQ4_XS (the per-32 part of ggml's
@@ -133,7 +131,7 @@ fn block_scale(xb: &[f32], weight: &[f32; 32], l: &mut [u8; 32], ntry: i32) -> O
     for j in 0..32 {
         let k = best_index(id * xb[j]);
         l[j] = k;
-        let q = KVALUES_IQ4NL[k as usize] as f32;
+        let q = KVALUES_IQ4NL[k as usize & 15] as f32;
         let w = weight[j];
         sumqx += w * q * xb[j];
         sumq2 += w * q * q;
@@ -144,7 +142,7 @@ fn block_scale(xb: &[f32], weight: &[f32; 32], l: &mut [u8; 32], ntry: i32) -> O
         let id = (itry + KVALUES_IQ4NL[0] as i32) as f32 / max;
         let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
         for j in 0..32 {
-            let q = KVALUES_IQ4NL[best_index(id * xb[j]) as usize] as f32;
+            let q = KVALUES_IQ4NL[best_index(id * xb[j]) as usize & 15] as f32;
             let w = weight[j];
             sumqx += w * q * xb[j];
             sumq2 += w * q * q;
