@@ -62,7 +62,14 @@ pub fn e8m0_to_f32_half(x: u8) -> f32 {
 /// `floor(log2(amax)) - 2 + 127` (so the largest code, 6 = 12/2, covers `amax`), 0 for `amax == 0`.
 #[inline]
 pub fn mxfp4_exponent(amax: f32) -> u8 {
-    if amax > 0.0 {
+    let bits = amax.to_bits();
+    let (exp, man) = ((bits >> 23) as i32, bits & 0x7F_FFFF);
+    if exp > 0 && exp < 255 && man < 0x7F_0000 {
+        // Normal amax = m·2^(exp-127) with m < 1.9921875: log2(amax) lies in
+        // [exp-127, exp-127+0.9929], at least 0.007 from the next integer, far more than the
+        // rounding of a float of magnitude <= 128, so its floor is exp-127.
+        (exp - 127 - 2 + 127) as u8
+    } else if amax > 0.0 {
         // ggml: floorf(log2f(amax)). The f32 log2 is taken as the correctly rounded value of the
         // f64 log2 (what glibc's log2f returns); the floor then sees the same f32 near powers of
         // two (amax just below 2^k rounds to k for k >= 2).
@@ -174,19 +181,17 @@ fn fast_index(v: f32, t: &[f32; 7]) -> u8 {
     i + (((v < 0.0) & (i != 0)) as u8) * 8
 }
 
-/// Quantize `x` (2·`half` values) with scale `d` into `half` bytes: value `j` in the low nibble
+/// Quantize `x` (2·`half` values, largest magnitude `amax`) with scale `d` into `half` bytes: value `j` in the low nibble
 /// of byte `j`, value `j + half` in the high nibble.
 #[inline(always)]
-fn pack_fp4(x: &[f32], d: f32, qs: &mut [u8]) {
+fn pack_fp4(x: &[f32], amax: f32, d: f32, qs: &mut [u8]) {
     let half = qs.len();
-    if d > 0.0 && d <= 2f32.powi(123) {
+    // Beyond 16·d the errors against 8·d and 12·d may round (and tie): scan there. The
+    // quantizers' own scales keep amax below 16·d except for clamped UE4M3 scales.
+    if d > 0.0 && d <= 2f32.powi(123) && amax <= 16.0 * d {
         let t = MIDPOINTS.map(|m| m * d);
-        // Beyond 16·d the errors against 8·d and 12·d may round (and tie): scan there. The
-        // quantizers' own scales keep |x| below 16·d except for clamped UE4M3 scales.
-        let lim = 16.0 * d;
-        let idx = |v: f32| if v.abs() <= lim { fast_index(v, &t) } else { best_index_fp4(v, d) };
         for (j, q) in qs.iter_mut().enumerate() {
-            *q = idx(x[j]) | (idx(x[j + half]) << 4);
+            *q = fast_index(x[j], &t) | (fast_index(x[j + half], &t) << 4);
         }
     } else {
         // d == 0 (every code decodes to 0: ggml picks code 0) or 12·d overflows.
@@ -207,9 +212,10 @@ impl Block for BlockMXFP4 {
 
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_MXFP4).zip(dst.iter_mut()) {
-            let e = mxfp4_exponent(amax_of(x));
+            let amax = amax_of(x);
+            let e = mxfp4_exponent(amax);
             y.e = e;
-            pack_fp4(x, e8m0_to_f32_half(e), &mut y.qs);
+            pack_fp4(x, amax, e8m0_to_f32_half(e), &mut y.qs);
         }
     }
 
@@ -231,10 +237,11 @@ impl Block for BlockNVFP4 {
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_NVFP4).zip(dst.iter_mut()) {
             for (s, xb) in x.chunks_exact(QK_NVFP4_SUB).enumerate() {
-                let ue = f32_to_ue4m3(amax_of(xb) / 6.0);
+                let amax = amax_of(xb);
+                let ue = f32_to_ue4m3(amax / 6.0);
                 y.d[s] = ue;
                 let d = ue4m3_to_f32(ue);
-                pack_fp4(xb, d, &mut y.qs[s * QK_NVFP4_SUB / 2..(s + 1) * QK_NVFP4_SUB / 2]);
+                pack_fp4(xb, amax, d, &mut y.qs[s * QK_NVFP4_SUB / 2..(s + 1) * QK_NVFP4_SUB / 2]);
             }
         }
     }
@@ -396,6 +403,24 @@ mod tests {
     fn e8m0_half_is_a_power_of_two() {
         for e in 0u8..=254 {
             assert_eq!(e8m0_to_f32_half(e) as f64, 2f64.powi(e as i32 - 128), "e = {e}");
+        }
+    }
+
+    #[test]
+    fn mxfp4_exponent_matches_platform_log2f_everywhere() {
+        // Every 997th positive finite float, plus the last 300 floats below each power of two.
+        let want = |v: f32| ((v.log2().floor() - 2.0 + 127.0) as i32) as u8;
+        let mut b = 1u32;
+        while b < 0x7F80_0000 {
+            let v = f32::from_bits(b);
+            assert_eq!(mxfp4_exponent(v), want(v), "amax {v:e}");
+            b += 997;
+        }
+        for e in 1u32..255 {
+            for k in 1..300 {
+                let v = f32::from_bits((e << 23) - k);
+                assert_eq!(mxfp4_exponent(v), want(v), "amax {v:e}");
+            }
         }
     }
 
