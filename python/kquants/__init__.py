@@ -6,5 +6,20 @@ See the README for a tour. The native core is ``kquants._kquants`` (Rust, via Py
 from __future__ import annotations
 
 from ._kquants import GGUFError, __version__
+from ._quant import QTensor, dequantize, quantize
+from ._types import QuantType, quant_types
+from .gguf import GGUFFile, GGUFWriter, Tensor, open
 
-__all__ = ["GGUFError", "__version__"]
+__all__ = [
+    "GGUFError",
+    "GGUFFile",
+    "GGUFWriter",
+    "QTensor",
+    "QuantType",
+    "Tensor",
+    "__version__",
+    "dequantize",
+    "open",
+    "quant_types",
+    "quantize",
+]
