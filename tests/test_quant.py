@@ -65,7 +65,7 @@ def test_quant_type_parse():
     assert QuantType.parse(12) is QuantType.Q4_K
     assert QuantType.parse(QuantType.Q8_0) is QuantType.Q8_0
     assert QuantType["Q4_K"] is QuantType.Q4_K
-    assert str(QuantType.Q4_K) == "Q4_K"
+    assert str(QuantType.Q4_K) == "Q4_K" and f"{QuantType.Q4_K:>6}" == "  Q4_K"
     with pytest.raises(ValueError, match="unknown quantization type 'Q4_X'"):
         QuantType.parse("Q4_X")
     with pytest.raises(ValueError, match="unknown ggml type id 4"):
