@@ -8,13 +8,18 @@ from __future__ import annotations
 from ._kquants import GGUFError, __version__
 from ._quant import QTensor, dequantize, quantize
 from ._types import QuantType, quant_types
+from .gguf import GGUFFile, GGUFWriter, Tensor, open
 
 __all__ = [
     "GGUFError",
+    "GGUFFile",
+    "GGUFWriter",
     "QTensor",
     "QuantType",
+    "Tensor",
     "__version__",
     "dequantize",
+    "open",
     "quant_types",
     "quantize",
 ]

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod error;
+mod gguf;
 mod quant;
 
 pub use error::GGUFError;
@@ -14,5 +15,6 @@ fn _kquants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("GGUFError", m.py().get_type::<GGUFError>())?;
     quant::register(m)?;
+    gguf::register(m)?;
     Ok(())
 }

@@ -598,3 +598,246 @@ pub fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
     }
     q
 }
+
+/// [`make_qkx2_quants`] on `K` independent groups of `N` values at once ("lanes"), for speed:
+/// group `g` is column `g` of the transposed arrays (`xt[i][g]` is value `i` of group `g`).
+///
+/// With weights given, `make_qkx2_quants` and [`make_qkx3_quants`] are the same computation (their
+/// degenerate-group tests `max == min` and `max <= min` agree because `max >= min` always holds
+/// for finite values), so this serves both. Each lane performs exactly the scalar function's
+/// float operations in the same order — only the interleaving across groups differs, which lets
+/// the compiler vectorize across lanes while keeping every result bit-identical. Candidates are
+/// evaluated for every lane and applied where the scalar code would have applied them.
+///
+/// Writes the levels to `lt` (same transposed layout) and returns per-group `(scale, min)`.
+#[allow(clippy::too_many_arguments)]
+pub fn make_qkx_quants_lanes<const N: usize, const K: usize, const MAD: bool>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    wt: &[[f32; K]; N],
+    lt: &mut [[u8; K]; N],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> ([f32; K], [f32; K]) {
+    let err = |d: f32| if MAD { d.abs() } else { d * d };
+    let level = |iscale: f32, x: f32, min: f32| nearest_int(iscale * (x - min)).max(0).min(nmax);
+    let nmaxf = nmax as f32;
+    let mut min = xt[0];
+    let mut max = xt[0];
+    let mut sum_w = wt[0];
+    let mut sum_x = [0f32; K];
+    for g in 0..K {
+        sum_x[g] = sum_w[g] * xt[0][g];
+    }
+    for i in 1..N {
+        for g in 0..K {
+            let v = xt[i][g];
+            if v < min[g] {
+                min[g] = v;
+            }
+            if v > max[g] {
+                max[g] = v;
+            }
+            sum_w[g] += wt[i][g];
+            sum_x[g] += wt[i][g] * v;
+        }
+    }
+    let mut iscale = [0f32; K];
+    let mut scale = [0f32; K];
+    for g in 0..K {
+        if min[g] > 0.0 {
+            min[g] = 0.0;
+        }
+        iscale[g] = nmaxf / (max[g] - min[g]);
+        scale[g] = 1.0 / iscale[g];
+    }
+    // Groups whose (clamped) min equals their max: levels 0, scale 0, offset kept.
+    let degenerate: [bool; K] = core::array::from_fn(|g| max[g] == min[g]);
+    let min0 = min;
+    let mut best = [0f32; K];
+    for i in 0..N {
+        for g in 0..K {
+            let l = level(iscale[g], xt[i][g], min[g]);
+            lt[i][g] = l as u8;
+            let diff = scale[g] * l as f32 + min[g] - xt[i][g];
+            best[g] += wt[i][g] * err(diff);
+        }
+    }
+    if nstep >= 1 {
+        let mut laux = [[0u8; K]; N];
+        for is in 0..=nstep {
+            let num = rmin + rdelta * is as f32 + nmaxf;
+            // `min` is the current best offset: ggml's loop reads it after updates too.
+            for g in 0..K {
+                iscale[g] = num / (max[g] - min[g]);
+            }
+            let (mut sum_l, mut sum_l2, mut sum_xl) = ([0f32; K], [0f32; K], [0f32; K]);
+            for i in 0..N {
+                for g in 0..K {
+                    let l = level(iscale[g], xt[i][g], min[g]);
+                    laux[i][g] = l as u8;
+                    let w = wt[i][g];
+                    let lf = l as f32;
+                    sum_l[g] += w * lf;
+                    sum_l2[g] += w * lf * lf;
+                    sum_xl[g] += w * lf * xt[i][g];
+                }
+            }
+            let mut this_scale = [0f32; K];
+            let mut this_min = [0f32; K];
+            let mut valid = [false; K];
+            for g in 0..K {
+                let d = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g];
+                valid[g] = d > 0.0;
+                this_scale[g] = (sum_w[g] * sum_xl[g] - sum_x[g] * sum_l[g]) / d;
+                this_min[g] = (sum_l2[g] * sum_x[g] - sum_l[g] * sum_xl[g]) / d;
+                if this_min[g] > 0.0 {
+                    this_min[g] = 0.0;
+                    this_scale[g] = sum_xl[g] / sum_l2[g];
+                }
+            }
+            let mut cur = [0f32; K];
+            for i in 0..N {
+                for g in 0..K {
+                    let diff = this_scale[g] * laux[i][g] as f32 + this_min[g] - xt[i][g];
+                    cur[g] += wt[i][g] * err(diff);
+                }
+            }
+            let take: [bool; K] = core::array::from_fn(|g| valid[g] && cur[g] < best[g]);
+            if take.iter().any(|&t| t) {
+                for g in 0..K {
+                    if take[g] {
+                        best[g] = cur[g];
+                        scale[g] = this_scale[g];
+                        min[g] = this_min[g];
+                    }
+                }
+                for i in 0..N {
+                    for g in 0..K {
+                        if take[g] {
+                            lt[i][g] = laux[i][g];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut the_min = [0f32; K];
+    for g in 0..K {
+        if degenerate[g] {
+            scale[g] = 0.0;
+            min[g] = min0[g];
+            for row in lt.iter_mut() {
+                row[g] = 0;
+            }
+        }
+        the_min[g] = -min[g];
+    }
+    (scale, the_min)
+}
+
+/// [`make_qx_quants`] with `rmse_type == 1` on `K` independent groups of `N` values at once,
+/// bit-identical per group (see [`make_qkx_quants_lanes`] for the layout and why). `wt` holds the
+/// weights: the importance weights, or `x²` for the unweighted search (what `make_qx_quants`
+/// uses for `rmse_type == 1` without `qw`). Writes the levels `l + nmax` to `lt` and returns the
+/// per-group scales.
+pub fn make_qx_quants_lanes<const N: usize, const K: usize>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    wt: &[[f32; K]; N],
+    lt: &mut [[i8; K]; N],
+) -> [f32; K] {
+    let nmaxf = nmax as f32;
+    let level = |iscale: f32, x: f32| nearest_int(iscale * x).max(-nmax).min(nmax - 1);
+    let mut max = [0f32; K];
+    let mut amax = [0f32; K];
+    for row in xt {
+        for g in 0..K {
+            let ax = row[g].abs();
+            if ax > amax[g] {
+                amax[g] = ax;
+                max[g] = row[g];
+            }
+        }
+    }
+    let mut iscale = [0f32; K];
+    for g in 0..K {
+        iscale[g] = -nmaxf / max[g];
+    }
+    let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+    for i in 0..N {
+        for g in 0..K {
+            let l = level(iscale[g], xt[i][g]);
+            lt[i][g] = (l + nmax) as i8;
+            let w = wt[i][g];
+            let lf = l as f32;
+            sumlx[g] += w * xt[i][g] * lf;
+            suml2[g] += w * lf * lf;
+        }
+    }
+    let mut scale = [0f32; K];
+    let mut best = [0f32; K];
+    for g in 0..K {
+        scale[g] = if suml2[g] != 0.0 { sumlx[g] / suml2[g] } else { 0.0 };
+        best[g] = scale[g] * sumlx[g];
+    }
+    let mut laux = [[0i8; K]; N];
+    for is in -9i32..=9 {
+        if is == 0 {
+            continue;
+        }
+        let num = -(nmaxf + 0.1f32 * is as f32);
+        for g in 0..K {
+            iscale[g] = num / max[g];
+        }
+        let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+        for i in 0..N {
+            for g in 0..K {
+                let l = level(iscale[g], xt[i][g]);
+                laux[i][g] = (l + nmax) as i8;
+                let w = wt[i][g];
+                let lf = l as f32;
+                sumlx[g] += w * xt[i][g] * lf;
+                suml2[g] += w * lf * lf;
+            }
+        }
+        let take: [bool; K] = core::array::from_fn(|g| suml2[g] > 0.0 && sumlx[g] * sumlx[g] > best[g] * suml2[g]);
+        if take.iter().any(|&t| t) {
+            for g in 0..K {
+                if take[g] {
+                    scale[g] = sumlx[g] / suml2[g];
+                    best[g] = scale[g] * sumlx[g];
+                }
+            }
+            for i in 0..N {
+                for g in 0..K {
+                    if take[g] {
+                        lt[i][g] = laux[i][g];
+                    }
+                }
+            }
+        }
+    }
+    for g in 0..K {
+        if amax[g] < GROUP_MAX_EPS {
+            scale[g] = 0.0;
+            for row in lt.iter_mut() {
+                row[g] = 0;
+            }
+        }
+    }
+    scale
+}
+
+/// Transpose `K` groups of `N` consecutive values into lanes: `out[i][g] = x[N g + i]`.
+#[inline(always)]
+pub fn to_lanes<const N: usize, const K: usize>(x: &[f32]) -> [[f32; K]; N] {
+    let mut out = [[0f32; K]; N];
+    for g in 0..K {
+        for i in 0..N {
+            out[i][g] = x[N * g + i];
+        }
+    }
+    out
+}

@@ -1,8 +1,8 @@
 //! Q3_K: 3.4375 bits per weight. Sixteen sub-blocks of 16 values, `x ≈ d·(sc_j - 32)·(q - 4)`
 //! with 3-bit `q` (low 2 bits in `qs`, high bit in `hmask`), 6-bit sub-block scales and f16 `d`.
 
-use super::super::search::{make_q3_quants, make_qx_quants, nearest_int};
-use super::{block_weights, pack_2bit, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
+use super::super::search::{make_q3_quants, make_qx_quants, make_qx_quants_lanes, nearest_int, to_lanes};
+use super::{block_weights, from_lanes, pack_2bit, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
 use crate::quant::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -105,27 +105,27 @@ fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ3K) {
 
 /// ggml `quantize_row_q3_K_impl` for one super-block with importance weights `qw`.
 fn quantize_block_imatrix(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut BlockQ3K) {
-    let mut levels = [0i8; QK_K];
-    let mut scales = [0f32; QK_K / 16];
-    let mut weight = [0f32; 16];
-    let mut sw = [0f32; QK_K / 16];
     let mut sumx2 = 0.0f32;
     for v in x {
         sumx2 += v * v;
     }
     let sigma2 = 2.0 * sumx2 / QK_K as f32;
-    for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        for l in 0..16 {
-            weight[l] = qw[16 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+    // Per sub-block weights qw·sqrt(σ² + x²), their sums, and make_qx_quants(16, 4, x_j, ..,
+    // rmse_type 1, weights) on the 16 sub-blocks at once.
+    let xt = to_lanes::<16, 16>(x);
+    let qwt = to_lanes::<16, 16>(qw);
+    let mut wt = [[0f32; 16]; 16];
+    let mut sw = [0f32; QK_K / 16];
+    for i in 0..16 {
+        for g in 0..16 {
+            wt[i][g] = qwt[i][g] * (sigma2 + xt[i][g] * xt[i][g]).sqrt();
+            sw[g] += wt[i][g];
         }
-        let mut sumw = 0.0f32;
-        for w in &weight {
-            sumw += w;
-        }
-        sw[j] = sumw;
-        scales[j] = make_qx_quants(4, xs, &mut levels[16 * j..], 1, Some(&weight));
     }
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_qx_quants_lanes::<16, 16>(4, &xt, &wt, &mut lt);
+    let mut levels = [0i8; QK_K];
+    from_lanes(&lt, &mut levels);
     y.scales = [0; 12];
     let mut ls = [0i8; QK_K / 16];
     let d_block = make_qx_quants(32, &scales, &mut ls, 1, Some(&sw));

@@ -37,19 +37,16 @@ impl BlockQ8K {
 /// ggml `quantize_row_q8_K_ref` for one super-block: `d = max / -127` where `max` is the value
 /// of largest magnitude, levels `min(127, round(x / d))` (ties to even).
 fn quantize_block(x: &[f32; QK_K], y: &mut BlockQ8K) {
-    let mut max = 0.0f32;
-    let mut amax = 0.0f32;
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
+    // ggml keeps the first value of largest magnitude. The largest magnitude does not depend on
+    // the scan order (max is exact), so find it with a vectorizable fold, then the first value
+    // that has it.
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     if amax == 0.0 {
         *y = bytemuck::Zeroable::zeroed();
         return;
     }
+    // Finite input: some value has magnitude amax.
+    let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
     let iscale = -127.0f32 / max;
     for (q, &v) in y.qs.iter_mut().zip(x) {
         *q = nearest_int(iscale * v).min(127) as i8;
