@@ -65,7 +65,7 @@ def test_quant_type_parse():
     assert QuantType.parse(12) is QuantType.Q4_K
     assert QuantType.parse(QuantType.Q8_0) is QuantType.Q8_0
     assert QuantType["Q4_K"] is QuantType.Q4_K
-    assert str(QuantType.Q4_K) == "Q4_K"
+    assert str(QuantType.Q4_K) == "Q4_K" and f"{QuantType.Q4_K:>6}" == "  Q4_K"
     with pytest.raises(ValueError, match="unknown quantization type 'Q4_X'"):
         QuantType.parse("Q4_X")
     with pytest.raises(ValueError, match="unknown ggml type id 4"):
@@ -150,19 +150,37 @@ def test_from_bytes_rejects_partial_rows(t):
         QTensor.from_bytes(bytes(t.type_size), t, (t.block_size + 1,))
 
 
-def test_from_gguf_tensor_without_copy():
-    from gguf import GGUFReader
+@pytest.mark.parametrize("t", [t for t in SUPPORTED if t.name in gguf.GGMLQuantizationType.__members__], ids=ids)
+def test_from_gguf_tensor_without_copy(t, tmp_path):
+    """A tensor written by gguf-py's GGUFWriter and read back by its GGUFReader (memory-mapped)
+    wraps as a QTensor without a copy and decodes as gguf-py decodes it."""
+    from gguf import GGUFReader, GGUFWriter
 
-    from kquants._models import default_model_path
+    if gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t.name]] != (t.block_size, t.type_size):
+        pytest.skip(f"the installed gguf-py has another {t.name} block layout")
+    shape = (8, 2 * max(256, t.block_size))
+    q = kquants.quantize(_x(*shape), t, imatrix=_imatrix_for(t, shape[1]))
+    path = tmp_path / "t.gguf"
+    w = GGUFWriter(str(path), "test")
+    w.add_tensor("w", q.data, raw_shape=q.data.shape, raw_dtype=gguf.GGMLQuantizationType[t.name])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tt = GGUFReader(path).tensors[0]
+    got = QTensor.from_bytes(tt.data, QuantType(tt.tensor_type), tuple(int(d) for d in reversed(tt.shape)))
+    assert got.shape == shape
+    assert np.shares_memory(got.data, tt.data)
+    assert got == q
+    g = gguf.GGMLQuantizationType[t.name]
+    if g in gguf.quants._type_traits or t.name in ("F32", "F16"):  # gguf-py can decode it
+        assert np.array_equal(got.dequantize(), gq_dequantize(tt.data, tt.tensor_type).reshape(shape))
 
-    r = GGUFReader(default_model_path())
-    # The largest tensor of a supported type (the model is Q4_1/Q8_0 with F32 norms).
-    tt = max((t for t in r.tensors if t.tensor_type.name in {x.name for x in SUPPORTED}), key=lambda t: t.n_elements)
-    qt = kquants.QuantType(tt.tensor_type)
-    shape = tuple(int(d) for d in reversed(tt.shape))  # ggml ne is innermost-first
-    q = QTensor.from_bytes(tt.data, qt, shape)
-    assert np.shares_memory(q.data, tt.data)
-    assert np.array_equal(q.dequantize(), gguf.quants.dequantize(tt.data, tt.tensor_type).reshape(shape))
+
+def gq_dequantize(data, qtype):
+    from gguf import quants
+
+    return np.asarray(quants.dequantize(data, qtype), dtype=np.float32)
 
 
 def test_repr():
