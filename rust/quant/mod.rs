@@ -14,6 +14,7 @@ use crate::types::QuantType;
 
 pub mod float;
 pub mod grids;
+pub mod iq2;
 pub mod iq3;
 
 /// One ggml block: `TYPE.block_size()` values stored in `size_of::<Self>()` bytes.
@@ -98,12 +99,18 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
     static F32: Codec = Codec::of_dot::<float::F32Block>();
     static F16: Codec = Codec::of_dot::<float::F16Block>();
     static BF16: Codec = Codec::of_dot::<float::BF16Block>();
+    static IQ2_XXS: Codec = Codec::of::<iq2::BlockIQ2XXS>();
+    static IQ2_XS: Codec = Codec::of::<iq2::BlockIQ2XS>();
+    static IQ2_S: Codec = Codec::of::<iq2::BlockIQ2S>();
     static IQ3_XXS: Codec = Codec::of::<iq3::BlockIQ3XXS>();
     static IQ3_S: Codec = Codec::of::<iq3::BlockIQ3S>();
     Some(match t {
         T::F32 => &F32,
         T::F16 => &F16,
         T::BF16 => &BF16,
+        T::IQ2_XXS => &IQ2_XXS,
+        T::IQ2_XS => &IQ2_XS,
+        T::IQ2_S => &IQ2_S,
         T::IQ3_XXS => &IQ3_XXS,
         T::IQ3_S => &IQ3_S,
         _ => return None,
