@@ -9,7 +9,7 @@ use kquants::quant::{self, Path};
 use kquants::QuantType;
 
 /// Types whose codecs exist. Grows as codecs land; `every_listed_type_is_supported` keeps it honest.
-const IMPLEMENTED: &[&str] = &["F16", "BF16"];
+const IMPLEMENTED: &[&str] = &["F16", "BF16", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S"];
 
 #[test]
 fn every_listed_type_is_supported() {

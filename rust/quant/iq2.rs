@@ -10,7 +10,9 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::grids::{self, even_signs, fmax, nearest_int, Lattice, Slot, QK_K};
-use super::{f16_to_f32, f32_to_f16, Block};
+use super::k::BlockQ8K;
+use super::search::make_qp_quants;
+use super::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
 /// IQ2_XXS super-block: 256 values in 66 bytes (ggml `block_iq2_xxs`).
@@ -102,83 +104,6 @@ fn sumx2_over_n(xbl: &[f32]) -> f32 {
 #[inline(always)]
 fn scale_code(id: f32, s: f32) -> u32 {
     nearest_int(0.5 * (id * s - 1.0)).clamp(0, 15) as u32
-}
-
-/// ggml's `make_qp_quants`: levels `0..=nmax` for non-negative `x` (a negative value wraps to
-/// 255 as in ggml's `uint8_t` array) and the weighted least-squares scale.
-fn make_qp_quants(nmax: i32, x: &[f32], l: &mut [u8], w: &[f32]) -> f32 {
-    let n = x.len();
-    let mut max = 0f32;
-    for &v in x {
-        max = fmax(max, v);
-    }
-    if max < 1e-15 {
-        l.fill(0);
-        return 0.0;
-    }
-    let mut iscale = nmax as f32 / max;
-    for i in 0..n {
-        l[i] = nearest_int(iscale * x[i]) as u8;
-    }
-    let scale = 1.0 / iscale;
-    let mut best_mse = 0f32;
-    for i in 0..n {
-        let diff = x[i] - scale * l[i] as f32;
-        best_mse += w[i] * diff * diff;
-    }
-    for is in -4..=4 {
-        if is == 0 {
-            continue;
-        }
-        let iscale_is = (0.1 * is as f32 + nmax as f32) / max;
-        let scale_is = 1.0 / iscale_is;
-        let mut mse = 0f32;
-        for i in 0..n {
-            let q = nearest_int(iscale_is * x[i]).min(nmax);
-            let diff = x[i] - scale_is * q as f32;
-            mse += w[i] * diff * diff;
-        }
-        if mse < best_mse {
-            best_mse = mse;
-            iscale = iscale_is;
-        }
-    }
-    let (mut sumlx, mut suml2) = (0f32, 0f32);
-    for i in 0..n {
-        let q = nearest_int(iscale * x[i]).min(nmax);
-        l[i] = q as u8;
-        sumlx += w[i] * x[i] * q as f32;
-        suml2 += w[i] * q as f32 * q as f32;
-    }
-    for _ in 0..5 {
-        let mut changed = false;
-        for i in 0..n {
-            let li = l[i] as f32;
-            let mut slx = sumlx - w[i] * x[i] * li;
-            let mut sl2 = suml2 - w[i] * li * li;
-            if slx > 0.0 && sl2 > 0.0 {
-                let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
-                if new_l != l[i] as i32 {
-                    slx += w[i] * x[i] * new_l as f32;
-                    sl2 += w[i] * new_l as f32 * new_l as f32;
-                    if slx * slx * suml2 > sumlx * sumlx * sl2 {
-                        l[i] = new_l as u8;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        changed = true;
-                    }
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    if suml2 > 0.0 {
-        sumlx / suml2
-    } else {
-        0.0
-    }
 }
 
 fn quantize_block_xxs(xbl: &[f32], qw: &[f32], y: &mut BlockIQ2XXS) {
@@ -657,4 +582,35 @@ pub fn dot_block_s(x: &BlockIQ2S, q8: &[i8; QK_K]) -> i32 {
         }
     }
     bsum
+}
+
+/// ggml's generic `vec_dot` shape for the IQ types: `scale * sum over blocks of (d_x * d_y) * bsum`.
+#[inline(always)]
+fn vec_dot<B>(lhs: &[B], rhs: &[BlockQ8K], d: impl Fn(&B) -> [u8; 2], bsum: impl Fn(&B, &[i8; QK_K]) -> i32) -> f32 {
+    let mut sumf = 0f32;
+    for (x, y) in lhs.iter().zip(rhs) {
+        sumf += f16_to_f32(d(x)) * y.d() * bsum(x, &y.qs) as f32;
+    }
+    sumf
+}
+
+impl DotBlock for BlockIQ2XXS {
+    type Dot = BlockQ8K;
+    fn vec_dot_ref(lhs: &[Self], rhs: &[BlockQ8K]) -> f32 {
+        0.125 * vec_dot(lhs, rhs, |x| x.d, dot_block_xxs)
+    }
+}
+
+impl DotBlock for BlockIQ2XS {
+    type Dot = BlockQ8K;
+    fn vec_dot_ref(lhs: &[Self], rhs: &[BlockQ8K]) -> f32 {
+        0.125 * vec_dot(lhs, rhs, |x| x.d, dot_block_xs)
+    }
+}
+
+impl DotBlock for BlockIQ2S {
+    type Dot = BlockQ8K;
+    fn vec_dot_ref(lhs: &[Self], rhs: &[BlockQ8K]) -> f32 {
+        0.125 * vec_dot(lhs, rhs, |x| x.d, dot_block_s)
+    }
 }

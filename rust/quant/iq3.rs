@@ -11,7 +11,8 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::grids::{self, even_signs, fmax, nearest_int, Lattice, Slot, QK_K};
-use super::{f16_to_f32, f32_to_f16, Block};
+use super::k::BlockQ8K;
+use super::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
 /// IQ3_XXS super-block: 256 values in 98 bytes (ggml `block_iq3_xxs`).
@@ -424,5 +425,29 @@ pub(crate) fn isign(signs: u8, j: usize) -> i32 {
         -1
     } else {
         1
+    }
+}
+
+impl DotBlock for BlockIQ3XXS {
+    type Dot = BlockQ8K;
+    /// ggml `ggml_vec_dot_iq3_xxs_q8_K_generic`.
+    fn vec_dot_ref(lhs: &[Self], rhs: &[BlockQ8K]) -> f32 {
+        let mut sumf = 0f32;
+        for (x, y) in lhs.iter().zip(rhs) {
+            sumf += f16_to_f32(x.d) * y.d() * dot_block_xxs(x, &y.qs) as f32;
+        }
+        0.25 * sumf
+    }
+}
+
+impl DotBlock for BlockIQ3S {
+    type Dot = BlockQ8K;
+    /// ggml `ggml_vec_dot_iq3_s_q8_K_generic`.
+    fn vec_dot_ref(lhs: &[Self], rhs: &[BlockQ8K]) -> f32 {
+        let mut sumf = 0f32;
+        for (x, y) in lhs.iter().zip(rhs) {
+            sumf += f16_to_f32(x.d) * y.d() * dot_block_s(x, &y.qs) as f32;
+        }
+        sumf
     }
 }

@@ -16,6 +16,9 @@ pub mod float;
 pub mod grids;
 pub mod iq2;
 pub mod iq3;
+pub mod k;
+pub mod legacy;
+pub mod search;
 
 /// One ggml block: `TYPE.block_size()` values stored in `size_of::<Self>()` bytes.
 ///
@@ -99,20 +102,21 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
     static F32: Codec = Codec::of_dot::<float::F32Block>();
     static F16: Codec = Codec::of_dot::<float::F16Block>();
     static BF16: Codec = Codec::of_dot::<float::BF16Block>();
-    static IQ2_XXS: Codec = Codec::of::<iq2::BlockIQ2XXS>();
-    static IQ2_XS: Codec = Codec::of::<iq2::BlockIQ2XS>();
-    static IQ2_S: Codec = Codec::of::<iq2::BlockIQ2S>();
-    static IQ3_XXS: Codec = Codec::of::<iq3::BlockIQ3XXS>();
-    static IQ3_S: Codec = Codec::of::<iq3::BlockIQ3S>();
     Some(match t {
         T::F32 => &F32,
         T::F16 => &F16,
         T::BF16 => &BF16,
-        T::IQ2_XXS => &IQ2_XXS,
-        T::IQ2_XS => &IQ2_XS,
-        T::IQ2_S => &IQ2_S,
-        T::IQ3_XXS => &IQ3_XXS,
-        T::IQ3_S => &IQ3_S,
+        T::Q2_K => { static C: Codec = Codec::of_dot::<k::BlockQ2K>(); &C }
+        T::Q3_K => { static C: Codec = Codec::of_dot::<k::BlockQ3K>(); &C }
+        T::Q4_K => { static C: Codec = Codec::of_dot::<k::BlockQ4K>(); &C }
+        T::Q5_K => { static C: Codec = Codec::of_dot::<k::BlockQ5K>(); &C }
+        T::Q6_K => { static C: Codec = Codec::of_dot::<k::BlockQ6K>(); &C }
+        T::Q8_K => { static C: Codec = Codec::of::<k::BlockQ8K>(); &C }
+        T::IQ2_XXS => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2XXS>(); &C }
+        T::IQ2_XS => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2XS>(); &C }
+        T::IQ2_S => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2S>(); &C }
+        T::IQ3_XXS => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3XXS>(); &C }
+        T::IQ3_S => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3S>(); &C }
         _ => return None,
     })
 }

@@ -20,13 +20,7 @@ pub use tables::*;
 /// Values per super-block of every IQ grid type.
 pub(crate) const QK_K: usize = 256;
 
-/// ggml's `nearest_int`: round to nearest, ties to even, through the 1.5·2^23 magic constant.
-/// Defined (garbage but no panic) for every input; exact for |x| <= 2^22.
-#[inline(always)]
-pub(crate) fn nearest_int(x: f32) -> i32 {
-    let v = x + 12_582_912.0;
-    (v.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
-}
+pub(crate) use super::search::nearest_int;
 
 /// ggml's `MAX(a, b)` macro on floats: `a > b ? a : b` (keeps `b` when either is NaN).
 #[inline(always)]
