@@ -87,6 +87,8 @@ pub struct Lattice<const D: usize> {
     map: Box<[i32]>,
     neighbours: Box<[u16]>,
     bits: u32,
+    /// Levels used by grid points: `0..nlevels` (at most 8).
+    nlevels: usize,
 }
 
 impl<const D: usize> Lattice<D> {
@@ -146,12 +148,14 @@ impl<const D: usize> Lattice<D> {
             }
             neighbours[start] = (neighbours.len() - start - 1) as u16;
         }
+        let nlevels = levels.iter().flatten().map(|&v| v as usize + 1).max().unwrap_or(1);
         Lattice {
             points,
             levels,
             map: map.into_boxed_slice(),
             neighbours: neighbours.into_boxed_slice(),
             bits,
+            nlevels,
         }
     }
 
@@ -209,24 +213,68 @@ impl<const D: usize> Lattice<D> {
     /// where ggml aborts) the first candidate is used; with no candidates, grid point 0.
     #[inline]
     pub fn best_neighbour(&self, cands: &[u16], x: &[f32], w: &[f32], scale: f32, l: &mut [i8]) -> u16 {
-        let (x, w) = (&x[..D], &w[..D]);
+        let best = if cands.len() > self.nlevels {
+            self.best_by_terms(cands, &x[..D], &w[..D], scale)
+        } else {
+            self.best_direct(cands, &x[..D], &w[..D], scale)
+        };
+        let j = best.or_else(|| cands.first().copied()).unwrap_or(0);
+        l[..D].copy_from_slice(&self.levels[j as usize]);
+        j
+    }
+
+    /// ggml's loop: per candidate, `d2 += w[i] * (scale * p[i] - x[i])^2` in coordinate order.
+    #[inline(always)]
+    fn best_direct(&self, cands: &[u16], x: &[f32], w: &[f32], scale: f32) -> Option<u16> {
         let mut best_d2 = f32::MAX;
         let mut best = None;
         for &j in cands {
             let p = &self.points[j as usize];
-            let mut d2 = 0f32;
-            for i in 0..D {
+            // Terms computed lane-wise (vectorizable), summed in order.
+            let t: [f32; D] = core::array::from_fn(|i| {
                 let diff = scale * p[i] - x[i];
-                d2 += w[i] * diff * diff;
+                w[i] * diff * diff
+            });
+            let mut d2 = 0f32;
+            for v in t {
+                d2 += v;
             }
             if d2 < best_d2 {
                 best_d2 = d2;
                 best = Some(j);
             }
         }
-        let j = best.or_else(|| cands.first().copied()).unwrap_or(0);
-        l[..D].copy_from_slice(&self.levels[j as usize]);
-        j
+        best
+    }
+
+    /// Same result as [`Lattice::best_direct`] with fewer flops for long candidate lists: each
+    /// term `w[i] * (scale * p - x[i])^2` depends only on the coordinate and the level of `p`,
+    /// so it is computed once per (coordinate, level) with the same operations (hence the same
+    /// float) and the terms are summed per candidate in ggml's order.
+    #[inline(always)]
+    fn best_by_terms(&self, cands: &[u16], x: &[f32], w: &[f32], scale: f32) -> Option<u16> {
+        const ODD: [f32; 8] = [1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0];
+        let terms: [[f32; 8]; D] = core::array::from_fn(|i| {
+            ODD.map(|q| {
+                let diff = scale * q - x[i];
+                w[i] * diff * diff
+            })
+        });
+        let mut best_d2 = f32::MAX;
+        let mut best = None;
+        for &j in cands {
+            let lv = &self.levels[j as usize];
+            let mut d2 = 0f32;
+            for i in 0..D {
+                // Levels are < 2^bits <= 8.
+                d2 += terms[i][lv[i] as usize & 7];
+            }
+            if d2 < best_d2 {
+                best_d2 = d2;
+                best = Some(j);
+            }
+        }
+        best
     }
 
     /// The grid index for a level code in a quantizer's final encoding pass. ggml aborts when
@@ -351,6 +399,33 @@ mod tests {
         check_lattice(iq3s(), 8, 3);
     }
 
+    fn both_searches_agree<const D: usize>(lat: &Lattice<D>, seed: u64) {
+        let mut s = seed;
+        let mut rnd = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for code in 0..lat.map.len() {
+            let Slot::Off(c) = lat.slot(code) else { continue };
+            if c.is_empty() {
+                continue;
+            }
+            let x: [f32; D] = core::array::from_fn(|_| rnd() * 3.0 - 0.2);
+            let w: [f32; D] = core::array::from_fn(|_| rnd() * rnd());
+            let scale = rnd() * 1.5 + 0.01;
+            assert_eq!(lat.best_direct(c, &x, &w, scale), lat.best_by_terms(c, &x, &w, scale), "code {code}");
+        }
+    }
+
+    #[test]
+    fn term_table_search_equals_direct_search() {
+        both_searches_agree(iq2xxs(), 1);
+        both_searches_agree(iq2xs(), 2);
+        both_searches_agree(iq2s(), 3);
+        both_searches_agree(iq3xxs(), 4);
+        both_searches_agree(iq3s(), 5);
+    }
+
     #[test]
     fn packed_codes_agree_with_dequant_grids() {
         // Level l is a fixed byte in the dequantization grid (checked by the generator too).
@@ -372,25 +447,6 @@ mod tests {
             for (i, b) in grid4(*g).iter().enumerate() {
                 assert_eq!(*b, 2 * ((c >> (3 * i)) & 7) as u8 + 1);
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    #[test]
-    #[ignore]
-    fn build_times() {
-        for (name, f) in [
-            ("iq3xxs", (|| { super::Lattice::<4>::build(&super::KGRID_IQ3XXS, 3, 8, 2); }) as fn()),
-            ("iq3s", || { super::Lattice::<4>::build(&super::KGRID_IQ3S, 3, 8, 3); }),
-            ("iq2xxs", || { super::Lattice::<8>::build(&super::KGRID_IQ2XXS, 2, 3, 2); }),
-            ("iq2xs", || { super::Lattice::<8>::build(&super::KGRID_IQ2XS, 2, 3, 2); }),
-            ("iq2s", || { super::Lattice::<8>::build(&super::KGRID_IQ2S, 2, 3, 1); }),
-        ] {
-            let t = std::time::Instant::now();
-            f();
-            println!("{name}: {:?}", t.elapsed());
         }
     }
 }
