@@ -16,7 +16,9 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod matmul;
 pub mod quant;
+pub mod simd;
 pub mod types;
 
 #[cfg(feature = "python")]
