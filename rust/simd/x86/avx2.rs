@@ -333,17 +333,23 @@ unsafe fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = _mm256_setzero_ps();
-    let mut summs = 0.0f32;
+    let mut summs = _mm_setzero_ps();
     for i in 0..nb {
-        // SAFETY: block i (20 bytes of Q4_1, 36 of Q8_1) is inside both rows.
+        // SAFETY: block i (20 bytes, 36 of Q8_1) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(20 * i), ap.add(36 * i));
-            summs += f16_at(x.add(2)) * f16_at(y.add(2));
-            let p = dot_u8i8(nibbles32(x.add(4)), load256(y.add(4)));
-            acc = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc);
+            // [d_w, m_w, d_a, s_a] in one conversion; lane 0 = d_w d_a, lane 1 = m_w s_a.
+            let hx = core::ptr::read_unaligned(x as *const u32) as u64;
+            let hy = core::ptr::read_unaligned(y as *const u32) as u64;
+            let v = _mm_cvtph_ps(_mm_cvtsi64_si128((hx | hy << 32) as i64));
+            let p = _mm_mul_ps(v, _mm_movehl_ps(v, v));
+            summs = _mm_add_ps(summs, p);
+            let q = nibbles32(x.add(4));
+            let pr = dot_u8i8(q, load256(y.add(4)));
+            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(pr), acc);
         }
     }
-    hsum_ps(acc) + summs
+    hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(summs))
 }
 
 /// Q5_1 x Q8_1.
@@ -352,18 +358,23 @@ unsafe fn dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = _mm256_setzero_ps();
-    let mut summs = 0.0f32;
+    let mut summs = _mm_setzero_ps();
     for i in 0..nb {
-        // SAFETY: block i (24 bytes of Q5_1, 36 of Q8_1) is inside both rows.
+        // SAFETY: block i (24 bytes, 36 of Q8_1) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(24 * i), ap.add(36 * i));
-            summs += f16_at(x.add(2)) * f16_at(y.add(2));
+            // [d_w, m_w, d_a, s_a] in one conversion; lane 0 = d_w d_a, lane 1 = m_w s_a.
+            let hx = core::ptr::read_unaligned(x as *const u32) as u64;
+            let hy = core::ptr::read_unaligned(y as *const u32) as u64;
+            let v = _mm_cvtph_ps(_mm_cvtsi64_si128((hx | hy << 32) as i64));
+            let p = _mm_mul_ps(v, _mm_movehl_ps(v, v));
+            summs = _mm_add_ps(summs, p);
             let q = _mm256_or_si256(nibbles32(x.add(8)), q5_high(x.add(4)));
-            let p = dot_u8i8(q, load256(y.add(4)));
-            acc = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc);
+            let pr = dot_u8i8(q, load256(y.add(4)));
+            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(pr), acc);
         }
     }
-    hsum_ps(acc) + summs
+    hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(summs))
 }
 
 /// The IQ4_NL / IQ4_XS codebook (ggml `kvalues_iq4nl`, format data).
@@ -404,18 +415,22 @@ unsafe fn bsums(y: *const u8) -> __m256i {
 }
 
 /// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (12 bytes at `p`) as
-/// (scales[0..8], mins[0..8]) bytes.
+/// (scales[0..8], mins[0..8]) bytes, unpacked four at a time in 32-bit words.
 #[inline(always)]
 pub(crate) unsafe fn k4_scales_mins(p: *const u8) -> [u8; 16] {
     // SAFETY: 12 readable bytes at `p` (caller).
     let s = unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) };
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a, b, c) = (w(0), w(1), w(2));
+    let sc_lo = a & 0x3f3f_3f3f;
+    let mn_lo = b & 0x3f3f_3f3f;
+    let sc_hi = (c & 0x0f0f_0f0f) | ((a >> 6) & 0x0303_0303) << 4;
+    let mn_hi = ((c >> 4) & 0x0f0f_0f0f) | ((b >> 6) & 0x0303_0303) << 4;
     let mut out = [0u8; 16];
-    for j in 0..4 {
-        out[j] = s[j] & 63;
-        out[8 + j] = s[j + 4] & 63;
-        out[4 + j] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
-        out[12 + j] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
-    }
+    out[..4].copy_from_slice(&sc_lo.to_le_bytes());
+    out[4..8].copy_from_slice(&sc_hi.to_le_bytes());
+    out[8..12].copy_from_slice(&mn_lo.to_le_bytes());
+    out[12..].copy_from_slice(&mn_hi.to_le_bytes());
     out
 }
 

@@ -304,20 +304,34 @@ unsafe fn mins_dot(y: *const u8, sm: &[u8; 16]) -> i32 {
     _mm512_reduce_add_epi32(_mm512_zextsi128_si512(_mm_madd_epi16(mins, pair)))
 }
 
-/// `[s0 x 8 lanes, s1 x 8 lanes]` as i32.
+
+/// Shuffle selecting i16 element `2j` of a broadcast 8 x i16 vector into the low 256 bits and
+/// element `2j + 1` into the high 256 bits.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn scale_pair(s0: i32, s1: i32) -> __m512i {
-    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(s0)), _mm256_set1_epi32(s1), 1)
+fn pair_shuffle(j: usize) -> __m512i {
+    let b = (4 * j) as i16;
+    let lo = _mm256_set1_epi16(b | (b + 1) << 8);
+    let hi = _mm256_set1_epi16((b + 2) | (b + 3) << 8);
+    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+}
+
+/// Eight u8 scales (at `p`) as i16, broadcast to all four 128-bit lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn scales8(p: *const u8) -> __m512i {
+    // SAFETY: 8 readable bytes at `p` (caller).
+    _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(p as *const __m128i) }))
 }
 
 kernel! {
-    /// Q4_K x Q8_K.
+    /// Q4_K x Q8_K: per 64 values one `maddubs` (u4 x i8 pairs) and one `vpdpwssd` with the two
+    /// sub-block scales.
     fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let nb = n / 256;
         let (wp, ap) = (w.as_ptr(), a.as_ptr());
         let m4 = _mm512_set1_epi8(0x0f);
-        let z = _mm512_setzero_si512();
+        let shuf = [pair_shuffle(0), pair_shuffle(1), pair_shuffle(2), pair_shuffle(3)];
         let mut acc = _mm512_setzero_ps();
         let mut accm = 0.0f32;
         for i in 0..nb {
@@ -329,32 +343,29 @@ kernel! {
                 let dmin = yd * f16_at(x.add(2));
                 let sm = k4_scales_mins(x.add(4));
                 accm += dmin * mins_dot(y, &sm) as f32;
-                let mut sumi = z;
-                for j in 0..4 {
-                    // 32 bytes of nibbles: low nibbles are sub-block 2j, high nibbles 2j+1.
-                    let qb = _mm256_loadu_si256(x.add(16 + 32 * j) as *const __m256i);
-                    let q2 = _mm512_inserti64x4(_mm512_castsi256_si512(qb), _mm256_srli_epi16(qb, 4), 1);
-                    let q = _mm512_and_si512(q2, m4);
-                    let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const _);
-                    let p = _mm512_dpbusd_epi32(z, q, yv);
-                    let sc = scale_pair(sm[2 * j] as i32, sm[2 * j + 1] as i32);
-                    sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, sc));
+                let scb = scales8(sm.as_ptr());
+                let mut sumi = _mm512_setzero_si512();
+                for (j, sh) in shuf.iter().enumerate() {
+                    let qb = load256(x.add(16 + 32 * j));
+                    let q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qb), _mm256_srli_epi16(qb, 4), 1), m4);
+                    let p16 = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y.add(4 + 64 * j) as *const _));
+                    sumi = _mm512_dpwssd_epi32(sumi, p16, _mm512_shuffle_epi8(scb, *sh));
                 }
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
             }
         }
-        hsum512(acc) - accm
+        _mm512_reduce_add_ps(acc) - accm
     }
 }
 
 kernel! {
-    /// Q5_K x Q8_K.
+    /// Q5_K x Q8_K (as Q4_K with the fifth bit from `qh`).
     fn dot_q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let nb = n / 256;
         let (wp, ap) = (w.as_ptr(), a.as_ptr());
         let m4 = _mm512_set1_epi8(0x0f);
         let b16 = _mm512_set1_epi8(0x10);
-        let z = _mm512_setzero_si512();
+        let shuf = [pair_shuffle(0), pair_shuffle(1), pair_shuffle(2), pair_shuffle(3)];
         let mut acc = _mm512_setzero_ps();
         let mut accm = 0.0f32;
         for i in 0..nb {
@@ -366,37 +377,45 @@ kernel! {
                 let dmin = yd * f16_at(x.add(2));
                 let sm = k4_scales_mins(x.add(4));
                 accm += dmin * mins_dot(y, &sm) as f32;
-                let qh = load256(x.add(16));
-                let mut sumi = z;
-                for j in 0..4 {
+                let scb = scales8(sm.as_ptr());
+                // qh in both halves, the high half pre-shifted by one bit: bit 2j of the low
+                // half and bit 2j+1 of the high half land on the same shift.
+                let qh1 = load256(x.add(16));
+                let mut qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh1), _mm256_srli_epi16(qh1, 1), 1);
+                let mut sumi = _mm512_setzero_si512();
+                for (j, sh) in shuf.iter().enumerate() {
                     let qb = load256(x.add(48 + 32 * j));
-                    let q2 = _mm512_inserti64x4(_mm512_castsi256_si512(qb), _mm256_srli_epi16(qb, 4), 1);
-                    // High bits: bit 2j of qh for the low half, bit 2j+1 for the high half, moved to bit 4.
-                    let hl = _mm256_slli_epi16(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), 4);
-                    let hh = _mm256_slli_epi16(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), 4);
-                    let h = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(hl), hh, 1), b16);
-                    let q = _mm512_or_si512(_mm512_and_si512(q2, m4), h);
-                    let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const _);
-                    let p = _mm512_dpbusd_epi32(z, q, yv);
-                    let sc = scale_pair(sm[2 * j] as i32, sm[2 * j + 1] as i32);
-                    sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, sc));
+                    let lowq = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qb), _mm256_srli_epi16(qb, 4), 1), m4);
+                    // Bit 0 of each byte to bit 4 (16-bit shifts keep bytes apart for bit 0).
+                    let q = _mm512_or_si512(lowq, _mm512_and_si512(_mm512_slli_epi16(qh, 4), b16));
+                    qh = _mm512_srli_epi16(qh, 2);
+                    let p16 = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y.add(4 + 64 * j) as *const _));
+                    sumi = _mm512_dpwssd_epi32(sumi, p16, _mm512_shuffle_epi8(scb, *sh));
                 }
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
             }
         }
-        hsum512(acc) - accm
+        _mm512_reduce_add_ps(acc) - accm
     }
 }
 
 kernel! {
-    /// Q6_K x Q8_K: `sum(sc * q6 * y) - 32 * sum(sc * bsum)`.
+    /// Q6_K x Q8_K: `sum(sc * q6 * y) - 32 * sum(sc * bsum)`, reduced exactly in integers
+    /// (the offset cancels most of the lanes' magnitude).
     fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let nb = n / 256;
         let (wp, ap) = (w.as_ptr(), a.as_ptr());
         let m4 = _mm512_set1_epi8(0x0f);
         let m2 = _mm512_set1_epi8(0x30);
-        let z = _mm512_setzero_si512();
-        // Lane k (of 16 i32) belongs to the 16-value group k / 4 of a 64-value zmm.
+        // Scale index per 128-bit lane for (half, group pair): 8h + 4k2 + lane.
+        let idx = |b: i16| {
+            _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(b + 1), _mm_set1_epi16(b))),
+                _mm256_set_m128i(_mm_set1_epi16(b + 3), _mm_set1_epi16(b + 2)),
+                1,
+            )
+        };
+        let idxs = [idx(0), idx(4), idx(8), idx(12)];
         let mut acc = 0.0f32;
         for i in 0..nb {
             // SAFETY: super-block i (210 bytes of Q6_K, 292 of Q8_K) is inside both rows.
@@ -406,34 +425,21 @@ kernel! {
                 let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.add(192) as *const __m128i));
                 let off = _mm256_madd_epi16(sc16, load256(y.add(260)));
                 let offs = _mm512_reduce_add_epi32(_mm512_zextsi256_si512(off)) * 32;
-                let sc = core::ptr::read_unaligned(x.add(192) as *const [i8; 16]);
-                let mut sumi = z;
+                let sc512 = _mm512_castsi256_si512(sc16);
+                let mut sumi = _mm512_setzero_si512();
                 for half in 0..2 {
                     let ql = _mm512_loadu_si512(x.add(64 * half) as *const _);
                     let qh1 = load256(x.add(128 + 32 * half));
                     let qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh1), _mm256_srli_epi16(qh1, 2), 1);
-                    // Groups 0,1 (low nibbles of ql[0..32], ql[32..64]; qh bits 0-1 / 2-3)
-                    // and groups 2,3 (high nibbles; qh bits 4-5 / 6-7).
                     let g01 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m2));
-                    let g23 = _mm512_or_si512(
-                        _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                        _mm512_and_si512(qh, m2),
-                    );
+                    let g23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(qh, m2));
                     for (k2, g) in [g01, g23].into_iter().enumerate() {
-                        let yv = _mm512_loadu_si512(y.add(4 + 128 * half + 64 * k2) as *const _);
-                        let p = _mm512_dpbusd_epi32(z, g, yv);
-                        let s = 8 * half + 4 * k2;
-                        let scv = _mm512_setr_epi32(
-                            sc[s] as i32, sc[s] as i32, sc[s] as i32, sc[s] as i32,
-                            sc[s + 1] as i32, sc[s + 1] as i32, sc[s + 1] as i32, sc[s + 1] as i32,
-                            sc[s + 2] as i32, sc[s + 2] as i32, sc[s + 2] as i32, sc[s + 2] as i32,
-                            sc[s + 3] as i32, sc[s + 3] as i32, sc[s + 3] as i32, sc[s + 3] as i32,
-                        );
-                        sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scv));
+                        let p16 = _mm512_maddubs_epi16(g, _mm512_loadu_si512(y.add(4 + 128 * half + 64 * k2) as *const _));
+                        let scv = _mm512_permutexvar_epi16(idxs[2 * half + k2], sc512);
+                        sumi = _mm512_dpwssd_epi32(sumi, p16, scv);
                     }
                 }
-                let total = _mm512_reduce_add_epi32(sumi) - offs;
-                acc += d * total as f32;
+                acc += d * (_mm512_reduce_add_epi32(sumi) - offs) as f32;
             }
         }
         acc
@@ -441,13 +447,14 @@ kernel! {
 }
 
 kernel! {
-    /// IQ4_XS x Q8_K.
+    /// IQ4_XS x Q8_K: codebook bytes times activations (`|q| * sign(y, q)` pairs), then
+    /// `vpdpwssd` with the two sub-block scales of each 64 values.
     fn dot_iq4_xs(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let nb = n / 256;
         let (wp, ap) = (w.as_ptr(), a.as_ptr());
         // SAFETY: the table has 16 bytes.
         let tbl = _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i) });
-        let z = _mm512_setzero_si512();
+        let shuf = [pair_shuffle(0), pair_shuffle(1), pair_shuffle(2), pair_shuffle(3)];
         let mut acc = _mm512_setzero_ps();
         for i in 0..nb {
             // SAFETY: super-block i (136 bytes of IQ4_XS, 292 of Q8_K) is inside both rows.
@@ -456,16 +463,23 @@ kernel! {
                 let d = f32_at(y) * f16_at(x);
                 let sh = core::ptr::read_unaligned(x.add(2) as *const u16);
                 let sl = core::ptr::read_unaligned(x.add(4) as *const [u8; 4]);
-                let ls = |j: usize| (((sl[j / 2] >> (4 * (j % 2))) & 0x0f) as i32 | (((sh >> (2 * j)) & 3) as i32) << 4) - 32;
-                let mut sumi = z;
-                for j in 0..4 {
+                let mut ls = [0i16; 8];
+                for (j, l) in ls.iter_mut().enumerate() {
+                    *l = (((sl[j / 2] >> (4 * (j % 2))) & 0x0f) as i16 | (((sh >> (2 * j)) & 3) as i16) << 4) - 32;
+                }
+                let scb = _mm512_broadcast_i32x4(_mm_loadu_si128(ls.as_ptr() as *const __m128i));
+                let mut sumi = _mm512_setzero_si512();
+                for (j, shj) in shuf.iter().enumerate() {
                     let q = _mm512_shuffle_epi8(tbl, nibbles2x32(x.add(8 + 32 * j), x.add(8 + 32 * j + 16)));
-                    let p = dot_i8i8_512(q, _mm512_loadu_si512(y.add(4 + 64 * j) as *const _));
-                    sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scale_pair(ls(2 * j), ls(2 * j + 1))));
+                    let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const _);
+                    let neg = _mm512_movepi8_mask(q);
+                    let sy = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
+                    let p16 = _mm512_maddubs_epi16(_mm512_abs_epi8(q), sy);
+                    sumi = _mm512_dpwssd_epi32(sumi, p16, _mm512_shuffle_epi8(scb, *shj));
                 }
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
             }
         }
-        hsum512(acc)
+        _mm512_reduce_add_ps(acc)
     }
 }
