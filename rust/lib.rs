@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod gguf;
 pub mod matmul;
 pub mod quant;
 pub mod simd;

@@ -13,6 +13,14 @@ use crate::error::{Error, Result};
 use crate::types::QuantType;
 
 pub mod float;
+pub mod k;
+pub mod legacy;
+pub mod search;
+mod act_view;
+pub mod binary;
+pub mod fp4;
+pub mod iq4;
+pub mod ternary;
 
 /// One ggml block: `TYPE.block_size()` values stored in `size_of::<Self>()` bytes.
 ///
@@ -96,10 +104,36 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
     static F32: Codec = Codec::of_dot::<float::F32Block>();
     static F16: Codec = Codec::of_dot::<float::F16Block>();
     static BF16: Codec = Codec::of_dot::<float::BF16Block>();
+    static Q4_0: Codec = Codec::of_dot::<legacy::BlockQ4_0>();
+    static Q4_1: Codec = Codec::of_dot::<legacy::BlockQ4_1>();
+    static Q5_0: Codec = Codec::of_dot::<legacy::BlockQ5_0>();
+    static Q5_1: Codec = Codec::of_dot::<legacy::BlockQ5_1>();
+    static Q8_0: Codec = Codec::of_dot::<legacy::BlockQ8_0>();
+    static Q8_1: Codec = Codec::of::<legacy::BlockQ8_1>();
     Some(match t {
         T::F32 => &F32,
         T::F16 => &F16,
         T::BF16 => &BF16,
+        T::Q4_0 => &Q4_0,
+        T::Q4_1 => &Q4_1,
+        T::Q5_0 => &Q5_0,
+        T::Q5_1 => &Q5_1,
+        T::Q8_0 => &Q8_0,
+        T::Q8_1 => &Q8_1,
+        T::Q2_K => { static C: Codec = Codec::of_dot::<k::BlockQ2K>(); &C }
+        T::Q3_K => { static C: Codec = Codec::of_dot::<k::BlockQ3K>(); &C }
+        T::Q4_K => { static C: Codec = Codec::of_dot::<k::BlockQ4K>(); &C }
+        T::Q5_K => { static C: Codec = Codec::of_dot::<k::BlockQ5K>(); &C }
+        T::Q6_K => { static C: Codec = Codec::of_dot::<k::BlockQ6K>(); &C }
+        T::Q8_K => { static C: Codec = Codec::of::<k::BlockQ8K>(); &C }
+        T::IQ4_NL => { static C: Codec = Codec::of_dot::<iq4::BlockIQ4NL>(); &C }
+        T::IQ4_XS => { static C: Codec = Codec::of_dot::<iq4::BlockIQ4XS>(); &C }
+        T::TQ1_0 => { static C: Codec = Codec::of_dot::<ternary::BlockTQ1_0>(); &C }
+        T::TQ2_0 => { static C: Codec = Codec::of_dot::<ternary::BlockTQ2_0>(); &C }
+        T::MXFP4 => { static C: Codec = Codec::of_dot::<fp4::BlockMXFP4>(); &C }
+        T::NVFP4 => { static C: Codec = Codec::of_dot::<fp4::BlockNVFP4>(); &C }
+        T::Q1_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ1_0>(); &C }
+        T::Q2_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ2_0>(); &C }
         _ => return None,
     })
 }
