@@ -111,104 +111,170 @@ assert_layout!(BlockQ8_1, QuantType::Q8_1);
 
 // ---------------------------------------------------------------------------------------------
 // Conversions as ggml's x86 build performs them.
+//
+// Each quantizer has a fast path, taken when the block's scale and inverse scale are finite: then
+// every scaled value is small (|x * id| <= 127 and a few ulps), Rust's `as i32` equals the x86
+// conversion, and the loops vectorize. Otherwise (inverse scale overflowed on a subnormal block,
+// or the range overflowed) the `X86 = true` instantiation reproduces the x86 conversions exactly.
 
 /// f32 → i32 with x86 `cvttss2si` semantics: truncation toward zero; NaN and values outside the
 /// i32 range give `i32::MIN` (the "integer indefinite" value).
 #[inline(always)]
 fn cvtt_i32(v: f32) -> i32 {
-    if v >= -2_147_483_648.0 && v < 2_147_483_648.0 {
+    if (-2_147_483_648.0..2_147_483_648.0).contains(&v) {
         v as i32
     } else {
         i32::MIN
     }
 }
 
+/// Truncating conversion: x86 semantics when `X86`, else plain `as` (callers guarantee range).
+#[inline(always)]
+fn trunc<const X86: bool>(v: f32) -> i32 {
+    if X86 {
+        cvtt_i32(v)
+    } else {
+        v as i32
+    }
+}
+
 /// C's `(int8_t)roundf(v)` on x86: round half away from zero, then keep the low byte.
 ///
-/// Implemented without a `roundf` call (which is a library call on baseline x86-64): for
-/// `|v| < 2^31` the truncated integer `t` and the exact remainder `v - t` decide the rounding.
+/// Without a `roundf` call (a library call on baseline x86-64): the truncated integer `t` and the
+/// exact remainder `v - t` decide the rounding. The remainder is exact because `t` and `v` share
+/// sign and binade (or `v` is already an integer).
 #[inline(always)]
-fn roundf_i8(v: f32) -> i8 {
-    let t = cvtt_i32(v);
-    if t == i32::MIN {
-        // NaN, out of range, or exactly -2^31: all keep the low byte 0 either way.
+fn roundf_i8<const X86: bool>(v: f32) -> i8 {
+    let t = trunc::<X86>(v);
+    if X86 && t == i32::MIN {
+        // NaN, out of range, or exactly -2^31: the low byte is 0 in every case.
         return 0;
     }
-    // Exact: v and t share sign and exponent range, so the difference is representable.
     let frac = v - t as f32;
     let r = t + (frac >= 0.5) as i32 - (frac <= -0.5) as i32;
     r as i8
 }
 
-/// x86 `cvtps2dq` after `round_ps(NEAREST)`: round half to even, `i32::MIN` for NaN or values
-/// outside the i32 range.
+/// x86 `cvtps2dq` after `round_ps(NEAREST)`: round half to even; with `X86`, `i32::MIN` for NaN
+/// or values outside the i32 range (without it, callers guarantee `|v| < 2^22`).
 #[inline(always)]
-fn round_even_i32(v: f32) -> i32 {
-    if v.abs() < 4_194_304.0 {
+fn round_even_i32<const X86: bool>(v: f32) -> i32 {
+    if !X86 || v.abs() < 4_194_304.0 {
         nearest_int(v)
     } else {
         cvtt_i32(v.round_ties_even())
     }
 }
 
-/// Index of the value of largest magnitude (the first one on ties) and that value; `(0.0)` when
-/// every value is zero (ggml's loop starts from `max = 0` and only replaces on a strict increase).
+/// The 32-value blocks of a row (the row length is a multiple of 32 by the caller's contract).
 #[inline(always)]
-fn signed_absmax(x: &[f32]) -> f32 {
-    let mut amax = 0.0f32;
-    let mut max = 0.0f32;
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    max
+fn blocks(src: &[f32]) -> impl Iterator<Item = &[f32; QK]> {
+    src.chunks_exact(QK).filter_map(|c| <&[f32; QK]>::try_from(c).ok())
 }
 
-/// `(min, max)` of a block starting from `(FLT_MAX, -FLT_MAX)`, as Q4_1/Q5_1 do.
+/// Lanes for order-independent reductions (max/min of finite values do not depend on order).
+const LANES: usize = 8;
+
+/// Largest |x| (`MAX(amax, fabsf(v))` from 0 in ggml; the same value in any order).
 #[inline(always)]
-fn min_max(x: &[f32]) -> (f32, f32) {
-    let mut min = f32::MAX;
-    let mut max = -f32::MAX;
-    for &v in x {
-        if v < min {
-            min = v;
+fn abs_max(x: &[f32; QK]) -> f32 {
+    let mut m = [0.0f32; LANES];
+    for c in x.chunks_exact(LANES) {
+        for k in 0..LANES {
+            let a = c[k].abs();
+            m[k] = if m[k] > a { m[k] } else { a };
         }
-        if v > max {
-            max = v;
+    }
+    m.iter().fold(0.0f32, |a, &v| if a > v { a } else { v })
+}
+
+/// The value of largest magnitude, the first one on ties, or `0.0` when all are zero: what
+/// ggml's loop (start at 0, replace on a strict increase of |x|) leaves in `max`.
+#[inline(always)]
+fn signed_absmax(x: &[f32; QK]) -> f32 {
+    let amax = abs_max(x);
+    if amax == 0.0 {
+        return 0.0;
+    }
+    x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0)
+}
+
+/// `(min, max)` of a block as Q4_1/Q5_1's sequential loop finds them (start at ±FLT_MAX, replace
+/// on strict comparison). Equal values only differ in bits for ±0, where the first one wins.
+#[inline(always)]
+fn min_max(x: &[f32; QK]) -> (f32, f32) {
+    let mut lo = [f32::MAX; LANES];
+    let mut hi = [-f32::MAX; LANES];
+    for c in x.chunks_exact(LANES) {
+        for k in 0..LANES {
+            lo[k] = if c[k] < lo[k] { c[k] } else { lo[k] };
+            hi[k] = if c[k] > hi[k] { c[k] } else { hi[k] };
         }
+    }
+    let mut min = lo.iter().fold(f32::MAX, |a, &v| if v < a { v } else { a });
+    let mut max = hi.iter().fold(-f32::MAX, |a, &v| if v > a { v } else { a });
+    if min == 0.0 {
+        min = x.iter().copied().find(|&v| v == 0.0).unwrap_or(min);
+    }
+    if max == 0.0 {
+        max = x.iter().copied().find(|&v| v == 0.0).unwrap_or(max);
     }
     (min, max)
 }
 
-/// Largest |x| of a block (`MAX(amax, fabsf(v))` from 0).
+/// Pack 32 levels: value `j` in the low nibble of byte `j`, value `j + 16` in the high nibble.
 #[inline(always)]
-fn abs_max(x: &[f32]) -> f32 {
-    x.iter().fold(0.0f32, |a, &v| if a > v.abs() { a } else { v.abs() })
+fn pack4(l: &[u8; QK], qs: &mut [u8; HALF]) {
+    for j in 0..HALF {
+        qs[j] = (l[j] & 0x0f) | (l[j + HALF] << 4);
+    }
 }
 
-/// Pack 32 levels (< 32) into 4-bit pairs plus the fifth-bit word.
+/// Bit 4 of 8 bytes gathered into one byte (byte `i` → bit `i`).
+#[inline(always)]
+fn gather_bit4(b: &[u8]) -> u8 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[..8]);
+    let v = (u64::from_le_bytes(v) >> 4) & 0x0101_0101_0101_0101;
+    // Byte i's bit (at 8i) is multiplied onto bit 56 + i; no two partial products collide.
+    (v.wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// Pack 32 five-bit levels: low nibbles like [`pack4`], bit 4 of value `j` into bit `j` of `qh`.
 #[inline(always)]
 fn pack5(l: &[u8; QK], qs: &mut [u8; HALF]) -> [u8; 4] {
-    let mut qh = 0u32;
-    for j in 0..HALF {
-        let (a, b) = (l[j], l[j + HALF]);
-        qs[j] = (a & 0x0f) | ((b & 0x0f) << 4);
-        qh |= (((a & 0x10) >> 4) as u32) << j;
-        qh |= (((b & 0x10) >> 4) as u32) << (j + HALF);
-    }
-    qh.to_le_bytes()
+    pack4(l, qs);
+    [gather_bit4(&l[0..8]), gather_bit4(&l[8..16]), gather_bit4(&l[16..24]), gather_bit4(&l[24..32])]
 }
+
+/// `SPREAD[b]`: byte `i` is `0x10` if bit `i` of `b` is set (the fifth bit of a Q5 level).
+static SPREAD: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut i = 0;
+        while i < 8 {
+            if b & (1 << i) != 0 {
+                t[b] |= 0x10 << (8 * i);
+            }
+            i += 1;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// The 32 five-bit levels of a Q5 block.
 #[inline(always)]
 fn unpack5(qs: &[u8; HALF], qh: [u8; 4]) -> [u8; QK] {
-    let qh = u32::from_le_bytes(qh);
+    let mut hb = [0u8; QK];
+    for (k, &b) in qh.iter().enumerate() {
+        hb[8 * k..8 * k + 8].copy_from_slice(&SPREAD[b as usize].to_le_bytes());
+    }
     let mut l = [0u8; QK];
     for j in 0..HALF {
-        l[j] = (qs[j] & 0x0f) | ((((qh >> j) << 4) & 0x10) as u8);
-        l[j + HALF] = (qs[j] >> 4) | (((qh >> (j + 12)) & 0x10) as u8);
+        l[j] = (qs[j] & 0x0f) | hb[j];
+        l[j + HALF] = (qs[j] >> 4) | hb[j + HALF];
     }
     l
 }
@@ -225,89 +291,113 @@ fn row_sigma2(x: &[f32]) -> f32 {
 
 /// Block weights `qw[j] * sqrt(sigma² + x_j²)`.
 #[inline(always)]
-fn block_weights(xb: &[f32], qw: &[f32], sigma2: f32) -> [f32; QK] {
+fn block_weights(xb: &[f32; QK], qw: &[f32], sigma2: f32) -> [f32; QK] {
     let mut w = [0.0f32; QK];
-    for j in 0..QK {
-        w[j] = qw[j] * (sigma2 + xb[j] * xb[j]).sqrt();
+    for ((w, &x), &q) in w.iter_mut().zip(xb).zip(qw) {
+        *w = q * (sigma2 + x * x).sqrt();
     }
     w
+}
+
+/// Whether a block's scale and inverse scale keep every scaled value small (the fast path).
+#[inline(always)]
+fn fast(d: f32, id: f32) -> bool {
+    d.is_finite() && id.is_finite()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Reference quantizers (ggml `quantize_row_<t>_ref`), one block at a time.
 
-fn q4_0_ref(x: &[f32], y: &mut BlockQ4_0) {
+/// `min(cap, (int8_t)(v))` as an unsigned level, where `v = scaled + offset`.
+#[inline(always)]
+fn level<const X86: bool>(v: f32, cap: i32) -> u8 {
+    (trunc::<X86>(v) as i8 as i32).min(cap) as u8
+}
+
+#[inline(always)]
+fn sym_levels<const X86: bool>(x: &[f32; QK], id: f32, offset: f32, cap: i32) -> [u8; QK] {
+    let mut l = [0u8; QK];
+    for (l, &v) in l.iter_mut().zip(x) {
+        *l = level::<X86>(v * id + offset, cap);
+    }
+    l
+}
+
+#[inline(always)]
+fn asym_levels<const X86: bool>(x: &[f32; QK], min: f32, id: f32, cap: i32) -> [u8; QK] {
+    let mut l = [0u8; QK];
+    for (l, &v) in l.iter_mut().zip(x) {
+        *l = level::<X86>((v - min) * id + 0.5, cap);
+    }
+    l
+}
+
+fn q4_0_ref(x: &[f32; QK], y: &mut BlockQ4_0) {
     let max = signed_absmax(x);
     let d = max / -8.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     y.d = f32_to_f16(d);
-    for j in 0..HALF {
-        let x0 = x[j] * id;
-        let x1 = x[j + HALF] * id;
-        let xi0 = (cvtt_i32(x0 + 8.5) as i8 as i32).min(15) as u8;
-        let xi1 = (cvtt_i32(x1 + 8.5) as i8 as i32).min(15) as u8;
-        y.qs[j] = xi0 | (xi1 << 4);
-    }
+    let l = if fast(d, id) { sym_levels::<false>(x, id, 8.5, 15) } else { sym_levels::<true>(x, id, 8.5, 15) };
+    pack4(&l, &mut y.qs);
 }
 
-fn q4_1_ref(x: &[f32], y: &mut BlockQ4_1) {
+fn q4_1_ref(x: &[f32; QK], y: &mut BlockQ4_1) {
     let (min, max) = min_max(x);
     let d = (max - min) / 15.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     y.d = f32_to_f16(d);
     y.m = f32_to_f16(min);
-    for j in 0..HALF {
-        let x0 = (x[j] - min) * id;
-        let x1 = (x[j + HALF] - min) * id;
-        let xi0 = (cvtt_i32(x0 + 0.5) as i8 as i32).min(15) as u8;
-        let xi1 = (cvtt_i32(x1 + 0.5) as i8 as i32).min(15) as u8;
-        y.qs[j] = xi0 | (xi1 << 4);
-    }
+    let l = if fast(d, id) { asym_levels::<false>(x, min, id, 15) } else { asym_levels::<true>(x, min, id, 15) };
+    pack4(&l, &mut y.qs);
 }
 
-fn q5_0_ref(x: &[f32], y: &mut BlockQ5_0) {
+fn q5_0_ref(x: &[f32; QK], y: &mut BlockQ5_0) {
     let max = signed_absmax(x);
     let d = max / -16.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     y.d = f32_to_f16(d);
-    let mut l = [0u8; QK];
-    for j in 0..QK {
-        l[j] = (cvtt_i32(x[j] * id + 16.5) as i8 as i32).min(31) as u8;
-    }
+    let l = if fast(d, id) { sym_levels::<false>(x, id, 16.5, 31) } else { sym_levels::<true>(x, id, 16.5, 31) };
     y.qh = pack5(&l, &mut y.qs);
 }
 
-fn q5_1_ref(x: &[f32], y: &mut BlockQ5_1) {
+fn q5_1_ref(x: &[f32; QK], y: &mut BlockQ5_1) {
     let (min, max) = min_max(x);
     let d = (max - min) / 31.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     y.d = f32_to_f16(d);
     y.m = f32_to_f16(min);
-    let mut l = [0u8; QK];
-    for j in 0..QK {
-        l[j] = cvtt_i32((x[j] - min) * id + 0.5) as u8;
-    }
+    // ggml casts straight to uint8_t here (no clamp): keep the low byte.
+    let l = if fast(d, id) { asym_levels::<false>(x, min, id, 255) } else { asym_levels::<true>(x, min, id, 255) };
     y.qh = pack5(&l, &mut y.qs);
+}
+
+#[inline(always)]
+fn q8_levels<const X86: bool>(x: &[f32; QK], id: f32, qs: &mut [i8; QK]) {
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = roundf_i8::<X86>(v * id);
+    }
 }
 
 /// Shared by Q8_0 and Q8_1 ref: `d = amax / 127`, `q = roundf(x / d)`. Returns `d`.
 #[inline(always)]
-fn q8_ref(x: &[f32], qs: &mut [i8; QK]) -> f32 {
+fn q8_ref(x: &[f32; QK], qs: &mut [i8; QK]) -> f32 {
     let amax = abs_max(x);
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    for j in 0..QK {
-        qs[j] = roundf_i8(x[j] * id);
+    if fast(d, id) {
+        q8_levels::<false>(x, id, qs)
+    } else {
+        q8_levels::<true>(x, id, qs)
     }
     d
 }
 
-fn q8_0_ref(x: &[f32], y: &mut BlockQ8_0) {
+fn q8_0_ref(x: &[f32; QK], y: &mut BlockQ8_0) {
     let d = q8_ref(x, &mut y.qs);
     y.d = f32_to_f16(d);
 }
 
-fn q8_1_ref(x: &[f32], y: &mut BlockQ8_1) {
+fn q8_1_ref(x: &[f32; QK], y: &mut BlockQ8_1) {
     let d = q8_ref(x, &mut y.qs);
     y.d = f32_to_f16(d);
     let sum: i32 = y.qs.iter().map(|&q| q as i32).sum();
@@ -317,38 +407,25 @@ fn q8_1_ref(x: &[f32], y: &mut BlockQ8_1) {
 // ---------------------------------------------------------------------------------------------
 // Importance-weighted quantizers (ggml `quantize_row_<t>_impl` with quant_weights).
 
-fn q4_0_imat(x: &[f32], dst: &mut [BlockQ4_0], qw: &[f32]) {
+/// Q4_0 / Q5_0: symmetric search with `nmax` (8 or 16); `emit` stores scale and levels.
+fn qx_0_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&mut B, f32, &[u8; QK])) {
     let sigma2 = row_sigma2(x);
     let mut l = [0i8; QK];
-    for ((y, xb), qb) in dst.iter_mut().zip(x.chunks_exact(QK)).zip(qw.chunks_exact(QK)) {
+    for ((y, xb), qb) in dst.iter_mut().zip(blocks(x)).zip(qw.chunks_exact(QK)) {
         let w = block_weights(xb, qb, sigma2);
-        let d = make_qx_quants(8, xb, &mut l, 1, Some(&w));
-        y.d = f32_to_f16(d);
-        for j in 0..HALF {
-            y.qs[j] = (l[j] as u8) | ((l[j + HALF] as u8) << 4);
-        }
+        let d = make_qx_quants(nmax, xb, &mut l, 1, Some(&w));
+        emit(y, d, &l.map(|v| v as u8));
     }
 }
 
-fn q5_0_imat(x: &[f32], dst: &mut [BlockQ5_0], qw: &[f32]) {
-    let sigma2 = row_sigma2(x);
-    let mut l = [0i8; QK];
-    for ((y, xb), qb) in dst.iter_mut().zip(x.chunks_exact(QK)).zip(qw.chunks_exact(QK)) {
-        let w = block_weights(xb, qb, sigma2);
-        let d = make_qx_quants(16, xb, &mut l, 1, Some(&w));
-        y.d = f32_to_f16(d);
-        y.qh = pack5(&l.map(|v| v as u8), &mut y.qs);
-    }
-}
-
-/// Q4_1 / Q5_1 weighted search; returns per block `(d, m)` via the callback with the levels.
-fn qx_1_imat(x: &[f32], qw: &[f32], nmax: i32, mut emit: impl FnMut(usize, f32, f32, &[u8; QK])) {
+/// Q4_1 / Q5_1: scale-and-min search with `nmax` (15 or 31); `emit` stores `(d, m)` and levels.
+fn qx_1_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&mut B, f32, f32, &[u8; QK])) {
     let sigma2 = row_sigma2(x);
     let (mut l, mut laux) = ([0u8; QK], [0u8; QK]);
-    for (ib, (xb, qb)) in x.chunks_exact(QK).zip(qw.chunks_exact(QK)).enumerate() {
+    for ((y, xb), qb) in dst.iter_mut().zip(blocks(x)).zip(qw.chunks_exact(QK)) {
         let w = block_weights(xb, qb, sigma2);
         let (d, the_min) = make_qkx3_quants(nmax, xb, Some(&w), &mut l, &mut laux, -0.9, 0.05, 36, false);
-        emit(ib, d, -the_min, &l);
+        emit(y, d, -the_min, &l);
     }
 }
 
@@ -357,10 +434,16 @@ fn qx_1_imat(x: &[f32], qw: &[f32], nmax: i32, mut emit: impl FnMut(usize, f32, 
 
 /// Quantize a row block by block with `f`.
 #[inline(always)]
-fn per_block<B>(src: &[f32], dst: &mut [B], f: impl Fn(&[f32], &mut B)) {
-    for (y, x) in dst.iter_mut().zip(src.chunks_exact(QK)) {
+fn per_block<B>(src: &[f32], dst: &mut [B], f: impl Fn(&[f32; QK], &mut B)) {
+    for (y, x) in dst.iter_mut().zip(blocks(src)) {
         f(x, y);
     }
+}
+
+/// The output blocks of a row, 32 values each.
+#[inline(always)]
+fn out_blocks(dst: &mut [f32]) -> impl Iterator<Item = &mut [f32; QK]> {
+    dst.chunks_exact_mut(QK).filter_map(|c| <&mut [f32; QK]>::try_from(c).ok())
 }
 
 impl Block for BlockQ4_0 {
@@ -368,11 +451,14 @@ impl Block for BlockQ4_0 {
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         match imatrix {
             None => per_block(src, dst, q4_0_ref),
-            Some(qw) => q4_0_imat(src, dst, qw),
+            Some(qw) => qx_0_imat(src, dst, qw, 8, |y, d, l| {
+                y.d = f32_to_f16(d);
+                pack4(l, &mut y.qs);
+            }),
         }
     }
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
-        for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK)) {
+        for (b, y) in src.iter().zip(out_blocks(dst)) {
             let d = f16_to_f32(b.d);
             for j in 0..HALF {
                 y[j] = ((b.qs[j] & 0x0f) as i32 - 8) as f32 * d;
@@ -387,18 +473,15 @@ impl Block for BlockQ4_1 {
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         match imatrix {
             None => per_block(src, dst, q4_1_ref),
-            Some(qw) => qx_1_imat(src, qw, 15, |ib, d, m, l| {
-                let y = &mut dst[ib];
+            Some(qw) => qx_1_imat(src, dst, qw, 15, |y, d, m, l| {
                 y.d = f32_to_f16(d);
                 y.m = f32_to_f16(m);
-                for j in 0..HALF {
-                    y.qs[j] = l[j] | (l[j + HALF] << 4);
-                }
+                pack4(l, &mut y.qs);
             }),
         }
     }
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
-        for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK)) {
+        for (b, y) in src.iter().zip(out_blocks(dst)) {
             let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
             for j in 0..HALF {
                 y[j] = (b.qs[j] & 0x0f) as f32 * d + m;
@@ -413,15 +496,18 @@ impl Block for BlockQ5_0 {
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         match imatrix {
             None => per_block(src, dst, q5_0_ref),
-            Some(qw) => q5_0_imat(src, dst, qw),
+            Some(qw) => qx_0_imat(src, dst, qw, 16, |y, d, l| {
+                y.d = f32_to_f16(d);
+                y.qh = pack5(l, &mut y.qs);
+            }),
         }
     }
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
-        for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK)) {
+        for (b, y) in src.iter().zip(out_blocks(dst)) {
             let d = f16_to_f32(b.d);
             let l = unpack5(&b.qs, b.qh);
-            for j in 0..QK {
-                y[j] = (l[j] as i32 - 16) as f32 * d;
+            for (y, &l) in y.iter_mut().zip(&l) {
+                *y = (l as i32 - 16) as f32 * d;
             }
         }
     }
@@ -432,8 +518,7 @@ impl Block for BlockQ5_1 {
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         match imatrix {
             None => per_block(src, dst, q5_1_ref),
-            Some(qw) => qx_1_imat(src, qw, 31, |ib, d, m, l| {
-                let y = &mut dst[ib];
+            Some(qw) => qx_1_imat(src, dst, qw, 31, |y, d, m, l| {
                 y.d = f32_to_f16(d);
                 y.m = f32_to_f16(m);
                 y.qh = pack5(l, &mut y.qs);
@@ -441,13 +526,22 @@ impl Block for BlockQ5_1 {
         }
     }
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
-        for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK)) {
+        for (b, y) in src.iter().zip(out_blocks(dst)) {
             let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
             let l = unpack5(&b.qs, b.qh);
-            for j in 0..QK {
-                y[j] = l[j] as f32 * d + m;
+            for (y, &l) in y.iter_mut().zip(&l) {
+                *y = l as f32 * d + m;
             }
         }
+    }
+}
+
+/// `x = d * q` for Q8_0 and Q8_1.
+#[inline(always)]
+fn dequantize_q8(d: [u8; 2], qs: &[i8; QK], y: &mut [f32; QK]) {
+    let d = f16_to_f32(d);
+    for (y, &q) in y.iter_mut().zip(qs) {
+        *y = q as f32 * d;
     }
 }
 
@@ -458,11 +552,8 @@ impl Block for BlockQ8_0 {
         per_block(src, dst, q8_0_ref)
     }
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
-        for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK)) {
-            let d = f16_to_f32(b.d);
-            for j in 0..QK {
-                y[j] = b.qs[j] as f32 * d;
-            }
+        for (b, y) in src.iter().zip(out_blocks(dst)) {
+            dequantize_q8(b.d, &b.qs, y);
         }
     }
 }
@@ -475,11 +566,8 @@ impl Block for BlockQ8_1 {
     }
     /// `x = d * q` (the `s` field is redundant for dequantization).
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
-        for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK)) {
-            let d = f16_to_f32(b.d);
-            for j in 0..QK {
-                y[j] = b.qs[j] as f32 * d;
-            }
+        for (b, y) in src.iter().zip(out_blocks(dst)) {
+            dequantize_q8(b.d, &b.qs, y);
         }
     }
 }
@@ -487,20 +575,26 @@ impl Block for BlockQ8_1 {
 // ---------------------------------------------------------------------------------------------
 // Activation quantizers used by ggml-cpu's matmul on x86 (AVX/AVX2 `quantize_row_q8_0/1`).
 
+#[inline(always)]
+fn q8_act_levels<const X86: bool>(x: &[f32; QK], id: f32, qs: &mut [i8; QK]) -> i32 {
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        let r = round_even_i32::<X86>(v * id);
+        sum = sum.wrapping_add(r);
+        *q = r.clamp(-128, 127) as i8;
+    }
+    sum
+}
+
 /// Shared by the Q8_0/Q8_1 activation quantizers: `d = amax / 127`, `id = 127 / amax`,
 /// `q = saturate_i8(round_half_even(x * id))`. Returns `d` and the wrapping sum of the
 /// pre-saturation integers (what ggml-cpu sums for Q8_1's `s`).
 #[inline(always)]
-fn q8_act(x: &[f32], qs: &mut [i8; QK]) -> (f32, i32) {
+fn q8_act(x: &[f32; QK], qs: &mut [i8; QK]) -> (f32, i32) {
     let amax = abs_max(x);
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-    let mut sum = 0i32;
-    for j in 0..QK {
-        let q = round_even_i32(x[j] * id);
-        sum = sum.wrapping_add(q);
-        qs[j] = q.clamp(-128, 127) as i8;
-    }
+    let sum = if id.is_finite() { q8_act_levels::<false>(x, id, qs) } else { q8_act_levels::<true>(x, id, qs) };
     (d, sum)
 }
 
@@ -509,7 +603,7 @@ fn q8_act(x: &[f32], qs: &mut [i8; QK]) -> (f32, i32) {
 /// [`Block::quantize_row_ref`] (`id = 1 / (amax / 127)`, round-half-away) on near-ties.
 /// `src.len()` must equal `32 * dst.len()`.
 pub fn quantize_row_q8_0_act(src: &[f32], dst: &mut [BlockQ8_0]) {
-    for (y, x) in dst.iter_mut().zip(src.chunks_exact(QK)) {
+    for (y, x) in dst.iter_mut().zip(blocks(src)) {
         let (d, _) = q8_act(x, &mut y.qs);
         y.d = f32_to_f16(d);
     }
@@ -519,7 +613,7 @@ pub fn quantize_row_q8_0_act(src: &[f32], dst: &mut [BlockQ8_0]) {
 /// [`quantize_row_q8_0_act`], plus `s = f16(d * Σ q)`.
 /// `src.len()` must equal `32 * dst.len()`.
 pub fn quantize_row_q8_1_act(src: &[f32], dst: &mut [BlockQ8_1]) {
-    for (y, x) in dst.iter_mut().zip(src.chunks_exact(QK)) {
+    for (y, x) in dst.iter_mut().zip(blocks(src)) {
         let (d, sum) = q8_act(x, &mut y.qs);
         y.d = f32_to_f16(d);
         y.s = f32_to_f16(d * sum as f32);
@@ -605,5 +699,114 @@ impl DotBlock for BlockQ8_0 {
             sumf += sumi as f32 * (f16_to_f32(x.d) * f16_to_f32(y.d));
         }
         sumf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ggml's sequential loops, literally, as the specification of the lane-wise helpers.
+    fn seq_signed_absmax(x: &[f32]) -> f32 {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in x {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        max
+    }
+    fn seq_min_max(x: &[f32]) -> (f32, f32) {
+        let (mut min, mut max) = (f32::MAX, -f32::MAX);
+        for &v in x {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        (min, max)
+    }
+
+    fn sample(seed: &mut u64) -> [f32; QK] {
+        let mut x = [0.0f32; QK];
+        for v in x.iter_mut() {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *v = match *seed % 6 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => 1.0,
+                3 => -1.0,
+                _ => ((*seed >> 40) as f32 / 16_777_216.0) - 0.5,
+            };
+        }
+        x
+    }
+
+    #[test]
+    fn lane_helpers_match_sequential_loops_bitwise() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let x = sample(&mut seed);
+            assert_eq!(signed_absmax(&x).to_bits(), seq_signed_absmax(&x).to_bits(), "{x:?}");
+            let (a, b) = min_max(&x);
+            let (c, d) = seq_min_max(&x);
+            assert_eq!((a.to_bits(), b.to_bits()), (c.to_bits(), d.to_bits()), "{x:?}");
+        }
+        // Signed zeros: the first zero seen wins.
+        let mut x = [1.0f32; QK];
+        x[3] = -0.0;
+        x[5] = 0.0;
+        assert_eq!(min_max(&x).0.to_bits(), (-0.0f32).to_bits());
+        x[3] = 0.0;
+        x[5] = -0.0;
+        assert_eq!(min_max(&x).0.to_bits(), 0.0f32.to_bits());
+        assert_eq!(signed_absmax(&[-0.0; QK]).to_bits(), 0.0f32.to_bits());
+    }
+
+    #[test]
+    fn pack5_unpack5_round_trip() {
+        let mut seed = 7u64;
+        for _ in 0..2000 {
+            let mut l = [0u8; QK];
+            for v in l.iter_mut() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *v = (seed >> 59) as u8;
+            }
+            let mut qs = [0u8; HALF];
+            let qh = pack5(&l, &mut qs);
+            let bits = u32::from_le_bytes(qh);
+            for (j, &v) in l.iter().enumerate() {
+                assert_eq!((bits >> j) & 1, (v as u32 >> 4) & 1);
+            }
+            assert_eq!(unpack5(&qs, qh), l);
+        }
+    }
+
+    #[test]
+    fn rounding_helpers() {
+        // roundf: half away from zero; low byte kept.
+        for (v, want) in [(0.5f32, 1i8), (-0.5, -1), (1.5, 2), (2.5, 3), (-2.5, -3), (0.49999997, 0), (127.4, 127)] {
+            assert_eq!(roundf_i8::<false>(v), want, "{v}");
+            assert_eq!(roundf_i8::<true>(v), want, "{v}");
+        }
+        assert_eq!(roundf_i8::<true>(f32::NAN), 0);
+        assert_eq!(roundf_i8::<true>(f32::INFINITY), 0);
+        assert_eq!(roundf_i8::<true>(300.0), 300i32 as i8);
+        // Half to even, x86 indefinite integer out of range.
+        for (v, want) in [(0.5f32, 0), (1.5, 2), (2.5, 2), (-2.5, -2), (126.5, 126)] {
+            assert_eq!(round_even_i32::<false>(v), want, "{v}");
+            assert_eq!(round_even_i32::<true>(v), want, "{v}");
+        }
+        assert_eq!(round_even_i32::<true>(f32::NAN), i32::MIN);
+        assert_eq!(round_even_i32::<true>(-f32::INFINITY), i32::MIN);
+        assert_eq!(round_even_i32::<true>(5_000_000.5), 5_000_000);
+        assert_eq!(cvtt_i32(2_147_483_648.0), i32::MIN);
+        assert_eq!(cvtt_i32(-2_147_483_648.0), i32::MIN);
+        assert_eq!(cvtt_i32(-3.7), -3);
     }
 }
