@@ -21,7 +21,9 @@ pub mod imatrix;
 pub mod mix;
 pub mod quantize_model;
 pub mod gguf;
+pub mod matmul;
 pub mod quant;
+pub mod simd;
 pub mod types;
 
 #[cfg(feature = "python")]

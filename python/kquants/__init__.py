@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._kquants import GGUFError, __version__
 from ._quantize_model import MIXES, QuantizeReport, TensorChange, quantize_model
+from ._kquants import matmul, quantize_activations, simd_info, vec_dot
 from ._quant import QTensor, dequantize, quantize
 from ._types import QuantType, quant_types
 from .gguf import GGUFFile, GGUFWriter, Tensor, open
@@ -25,6 +26,10 @@ __all__ = [
     "__version__",
     "dequantize",
     "open",
+    "matmul",
     "quant_types",
     "quantize",
+    "quantize_activations",
+    "simd_info",
+    "vec_dot",
 ]

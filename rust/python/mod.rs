@@ -7,6 +7,7 @@ mod error;
 mod gguf;
 mod quant;
 mod quantize;
+mod simd;
 
 pub use error::GGUFError;
 
@@ -18,5 +19,6 @@ fn _kquants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     quant::register(m)?;
     quantize::register(m)?;
     gguf::register(m)?;
+    simd::register(m)?;
     Ok(())
 }
