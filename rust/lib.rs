@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod gguf;
 pub mod model;
 pub mod quant;
 pub mod types;
