@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::types::QuantType;
 
 pub mod float;
+pub mod legacy;
+pub mod search;
 
 /// One ggml block: `TYPE.block_size()` values stored in `size_of::<Self>()` bytes.
 ///
@@ -96,10 +98,22 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
     static F32: Codec = Codec::of_dot::<float::F32Block>();
     static F16: Codec = Codec::of_dot::<float::F16Block>();
     static BF16: Codec = Codec::of_dot::<float::BF16Block>();
+    static Q4_0: Codec = Codec::of_dot::<legacy::BlockQ4_0>();
+    static Q4_1: Codec = Codec::of_dot::<legacy::BlockQ4_1>();
+    static Q5_0: Codec = Codec::of_dot::<legacy::BlockQ5_0>();
+    static Q5_1: Codec = Codec::of_dot::<legacy::BlockQ5_1>();
+    static Q8_0: Codec = Codec::of_dot::<legacy::BlockQ8_0>();
+    static Q8_1: Codec = Codec::of::<legacy::BlockQ8_1>();
     Some(match t {
         T::F32 => &F32,
         T::F16 => &F16,
         T::BF16 => &BF16,
+        T::Q4_0 => &Q4_0,
+        T::Q4_1 => &Q4_1,
+        T::Q5_0 => &Q5_0,
+        T::Q5_1 => &Q5_1,
+        T::Q8_0 => &Q8_0,
+        T::Q8_1 => &Q8_1,
         _ => return None,
     })
 }
