@@ -18,7 +18,9 @@
 pub mod error;
 pub mod gguf;
 pub mod model;
+pub mod matmul;
 pub mod quant;
+pub mod simd;
 pub mod types;
 
 #[cfg(feature = "python")]

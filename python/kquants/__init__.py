@@ -6,5 +6,6 @@ See the README for a tour. The native core is ``kquants._kquants`` (Rust, via Py
 from __future__ import annotations
 
 from ._kquants import GGUFError, __version__
+from ._kquants import matmul, quantize_activations, simd_info, vec_dot
 
-__all__ = ["GGUFError", "__version__"]
+__all__ = ["GGUFError", "__version__", "matmul", "quantize_activations", "simd_info", "vec_dot"]

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod error;
 mod quant;
+mod simd;
 
 pub use error::GGUFError;
 
@@ -14,5 +15,6 @@ fn _kquants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("GGUFError", m.py().get_type::<GGUFError>())?;
     quant::register(m)?;
+    simd::register(m)?;
     Ok(())
 }
