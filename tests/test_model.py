@@ -14,6 +14,8 @@ gguf = pytest.importorskip("gguf")
 import kquants
 from kquants import Model
 
+GOLDEN_IMATRIX = Path(__file__).resolve().parent.parent.parent / "shared" / "golden" / "smollm2" / \
+    "imatrix-smollm2-debian-handbook-calibration.gguf"
 D, FF, NH, NKV, NL = 32, 48, 4, 2, 2
 HD = D // NH
 BASE, EPS = 10000.0, 1e-5
@@ -214,7 +216,17 @@ def test_imatrix_roundtrip_and_layout(tmp_path):
     assert r.fields["imatrix.chunk_size"].contents() == 32
     assert r.fields["imatrix.chunk_count"].contents() == n
     names = [t.name for t in r.tensors]
-    assert names == sorted(names)
+    # Same layout as llama-imatrix's own file: per weight (sorted) in_sum2 then counts, 1-D F32.
+    golden = gguf.GGUFReader(str(GOLDEN_IMATRIX))
+    assert [t.name.rsplit(".", 1)[1] for t in golden.tensors[:4]] == ["in_sum2", "counts"] * 2
+    assert [t.name.rsplit(".", 1)[1] for t in r.tensors] == ["in_sum2", "counts"] * (len(names) // 2)
+    bases = [nm.rsplit(".", 1)[0] for nm in names[0::2]]
+    assert bases == sorted(bases)
+    for ours_t, gold_t in zip(r.tensors[:2], golden.tensors[:2]):
+        assert len(ours_t.field.parts[3]) == 1 and ours_t.field.parts[2][0] == gold_t.field.parts[2][0] == 1
+        assert ours_t.tensor_type == gold_t.tensor_type == gguf.GGMLQuantizationType.F32
+    assert set(r.fields) - {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count"} == set(golden.fields) - {
+        "GGUF.version", "GGUF.tensor_count", "GGUF.kv_count"}
     assert f"blk.0.attn_q.weight.in_sum2" in names and f"blk.0.attn_q.weight.counts" in names
     assert len(names) == 2 * 7 * NL
     counts = {t.name: float(t.data[0]) for t in r.tensors if t.name.endswith(".counts")}
@@ -254,3 +266,13 @@ def test_perplexity_self_kld_is_zero(tmp_path):
         lp = lg - np.log(np.exp(lg - lg.max(-1, keepdims=True)).sum(-1, keepdims=True)) - lg.max(-1, keepdims=True)
         nll += [-lp[j, chunk[j + 1]] for j in range(16, 31)]
     assert r["ppl"] == pytest.approx(float(np.exp(np.mean(nll))), rel=1e-9)
+
+
+def test_reads_llamacpp_imatrix():
+    im = kquants.load_imatrix(GOLDEN_IMATRIX)
+    assert len(im) == 210
+    r = gguf.GGUFReader(str(GOLDEN_IMATRIX))
+    t = {x.name: np.array(x.data) for x in r.tensors}
+    np.testing.assert_array_equal(
+        im["blk.3.ffn_down.weight"], t["blk.3.ffn_down.weight.in_sum2"] / t["blk.3.ffn_down.weight.counts"][0])
+    assert im["blk.3.ffn_down.weight"].shape == (1536,)

@@ -1,7 +1,7 @@
 //! Importance matrices: per-column sums of squared matmul inputs, collected like llama.cpp's
 //! `llama-imatrix` (only `blk.*` weights, only batches of at least 16 tokens, f32 accumulation
-//! row by row), stored in its GGUF layout (`<weight>.in_sum2` f32 `[n_cols, 1]`, `<weight>.counts`
-//! f32 `[1, 1]`, `general.type = "imatrix"`, `imatrix.datasets`, `imatrix.chunk_count`,
+//! row by row), stored in its GGUF layout (`<weight>.in_sum2` f32 `[n_cols]`, `<weight>.counts`
+//! f32 `[1]`, `general.type = "imatrix"`, `imatrix.datasets`, `imatrix.chunk_count`,
 //! `imatrix.chunk_size`; tensors sorted by name) or the legacy `.dat` layout.
 
 use std::collections::BTreeMap;
@@ -188,4 +188,87 @@ pub fn collect(
     col.imatrix.chunk_count += n_chunks as u32;
     col.imatrix.chunk_size = n_ctx as u32;
     Ok(n_chunks)
+}
+
+impl Imatrix {
+    /// Write to `path`: legacy `.dat` when the name ends in `.dat`, else llama.cpp's GGUF layout.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        if path.extension().is_some_and(|e| e == "dat") {
+            self.write_dat(path)
+        } else {
+            self.write_gguf(path)
+        }
+    }
+
+    /// Write llama.cpp's GGUF imatrix layout (tensors sorted by name, raw sums and counts).
+    pub fn write_gguf(&self, path: &Path) -> Result<()> {
+        use crate::gguf::{Array, GgufWriter, Value};
+        use crate::types::QuantType;
+        let mut w = GgufWriter::create(path)?;
+        w.add_metadata("general.type", Value::String("imatrix".into()))?;
+        w.add_metadata("imatrix.datasets", Value::Array(Array::from_strs(&self.datasets)))?;
+        w.add_metadata("imatrix.chunk_count", Value::U32(self.chunk_count))?;
+        w.add_metadata("imatrix.chunk_size", Value::U32(self.chunk_size))?;
+        // BTreeMap order is byte order of the names, as llama.cpp's std::sort of std::string.
+        for (name, e) in &self.entries {
+            // ggml drops trailing unit dimensions: one expert gives 1-D tensors.
+            w.add_tensor_info(&format!("{name}.in_sum2"), &[e.sums.len()], QuantType::F32)?;
+            w.add_tensor_info(&format!("{name}.counts"), &[1], QuantType::F32)?;
+        }
+        for e in self.entries.values() {
+            let bytes: Vec<u8> = e.sums.iter().flat_map(|v| v.to_le_bytes()).collect();
+            w.write_tensor_data(&bytes)?;
+            w.write_tensor_data(&(e.count as f32).to_le_bytes())?;
+        }
+        w.finish()
+    }
+
+    /// Read llama.cpp's GGUF imatrix layout.
+    pub fn from_gguf(file: &crate::gguf::GgufFile) -> Result<Imatrix> {
+        use crate::types::QuantType;
+        let md = file.metadata();
+        let mut im = Imatrix {
+            datasets: md.get_str_array("imatrix.datasets").map(|v| v.into_iter().map(str::to_string).collect()).unwrap_or_default(),
+            chunk_count: md.get_u32("imatrix.chunk_count").unwrap_or(0),
+            chunk_size: md.get_u32("imatrix.chunk_size").unwrap_or(0),
+            ..Imatrix::default()
+        };
+        let f32s = |name: &str| -> Result<Vec<f32>> {
+            let t = file.tensor(name).ok_or_else(|| Error::value(format!("imatrix file lacks {name}")))?;
+            if t.ty != QuantType::F32 {
+                return Err(Error::value(format!("imatrix tensor {name} is {}, expected F32", t.ty)));
+            }
+            Ok(file.tensor_data(t).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        for t in file.tensors() {
+            let Some(base) = t.name.strip_suffix(".in_sum2") else { continue };
+            let sums = f32s(&t.name)?;
+            let counts = f32s(&format!("{base}.counts"))?;
+            if counts.len() != 1 {
+                return Err(Error::value(format!(
+                    "imatrix entry {base} has {} expert counts; per-expert entries are not supported",
+                    counts.len()
+                )));
+            }
+            let c = counts[0];
+            if !(c.is_finite() && c >= 0.0) {
+                return Err(Error::value(format!("imatrix entry {base} has count {c}")));
+            }
+            im.entries.insert(base.to_string(), Entry { sums, count: c as u64 });
+        }
+        if im.entries.is_empty() {
+            return Err(Error::value("the GGUF file holds no imatrix entries (<name>.in_sum2)"));
+        }
+        Ok(im)
+    }
+
+    /// Read an imatrix file, GGUF or legacy `.dat` (told apart by the GGUF magic).
+    pub fn read(path: &Path) -> Result<Imatrix> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if bytes.starts_with(b"GGUF") {
+            Imatrix::from_gguf(&crate::gguf::GgufFile::from_vec(bytes)?)
+        } else {
+            Imatrix::from_dat_bytes(&bytes)
+        }
+    }
 }

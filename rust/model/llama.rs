@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use super::config::{Config, RopeMode};
 use super::{ModelSource, SharedSource, TensorEntry};
 use crate::error::{Error, Result};
+use crate::matmul::{self, QuantizedActivations};
 use crate::quant::round_f16;
 use crate::types::QuantType;
 
@@ -74,14 +75,44 @@ impl Linear {
         Ok(())
     }
 
+    /// Whether this weight runs through the quantized SIMD matmul (activations quantized to
+    /// the weight type's dot type, as ggml does) rather than the float fallback.
+    pub fn is_quantized_path(&self) -> bool {
+        self.ty.is_quantized() && crate::simd::kernels().dot_fn(self.ty).is_ok()
+    }
+
     /// `out[t] = W · x[t] (+ b)` for `n` tokens: `x` is `n × cols`, `out` is `n × rows`.
-    /// Must run inside the model's thread pool.
-    pub fn forward(&self, data: &[u8], x: &[f32], n: usize, out: &mut [f32]) {
+    /// `acts`, when given, is `x` already quantized for this weight type (shared between
+    /// weights reading the same input). Must run inside the model's thread pool.
+    pub fn forward(&self, data: &[u8], x: &[f32], n: usize, out: &mut [f32], acts: Option<&QuantizedActivations>) -> Result<()> {
         debug_assert_eq!(x.len(), n * self.cols);
         debug_assert_eq!(out.len(), n * self.rows);
         let w = self.bytes(data);
+        if self.is_quantized_path() {
+            match acts {
+                Some(a) => matmul::matmul_quantized(self.ty, w, self.rows, a, out, None)?,
+                None => {
+                    let a = matmul::quantize_activations(self.ty, x, self.cols, n)?;
+                    matmul::matmul_quantized(self.ty, w, self.rows, &a, out, None)?
+                }
+            }
+        } else {
+            self.forward_float(w, x, n, out);
+        }
+        if let Some(b) = &self.bias {
+            for o in out.chunks_exact_mut(self.rows) {
+                for (v, bv) in o.iter_mut().zip(b) {
+                    *v += bv;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Float path (F32/F16/BF16 weights, or types without a kernel): dequantize a block of
+    /// weight rows to f32 and dot it with every token.
+    fn forward_float(&self, w: &[u8], x: &[f32], n: usize, out: &mut [f32]) {
         let (rows, cols, rb) = (self.rows, self.cols, self.row_bytes);
-        // Fallback path: dequantize a block of weight rows to f32 and dot it with every token.
         let blocks: Vec<Vec<f32>> = w
             .par_chunks(rb * ROWS_PER_TASK)
             .map(|wb| {
@@ -105,13 +136,6 @@ impl Linear {
             let nr = res.len() / n.max(1);
             for t in 0..n {
                 out[t * rows + r0..t * rows + r0 + nr].copy_from_slice(&res[t * nr..(t + 1) * nr]);
-            }
-        }
-        if let Some(b) = &self.bias {
-            for o in out.chunks_exact_mut(rows) {
-                for (v, bv) in o.iter_mut().zip(b) {
-                    *v += bv;
-                }
             }
         }
     }
@@ -322,19 +346,30 @@ impl Model {
         let mut u = vec![0f32; n * c.n_ff];
         let pos0 = s.pos;
         let rope = RopeTable::new(c, pos0, n);
+        // Weights sharing one input share its quantized activations (q/k/v, gate/up).
         macro_rules! mm {
-            ($lin:expr, $inp:expr, $out:expr) => {{
-                if let Some(obs) = observer.as_deref_mut() {
-                    obs.observe($lin, $inp, n);
-                }
-                $lin.forward(data, $inp, n, $out);
+            ($inp:expr; $(($lin:expr, $out:expr)),+) => {{
+                let mut shared: Option<QuantizedActivations> = None;
+                $(
+                    if let Some(obs) = observer.as_deref_mut() {
+                        obs.observe($lin, $inp, n);
+                    }
+                    let lin: &Linear = $lin;
+                    if lin.is_quantized_path() {
+                        let want = lin.ty.dot_type();
+                        if shared.as_ref().map(|a| Some(a.ty())) != Some(want) {
+                            shared = Some(matmul::quantize_activations(lin.ty, $inp, lin.cols, n)?);
+                        }
+                        lin.forward(data, $inp, n, $out, shared.as_ref())?;
+                    } else {
+                        lin.forward(data, $inp, n, $out, None)?;
+                    }
+                )+
             }};
         }
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut h);
-            mm!(&layer.wq, &h, &mut q);
-            mm!(&layer.wk, &h, &mut k);
-            mm!(&layer.wv, &h, &mut v);
+            mm!(&h; (&layer.wq, &mut q), (&layer.wk, &mut k), (&layer.wv, &mut v));
             rope.apply(&mut q, c.n_head, hd, c.rope_mode);
             rope.apply(&mut k, c.n_head_kv, hd, c.rope_mode);
             // The f16 cache (and f16 activations into the KQ product, as ggml converts them).
@@ -344,17 +379,16 @@ impl Model {
                 *z = round_f16(*z);
             }
             attention(c, &q, &s.k[li], &s.v[li], pos0, &mut att);
-            mm!(&layer.wo, &att, &mut o);
+            mm!(&att; (&layer.wo, &mut o));
             for (a, b) in x.iter_mut().zip(&o) {
                 *a += b;
             }
             rms_norm(&x, &layer.ffn_norm, c.rms_eps, &mut h);
-            mm!(&layer.w_gate, &h, &mut g);
-            mm!(&layer.w_up, &h, &mut u);
+            mm!(&h; (&layer.w_gate, &mut g), (&layer.w_up, &mut u));
             for (a, b) in g.iter_mut().zip(&u) {
                 *a = silu(*a) * b;
             }
-            mm!(&layer.w_down, &g, &mut o);
+            mm!(&g; (&layer.w_down, &mut o));
             for (a, b) in x.iter_mut().zip(&o) {
                 *a += b;
             }
@@ -367,7 +401,7 @@ impl Model {
         if let Some(obs) = observer.as_deref_mut() {
             obs.observe(&self.output, &hn, m);
         }
-        self.output.forward(data, &hn, m, &mut logits);
+        self.output.forward(data, &hn, m, &mut logits, None)?;
         Ok(logits)
     }
 }

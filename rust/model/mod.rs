@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::gguf::{GgufFile, Value};
 use crate::types::QuantType;
 
 pub mod config;
@@ -132,44 +133,79 @@ impl ModelSource for MemorySource {
 /// A shared, type-erased source.
 pub type SharedSource = Arc<dyn ModelSource>;
 
-/// A GGUF file as a [`ModelSource`]: the file is memory-mapped and tensors point into the map.
+/// A GGUF file as a [`ModelSource`]: the file is memory-mapped by [`GgufFile`] and tensors
+/// point into the map.
 pub struct GgufSource {
-    map: memmap2::Mmap,
-    metadata: HashMap<String, Meta>,
-    tensors: HashMap<String, TensorEntry>,
-    order: Vec<String>,
+    file: GgufFile,
+}
+
+/// A GGUF metadata value as the model reads it.
+fn meta_of(v: &Value) -> Meta {
+    if let Some(i) = v.as_u64() {
+        return Meta::U(i);
+    }
+    if let Some(i) = v.as_i64() {
+        return Meta::I(i);
+    }
+    match v {
+        Value::F32(_) | Value::F64(_) => Meta::F(v.as_f64().unwrap_or(f64::NAN)),
+        Value::Bool(b) => Meta::Bool(*b),
+        Value::String(s) => Meta::Str(s.clone()),
+        Value::Array(a) => {
+            if let Some(strs) = a.to_strs() {
+                return Meta::StrArr(strs.into_iter().map(str::to_string).collect());
+            }
+            let items: Vec<Value> = a.iter().collect();
+            if items.iter().all(|x| x.as_i64().is_some()) {
+                Meta::IntArr(items.iter().filter_map(Value::as_i64).collect())
+            } else if items.iter().all(|x| x.as_f64().is_some()) {
+                Meta::FloatArr(items.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect())
+            } else {
+                Meta::Other
+            }
+        }
+        _ => Meta::Other,
+    }
 }
 
 impl GgufSource {
-    /// Map and parse `path`.
+    /// Map and validate `path`.
     pub fn open(path: &std::path::Path) -> Result<GgufSource> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        // SAFETY: memmap2's contract: the mapping is undefined behaviour if the file is modified
-        // while mapped. Model files are opened read-only and treated as immutable, as llama.cpp does.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
-        let (metadata, tensors, order) = gguf_header::parse(&map)?;
-        Ok(GgufSource { map, metadata, tensors, order })
+        Ok(GgufSource { file: GgufFile::open(path)? })
+    }
+
+    /// The underlying file.
+    pub fn file(&self) -> &GgufFile {
+        &self.file
     }
 }
 
 impl ModelSource for GgufSource {
     fn meta(&self, key: &str) -> Option<Meta> {
-        self.metadata.get(key).cloned()
+        self.file.metadata().get(key).map(meta_of)
     }
     fn tensor(&self, name: &str) -> Option<TensorEntry> {
-        self.tensors.get(name).cloned()
+        let t = self.file.tensor(name)?;
+        // The reader validated that offset + nbytes lies inside the file.
+        Some(TensorEntry {
+            ty: t.ty,
+            dims: t.dims.iter().map(|&d| d as u64).collect(),
+            offset: self.file.data_offset() + t.offset,
+            len: t.nbytes,
+        })
     }
     fn tensor_names(&self) -> Vec<String> {
-        self.order.clone()
+        self.file.tensors().iter().map(|t| t.name.clone()).collect()
     }
     fn data(&self) -> &[u8] {
-        &self.map
+        self.file.bytes()
     }
 }
 
 /// Load a model and its tokenizer from a GGUF file.
 pub fn load(path: &std::path::Path, threads: Option<usize>) -> Result<(Arc<Model>, Tokenizer)> {
     let src: SharedSource = Arc::new(GgufSource::open(path)?);
+    Config::from_source(src.as_ref())?; // architecture errors first
     let tok = Tokenizer::from_source(src.as_ref())?;
     let model = Model::from_source(src, threads)?;
     if tok.n_vocab() != model.config.n_vocab {
@@ -180,180 +216,4 @@ pub fn load(path: &std::path::Path, threads: Option<usize>) -> Result<(Arc<Model
         )));
     }
     Ok((Arc::new(model), tok))
-}
-
-/// GGUF header parsing (metadata and tensor infos) with every length and offset checked.
-/// Interim reader for the model module; `crate::gguf` is the crate's full GGUF implementation.
-mod gguf_header {
-    use super::{Meta, TensorEntry};
-    use crate::error::{Error, Result};
-    use crate::types::QuantType;
-    use std::collections::HashMap;
-
-    /// Longest string accepted (1 GiB) and most array elements (2^28): far beyond real files.
-    const MAX_STR: u64 = 1 << 30;
-    const MAX_ARR: u64 = 1 << 28;
-
-    struct Cur<'a> {
-        b: &'a [u8],
-        pos: usize,
-    }
-
-    impl<'a> Cur<'a> {
-        fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
-            let n = usize::try_from(n).map_err(|_| Error::gguf(self.pos as u64, format!("{what} length too large")))?;
-            let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len());
-            let end = end.ok_or_else(|| Error::gguf(self.pos as u64, format!("{what} runs past the end of the file")))?;
-            let s = &self.b[self.pos..end];
-            self.pos = end;
-            Ok(s)
-        }
-        fn u32(&mut self, what: &str) -> Result<u32> {
-            let s = self.take(4, what)?;
-            Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        }
-        fn u64(&mut self, what: &str) -> Result<u64> {
-            let s = self.take(8, what)?;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(s);
-            Ok(u64::from_le_bytes(a))
-        }
-        fn string(&mut self, what: &str) -> Result<String> {
-            let at = self.pos as u64;
-            let n = self.u64(what)?;
-            if n > MAX_STR {
-                return Err(Error::gguf(at, format!("{what}: string of {n} bytes")));
-            }
-            let s = self.take(n, what)?;
-            String::from_utf8(s.to_vec()).map_err(|_| Error::gguf(at, format!("{what} is not UTF-8")))
-        }
-        fn scalar(&mut self, ty: u32, what: &str) -> Result<Option<Meta>> {
-            let at = self.pos as u64;
-            Ok(Some(match ty {
-                0 => Meta::U(self.take(1, what)?[0] as u64),
-                1 => Meta::I(self.take(1, what)?[0] as i8 as i64),
-                2 => { let s = self.take(2, what)?; Meta::U(u16::from_le_bytes([s[0], s[1]]) as u64) }
-                3 => { let s = self.take(2, what)?; Meta::I(i16::from_le_bytes([s[0], s[1]]) as i64) }
-                4 => Meta::U(self.u32(what)? as u64),
-                5 => Meta::I(self.u32(what)? as i32 as i64),
-                6 => Meta::F(f32::from_bits(self.u32(what)?) as f64),
-                7 => match self.take(1, what)?[0] {
-                    0 => Meta::Bool(false),
-                    1 => Meta::Bool(true),
-                    v => return Err(Error::gguf(at, format!("{what}: boolean byte {v}"))),
-                },
-                8 => Meta::Str(self.string(what)?),
-                10 => Meta::U(self.u64(what)?),
-                11 => Meta::I(self.u64(what)? as i64),
-                12 => Meta::F(f64::from_bits(self.u64(what)?)),
-                _ => return Ok(None),
-            }))
-        }
-        fn value(&mut self, ty: u32, what: &str, depth: u32) -> Result<Meta> {
-            let at = self.pos as u64;
-            if ty != 9 {
-                return self.scalar(ty, what)?.ok_or_else(|| Error::gguf(at, format!("{what}: unknown value type {ty}")));
-            }
-            if depth > 2 {
-                return Err(Error::gguf(at, format!("{what}: arrays nested too deeply")));
-            }
-            let et = self.u32(what)?;
-            let n = self.u64(what)?;
-            if n > MAX_ARR {
-                return Err(Error::gguf(at, format!("{what}: array of {n} elements")));
-            }
-            match et {
-                8 => Ok(Meta::StrArr((0..n).map(|_| self.string(what)).collect::<Result<_>>()?)),
-                6 | 12 => Ok(Meta::FloatArr(
-                    (0..n)
-                        .map(|_| match self.scalar(et, what)? {
-                            Some(Meta::F(v)) => Ok(v as f32),
-                            _ => Err(Error::gguf(at, "float array")),
-                        })
-                        .collect::<Result<_>>()?,
-                )),
-                0..=5 | 10 | 11 => Ok(Meta::IntArr(
-                    (0..n)
-                        .map(|_| match self.scalar(et, what)? {
-                            Some(Meta::U(v)) => Ok(v as i64),
-                            Some(Meta::I(v)) => Ok(v),
-                            _ => Err(Error::gguf(at, "integer array")),
-                        })
-                        .collect::<Result<_>>()?,
-                )),
-                7 | 9 => {
-                    for _ in 0..n {
-                        self.value(et, what, depth + 1)?;
-                    }
-                    Ok(Meta::Other)
-                }
-                _ => Err(Error::gguf(at, format!("{what}: unknown array element type {et}"))),
-            }
-        }
-    }
-
-    type Parsed = (HashMap<String, Meta>, HashMap<String, TensorEntry>, Vec<String>);
-
-    pub(super) fn parse(b: &[u8]) -> Result<Parsed> {
-        let mut c = Cur { b, pos: 0 };
-        if c.take(4, "magic")? != b"GGUF" {
-            return Err(Error::gguf(0, "not a GGUF file (bad magic)"));
-        }
-        let version = c.u32("version")?;
-        if !(2..=3).contains(&version) {
-            return Err(Error::gguf(4, format!("unsupported GGUF version {version}")));
-        }
-        let n_tensors = c.u64("tensor count")?;
-        let n_kv = c.u64("metadata count")?;
-        if n_tensors > MAX_ARR || n_kv > MAX_ARR {
-            return Err(Error::gguf(8, "implausible tensor or metadata count"));
-        }
-        let mut meta = HashMap::new();
-        for _ in 0..n_kv {
-            let key = c.string("metadata key")?;
-            let ty = c.u32("metadata type")?;
-            let v = c.value(ty, &key, 0)?;
-            meta.insert(key, v);
-        }
-        let alignment = match meta.get("general.alignment") {
-            Some(Meta::U(a)) if *a > 0 && a.is_power_of_two() => *a as usize,
-            None => 32,
-            Some(_) => return Err(Error::gguf(c.pos as u64, "general.alignment is not a power of two")),
-        };
-        let mut infos = Vec::new();
-        for _ in 0..n_tensors {
-            let at = c.pos as u64;
-            let name = c.string("tensor name")?;
-            let nd = c.u32("tensor dimensions")?;
-            if nd == 0 || nd > 4 {
-                return Err(Error::gguf(at, format!("tensor {name}: {nd} dimensions")));
-            }
-            let dims = (0..nd).map(|_| c.u64("tensor shape")).collect::<Result<Vec<_>>>()?;
-            let tid = c.u32("tensor type")?;
-            let ty = QuantType::from_id(tid).ok_or_else(|| Error::gguf(at, format!("tensor {name}: unknown type {tid}")))?;
-            let off = c.u64("tensor offset")?;
-            infos.push((at, name, dims, ty, off));
-        }
-        let data_start = c.pos.div_ceil(alignment) * alignment;
-        let mut tensors = HashMap::new();
-        let mut order = Vec::new();
-        for (at, name, dims, ty, off) in infos {
-            let n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
-            let bad = || Error::gguf(at, format!("tensor {name}: shape {dims:?} does not fit {ty} or the file"));
-            let n = n.ok_or_else(bad)?;
-            let row = *dims.first().ok_or_else(bad)?;
-            let row_bytes = usize::try_from(row).ok().and_then(|r| ty.row_bytes(r)).ok_or_else(bad)?;
-            let rows = if row == 0 { 0 } else { n / row };
-            let len = usize::try_from(rows).ok().and_then(|r| r.checked_mul(row_bytes)).ok_or_else(bad)?;
-            let offset = usize::try_from(off).ok().and_then(|o| o.checked_add(data_start)).ok_or_else(bad)?;
-            if off as usize % alignment != 0 || offset.checked_add(len).is_none_or(|e| e > b.len()) {
-                return Err(bad());
-            }
-            if tensors.insert(name.clone(), TensorEntry { ty, dims, offset, len }).is_some() {
-                return Err(Error::gguf(at, format!("duplicate tensor {name}")));
-            }
-            order.push(name);
-        }
-        Ok((meta, tensors, order))
-    }
 }

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod error;
+mod model;
 mod quant;
 mod simd;
 
@@ -15,6 +16,7 @@ fn _kquants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("GGUFError", m.py().get_type::<GGUFError>())?;
     quant::register(m)?;
+    model::register(m)?;
     simd::register(m)?;
     Ok(())
 }
