@@ -276,3 +276,25 @@ def test_reads_llamacpp_imatrix():
     np.testing.assert_array_equal(
         im["blk.3.ffn_down.weight"], t["blk.3.ffn_down.weight.in_sum2"] / t["blk.3.ffn_down.weight.counts"][0])
     assert im["blk.3.ffn_down.weight"].shape == (1536,)
+
+
+def test_cli(tmp_path, capsys):
+    from kquants.cli import main
+
+    path = tmp_path / "tiny.gguf"
+    write_tiny(path)
+    assert main(["run", str(path), "-p", "ab", "-n", "5", "-t", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("ab") and "tokens/s" in err
+    text = tmp_path / "t.txt"
+    text.write_text(" ".join(["ab A B a b"] * 40))
+    assert main(["perplexity", str(path), str(text), "--ctx", "32", "--kl-divergence", str(path), "-t", "1"]) == 0
+    out, _ = capsys.readouterr()
+    assert "PPL = " in out and "mean KLD = 0.000000" in out and "same top-1 = 100.00 %" in out
+    im = tmp_path / "im.gguf"
+    assert main(["imatrix", str(path), str(text), "-o", str(im), "--ctx", "32", "-t", "1"]) == 0
+    assert set(kquants.load_imatrix(im)) == {f"blk.{i}.{w}.weight" for i in range(NL) for w in
+                                              ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]}
+    r = gguf.GGUFReader(str(im))
+    assert r.fields["imatrix.datasets"].contents() == ["t.txt"]
+    assert main(["run", str(tmp_path / "missing.gguf"), "-p", "x"]) == 1
