@@ -21,6 +21,7 @@ pub mod imatrix;
 pub mod mix;
 pub mod quantize_model;
 pub mod gguf;
+pub mod model;
 pub mod matmul;
 pub mod quant;
 pub mod simd;

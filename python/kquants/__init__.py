@@ -11,9 +11,14 @@ from ._kquants import matmul, quantize_activations, simd_info, vec_dot
 from ._quant import QTensor, dequantize, quantize
 from ._types import QuantType, quant_types
 from .gguf import GGUFFile, GGUFWriter, Tensor, open
+from .model import Model, imatrix, load_imatrix, perplexity
 
 __all__ = [
     "MIXES",
+    "Model",
+    "imatrix",
+    "load_imatrix",
+    "perplexity",
     "QuantizeReport",
     "TensorChange",
     "quantize_model",

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod error;
 mod gguf;
+mod model;
 mod quant;
 mod quantize;
 mod simd;
@@ -19,6 +20,7 @@ fn _kquants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     quant::register(m)?;
     quantize::register(m)?;
     gguf::register(m)?;
+    model::register(m)?;
     simd::register(m)?;
     Ok(())
 }
