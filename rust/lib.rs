@@ -17,13 +17,13 @@
 
 pub mod atomic_file;
 pub mod error;
-pub mod imatrix;
-pub mod mix;
-pub mod quantize_model;
 pub mod gguf;
-pub mod model;
+pub mod imatrix;
 pub mod matmul;
+pub mod mix;
+pub mod model;
 pub mod quant;
+pub mod quantize_model;
 pub mod simd;
 pub mod types;
 
