@@ -114,6 +114,7 @@ def quantize_activations(x: np.ndarray, type: Any) -> np.ndarray:
     (ggml's SIMD rounding, as matmul uses); uint8 (..., row_bytes)."""
 
 # Llama-family models (rust/python/model.rs); the friendly API is kquants.model.
+@final
 class _Model:
     """A loaded GGUF model (weights memory-mapped, kept quantized) with its tokenizer."""
     @staticmethod
@@ -141,9 +142,10 @@ class _Model:
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str: ...
     def perplexity(self, text: str, n_ctx: int, base: _Model | None = None, max_chunks: int | None = None,
                    progress: Any = None) -> dict[str, float]: ...
-    def imatrix(self, text: str, out: str, n_ctx: int = 512, max_chunks: int | None = None, dataset: str = "",
+    def imatrix(self, text: str, out: str, n_ctx: int = 512, max_chunks: int | None = None, dataset: str = ...,
                 progress: Any = None) -> int: ...
 
+@final
 class _Generator:
     """Streaming generation: yields text pieces."""
     def __iter__(self) -> _Generator: ...
@@ -155,3 +157,28 @@ class _Generator:
 
 def load_imatrix(path: str) -> dict[str, np.ndarray]:
     """Read an importance matrix (GGUF or legacy .dat): {weight name: mean squared activation}."""
+
+# Whole-model quantization (rust/python/quantize.rs); the public API is kquants.quantize_model.
+def _file_types() -> list[tuple[str, int, str, str]]:
+    """``[(name, general.file_type id, default tensor type, description)]`` for every llama-quantize mix."""
+
+def _quantize_model(
+    input: str,
+    output: str,
+    ftype: str,
+    *,
+    only_copy: bool = False,
+    imatrix: str | None = None,
+    include_weights: list[str] = ...,
+    exclude_weights: list[str] = ...,
+    output_tensor_type: int | None = None,
+    token_embedding_type: int | None = None,
+    tensor_types: list[tuple[str, int]] = ...,
+    pure: bool = False,
+    leave_output_tensor: bool = False,
+    allow_requantize: bool = False,
+    dry_run: bool = False,
+    threads: int | None = None,
+    progress: Any = None,
+) -> tuple[list[tuple[str, list[int], str, str, int, int, bool]], int, bool]:
+    """Quantize a GGUF model file; returns (per-tensor rows, number of weights, needs_imatrix)."""
