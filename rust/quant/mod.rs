@@ -16,7 +16,6 @@ pub mod float;
 pub mod k;
 pub mod legacy;
 pub mod search;
-mod act_view;
 pub mod binary;
 pub mod fp4;
 pub mod iq4;
