@@ -145,8 +145,8 @@ fn best_index_fp4(x: f32, e: f32) -> u8 {
     let a = x.abs();
     let mut best = 0u8;
     let mut best_err = (KVALUES_FP4[0] as f32 * e - a).abs();
-    for i in 1..8 {
-        let err = (KVALUES_FP4[i] as f32 * e - a).abs();
+    for (i, &k) in KVALUES_FP4.iter().enumerate().take(8).skip(1) {
+        let err = (k as f32 * e - a).abs();
         if err < best_err {
             best = i as u8;
             best_err = err;
@@ -324,8 +324,8 @@ mod tests {
     fn best_index_scan(x: f32, e: f32) -> u8 {
         let mut best = 0u8;
         let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
-        for i in 1..16 {
-            let err = (KVALUES_FP4[i] as f32 * e - x).abs();
+        for (i, &k) in KVALUES_FP4.iter().enumerate().skip(1) {
+            let err = (k as f32 * e - x).abs();
             if err < best_err {
                 best = i as u8;
                 best_err = err;
