@@ -7,7 +7,7 @@
 //! Both ignore importance weights, as ggml does.
 #![forbid(unsafe_code)]
 
-use super::act_view::Q8_0;
+use super::legacy::BlockQ8_0 as Q8_0;
 use super::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -131,8 +131,8 @@ pub fn vec_dot_q1_0_q8_0(x: &[BlockQ1_0], y: &[Q8_0]) -> f32 {
         let d0 = f16_to_f32(b.d);
         let mut sumi = 0.0f32;
         for (k, yb) in ys.iter().enumerate() {
-            let d1 = yb.d();
-            let qy = yb.qs();
+            let d1 = f16_to_f32(yb.d);
+            let qy = &yb.qs;
             let mut s = 0i32;
             for (j, &q) in qy.iter().enumerate() {
                 let bit = (b.qs[4 * k + j / 8] >> (j % 8)) & 1;
@@ -152,8 +152,8 @@ pub fn vec_dot_q2_0_q8_0(x: &[BlockQ2_0], y: &[Q8_0]) -> f32 {
         let d0 = f16_to_f32(b.d);
         let mut sumi = 0.0f32;
         for (k, yb) in ys.iter().enumerate() {
-            let d1 = yb.d();
-            let qy = yb.qs();
+            let d1 = f16_to_f32(yb.d);
+            let qy = &yb.qs;
             let mut s = 0i32;
             for (j, &q) in qy.iter().enumerate() {
                 let c = ((b.qs[8 * k + j / 4] >> (2 * (j % 4))) & 3) as i32 - 1;

@@ -9,7 +9,7 @@
 //! so the scales carry an extra factor ½). Quantization ignores importance weights, as ggml does.
 #![forbid(unsafe_code)]
 
-use super::act_view::Q8_0;
+use super::legacy::BlockQ8_0 as Q8_0;
 use super::{f16_to_f32, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -145,8 +145,8 @@ fn best_index_fp4(x: f32, e: f32) -> u8 {
     let a = x.abs();
     let mut best = 0u8;
     let mut best_err = (KVALUES_FP4[0] as f32 * e - a).abs();
-    for i in 1..8 {
-        let err = (KVALUES_FP4[i] as f32 * e - a).abs();
+    for (i, &k) in KVALUES_FP4.iter().enumerate().take(8).skip(1) {
+        let err = (k as f32 * e - a).abs();
         if err < best_err {
             best = i as u8;
             best_err = err;
@@ -279,7 +279,7 @@ pub fn vec_dot_mxfp4_q8_0(x: &[BlockMXFP4], y: &[Q8_0]) -> f32 {
     let mut sumf = 0.0f32;
     for (b, a) in x.iter().zip(y) {
         let d = f16_to_f32(a.d) * e8m0_to_f32_half(b.e);
-        sumf += d * dot_codes(&b.qs, bytemuck::cast_slice(&a.qs)) as f32;
+        sumf += d * dot_codes(&b.qs, &a.qs) as f32;
     }
     sumf
 }
@@ -294,7 +294,7 @@ pub fn vec_dot_nvfp4_q8_0(x: &[BlockNVFP4], y: &[Q8_0]) -> f32 {
             let ab = &a[s / 2];
             let dy = f16_to_f32(ab.d);
             let off = (s % 2) * QK_NVFP4_SUB;
-            let qy: &[i8] = bytemuck::cast_slice(&ab.qs[off..off + QK_NVFP4_SUB]);
+            let qy = &ab.qs[off..off + QK_NVFP4_SUB];
             let sumi = dot_codes(&b.qs[s * QK_NVFP4_SUB / 2..(s + 1) * QK_NVFP4_SUB / 2], qy);
             sumf += dy * d * sumi as f32;
         }
@@ -324,8 +324,8 @@ mod tests {
     fn best_index_scan(x: f32, e: f32) -> u8 {
         let mut best = 0u8;
         let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
-        for i in 1..16 {
-            let err = (KVALUES_FP4[i] as f32 * e - x).abs();
+        for (i, &k) in KVALUES_FP4.iter().enumerate().skip(1) {
+            let err = (k as f32 * e - x).abs();
             if err < best_err {
                 best = i as u8;
                 best_err = err;

@@ -11,7 +11,8 @@
 //! [`Block::quantize_row_ref`] here.
 #![forbid(unsafe_code)]
 
-use super::act_view::{Q8K, Q8_0};
+use super::k::BlockQ8K as Q8K;
+use super::legacy::BlockQ8_0 as Q8_0;
 use super::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -336,8 +337,8 @@ fn dot32(qs: &[u8], y: &[i8]) -> i32 {
 pub fn vec_dot_iq4nl_q8_0(x: &[BlockIQ4NL], y: &[Q8_0]) -> f32 {
     let mut sumf = 0.0f32;
     for (b, a) in x.iter().zip(y) {
-        let d = a.d() * f16_to_f32(b.d);
-        sumf += d * dot32(&b.qs, a.qs()) as f32;
+        let d = f16_to_f32(a.d) * f16_to_f32(b.d);
+        sumf += d * dot32(&b.qs, &a.qs) as f32;
     }
     sumf
 }
@@ -347,7 +348,7 @@ pub fn vec_dot_iq4xs_q8_k(x: &[BlockIQ4XS], y: &[Q8K]) -> f32 {
     let mut sumf = 0.0f32;
     for (b, a) in x.iter().zip(y) {
         let d4d8 = f16_to_f32(b.d) * a.d();
-        let q8 = a.qs();
+        let q8 = &a.qs;
         for ib in 0..8 {
             let dl = d4d8 * b.block_scale(ib) as f32;
             sumf += dl * dot32(&b.qs[16 * ib..16 * ib + 16], &q8[32 * ib..32 * ib + 32]) as f32;

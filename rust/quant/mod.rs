@@ -19,7 +19,6 @@ pub mod iq3;
 pub mod k;
 pub mod legacy;
 pub mod search;
-mod act_view;
 pub mod binary;
 pub mod fp4;
 pub mod iq4;

@@ -10,7 +10,7 @@
 //! Both ignore importance weights, as ggml does.
 #![forbid(unsafe_code)]
 
-use super::act_view::Q8K;
+use super::k::BlockQ8K as Q8K;
 use super::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -175,7 +175,7 @@ impl Block for BlockTQ2_0 {
 pub fn vec_dot_tq1_0_q8_k(x: &[BlockTQ1_0], y: &[Q8K]) -> f32 {
     let mut sumf = 0.0f32;
     for (b, a) in x.iter().zip(y) {
-        let q8 = a.qs();
+        let q8 = &a.qs;
         let mut sum = 0i32;
         for n in 0..5 {
             for m in 0..32 {
@@ -199,7 +199,7 @@ pub fn vec_dot_tq1_0_q8_k(x: &[BlockTQ1_0], y: &[Q8K]) -> f32 {
 pub fn vec_dot_tq2_0_q8_k(x: &[BlockTQ2_0], y: &[Q8K]) -> f32 {
     let mut sumf = 0.0f32;
     for (b, a) in x.iter().zip(y) {
-        let q8 = a.qs();
+        let q8 = &a.qs;
         let mut sumi = 0i32;
         for j in 0..2 {
             for l in 0..4 {
