@@ -27,6 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..demo import format_table, plot, run_demo
 
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (checked before the long run, not after it)
+        except ImportError:
+            raise ValueError("--plot needs matplotlib: pip install 'kquants[plot]'") from None
     rows = run_demo(args.types, model=args.model, ctx=args.ctx, eval_chunks=args.chunks, threads=args.threads)
     print(format_table(rows))
     if args.plot:
