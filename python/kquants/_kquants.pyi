@@ -3,7 +3,7 @@
 import numpy as np
 import numpy.typing as npt
 from os import PathLike
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, final
 
 __version__: str
 
@@ -12,8 +12,11 @@ class GGUFError(ValueError):
 
 # --- codecs (rust/python/quant.rs); the public API is kquants.quantize / dequantize / QTensor ---
 
-def _type_table() -> list[tuple[str, int, int, int, bool, bool]]:
-    """``[(name, ggml_id, block_size, type_size, supported, requires_imatrix)]`` for every ggml type."""
+def _type_table() -> list[tuple[str, int, int, int, bool]]:
+    """``[(name, ggml_id, block_size, type_size, supported)]`` for every ggml type."""
+
+def _imatrix_required() -> list[str]:
+    """Names of the types ggml refuses to quantize without an importance matrix."""
 
 def _quantize(
     x: npt.NDArray[np.float32],
@@ -30,6 +33,7 @@ def _dequantize(data: npt.NDArray[np.uint8], type_id: int, threads: int | None =
 def _vec_dot_ref(type_id: int, a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], n: int) -> float:
     """Scalar reference dot of a row of ``type_id`` with a row of its activation type, ``n`` values each."""
 # --- GGUF (rust/python/gguf.rs; the public wrappers are in kquants/gguf.py) ---
+@final
 class Tensor:
     """One tensor of a GGUF file (shape in NumPy order: GGUF ne[] reversed)."""
     @property
@@ -60,8 +64,9 @@ class Tensor:
         """Zero-copy read-only uint8 view that keeps the file mapped."""
     def numpy(self) -> np.ndarray:
         """Typed zero-copy view (see kquants.gguf)."""
+@final
 class _GGUFFile:
-    def __init__(self, path: Union[str, PathLike[str]]) -> None: ...
+    def __new__(cls, path: Union[str, PathLike[str]]) -> _GGUFFile: ...
     @property
     def path(self) -> str: ...
     @property
@@ -76,13 +81,15 @@ class _GGUFFile:
     def metadata_value(self, key: str) -> Any: ...
     def tensors(self) -> list[Tensor]: ...
     def close(self) -> None: ...
+@final
 class _GGUFWriter:
-    def __init__(self, path: Union[str, PathLike[str]], alignment: int = 32) -> None: ...
+    def __new__(cls, path: Union[str, PathLike[str]], alignment: int = 32) -> _GGUFWriter: ...
     def add_metadata_encoded(self, key: str, type_id: int, encoded: bytes) -> None: ...
     def add_tensor_info(self, name: str, ne: list[int], type_name: str) -> tuple[int, int]: ...
     def write_tensor_data(self, data: npt.NDArray[np.uint8]) -> None: ...
     def next_tensor(self) -> Optional[tuple[str, int]]: ...
     def finish(self) -> None: ...
     def abort(self) -> None: ...
+@final
 class _Buffer:
     def __len__(self) -> int: ...
