@@ -67,6 +67,7 @@ def assert_matches_gguf_py(path: Path) -> None:
         for rt in ref.tensors:
             t = f.tensors[rt.name]
             assert t.type_name == rt.tensor_type.name
+            assert t.type is kquants.QuantType(int(rt.tensor_type)) and t.type_id == int(rt.tensor_type)
             assert t.ne == tuple(int(x) for x in rt.shape)
             assert t.shape == tuple(reversed(t.ne))
             assert t.nbytes == rt.n_bytes
@@ -96,8 +97,8 @@ def test_views_are_zero_copy_read_only_and_outlive_close():
         typed = [x for x in f.tensors.values() if x.type_name == "F32"][0]
         arr = typed.numpy()
     assert f.closed
-    with pytest.raises(ValueError):
-        f.metadata["general.name"] if "general.name" not in f.metadata._cache else f.tensors[t.name].raw  # noqa: B018
+    with pytest.raises(ValueError, match="closed"):
+        f.metadata["general.architecture"]  # not decoded before close
     assert not raw.flags.writeable and not arr.flags.writeable
     with pytest.raises(ValueError):
         raw[0] = 1
@@ -369,3 +370,37 @@ def test_cli_inspect_table_and_json(tmp_path, capsys):
     bad.write_bytes(b"GGUF\x03\x00")
     assert main(["inspect", str(bad)]) == 1
     assert "at byte offset 4" in capsys.readouterr().err
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalar = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(width=32, allow_nan=False),
+    st.text(max_size=12),
+)
+_meta_value = st.one_of(
+    _scalar,
+    st.lists(st.text(max_size=6), min_size=1, max_size=5),
+    st.lists(st.integers(min_value=-(2**31), max_value=2**31 - 1), min_size=1, max_size=5),
+    st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=5),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(_meta_value, max_size=6))
+def test_inferred_metadata_round_trips_through_gguf_py(tmp_path_factory, values):
+    path = tmp_path_factory.mktemp("h") / "h.gguf"
+    with kquants.GGUFWriter(path) as w:
+        for i, v in enumerate(values):
+            w.add_metadata(f"k{i}", v)
+    ref = ggufpy.GGUFReader(path)
+    with kquants.open(path) as f:
+        for i, v in enumerate(values):
+            ours = f.metadata[f"k{i}"]
+            theirs = ref.fields[f"k{i}"].contents()
+            assert same_value(ours, theirs), (v, ours, theirs)
+            plain = ours.tolist() if isinstance(ours, np.ndarray) else ours
+            assert plain == v  # f32 inputs are exactly representable: no rounding expected

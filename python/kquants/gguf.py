@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _kquants
 from ._kquants import GGUFError, Tensor
+from ._types import QuantType
 
 __all__ = ["GGUFFile", "GGUFWriter", "Tensor", "GGUFError", "open", "METADATA_TYPES"]
 
@@ -81,36 +82,25 @@ def _bf16_dtype() -> Any:
 
 
 def _type_name(t: Any) -> str:
-    """A ggml type given as name, id, or enum-like object (``.name``) → canonical name."""
-    table = {name: tid for name, tid, *_ in _kquants._type_table()}
-    if isinstance(t, str):
-        for name in table:
-            if name.lower() == t.strip().lower():
-                return name
-        raise ValueError(f"unknown ggml type {t!r}")
-    if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
-        for name, tid in table.items():
-            if tid == int(t):
-                return name
-        raise ValueError(f"unknown ggml type id {int(t)}")
-    name = getattr(t, "name", None)
-    if isinstance(name, str):
-        return _type_name(name)
-    raise TypeError(f"expected a ggml type name, id or QuantType, got {type(t).__name__}")
+    """A ggml type given as QuantType, name, id (also gguf-py's ``GGMLQuantizationType``) or any
+    enum-like object with a ``.name`` → canonical name."""
+    if not isinstance(t, (str, int, np.integer)) and isinstance(getattr(t, "name", None), str):
+        t = t.name
+    if isinstance(t, np.integer):
+        t = int(t)
+    return QuantType.parse(t).name
 
 
 def _expected_nbytes(tname: str, ne: list[int]) -> int | None:
     """Bytes a tensor of this type and GGUF-order shape takes, or None when the shape is invalid
     (the native writer then reports why)."""
-    for name, _, blck, tsize, _ in _kquants._type_table():
-        if name == tname:
-            if not ne or ne[0] <= 0 or ne[0] % blck:
-                return None
-            n = ne[0] // blck * tsize
-            for d in ne[1:]:
-                n *= d
-            return n
-    return None
+    qt = QuantType.parse(tname)
+    if not ne or ne[0] <= 0 or ne[0] % qt.block_size:
+        return None
+    n = qt.row_bytes(ne[0])
+    for d in ne[1:]:
+        n *= d
+    return n
 
 
 def _tensor_numpy(self: Tensor) -> np.ndarray:
@@ -134,7 +124,7 @@ def _tensor_numpy(self: Tensor) -> np.ndarray:
     return raw.reshape(rows + (self.nbytes // n_rows,))
 
 
-Tensor.numpy = _tensor_numpy  # type: ignore[attr-defined]
+Tensor.numpy = _tensor_numpy  # type: ignore[method-assign]  # the stub declares it
 
 
 class Metadata(Mapping):
@@ -352,10 +342,10 @@ def _encode(value: Any, spec: str) -> tuple[int, bytes]:
             if arr.size and inner[0] in "ui":
                 if arr.dtype.kind not in "iu":
                     # Python ints beyond int64 (e.g. [2**63, 1]) make NumPy pick float or object.
-                    items = list(value)
-                    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in items):
+                    vals = list(value)
+                    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in vals):
                         raise TypeError(f"{spec} needs integer elements, got dtype {arr.dtype}")
-                    arr = np.array([int(v) for v in items], dtype=object)
+                    arr = np.array([int(v) for v in vals], dtype=object)
                 info = np.iinfo(np.dtype(dt))
                 lo, hi = int(arr.min()), int(arr.max())
                 if lo < info.min or hi > info.max:
@@ -462,6 +452,7 @@ class GGUFWriter:
     def _flush_held(self) -> None:
         while self._next < len(self._pending) and self._pending[self._next] is not None:
             buf = self._pending[self._next]
+            assert buf is not None  # the loop condition
             self._pending[self._next] = None
             self._w.write_tensor_data(buf)
             self._next += 1

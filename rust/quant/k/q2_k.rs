@@ -19,7 +19,8 @@ pub struct BlockQ2K {
     /// Super-block scale for the mins (f16, little-endian).
     pub dmin: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ2K>() == 84 && core::mem::align_of::<BlockQ2K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ2K>() == 84 && core::mem::align_of::<BlockQ2K>() == 1);
 
 /// Requantize every sub-block whose scale is non-zero against the stored (f16-rounded) scales
 /// and mins, then pack the levels. Shared tail of both quantizers.
@@ -62,8 +63,8 @@ fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ2K) {
     }
     if max_scale > 0.0 {
         let iscale = Q4SCALE / max_scale;
-        for j in 0..QK_K / 16 {
-            y.scales[j] = nearest_int(iscale * scales[j]) as u8;
+        for (sc, &s) in y.scales.iter_mut().zip(&scales) {
+            *sc = nearest_int(iscale * s) as u8;
         }
         y.d = f32_to_f16(max_scale / Q4SCALE);
     } else {
@@ -72,8 +73,8 @@ fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ2K) {
     }
     if max_min > 0.0 {
         let iscale = Q4SCALE / max_min;
-        for j in 0..QK_K / 16 {
-            y.scales[j] |= (nearest_int(iscale * mins[j]).wrapping_shl(4)) as u8;
+        for (sc, &m) in y.scales.iter_mut().zip(&mins) {
+            *sc |= (nearest_int(iscale * m).wrapping_shl(4)) as u8;
         }
         y.dmin = f32_to_f16(max_min / Q4SCALE);
     } else {
@@ -102,7 +103,8 @@ fn quantize_block_imatrix(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut BlockQ2K) {
         }
     }
     let mut lt = [[0u8; 16]; 16];
-    let (scales, mins) = make_qkx_quants_lanes::<16, 16, false>(3, &xt, &wt, &mut lt, -0.9, 0.05, 36);
+    let (scales, mins) =
+        make_qkx_quants_lanes::<16, 16, false>(3, &xt, &wt, &mut lt, -0.9, 0.05, 36);
     let mut levels = [0u8; QK_K];
     from_lanes(&lt, &mut levels);
     let mut ls = [0u8; QK_K / 16];
@@ -160,11 +162,10 @@ impl DotBlock for BlockQ2K {
     fn vec_dot_ref(lhs: &[Self], rhs: &[BlockQ8K]) -> f32 {
         let mut sumf = 0.0f32;
         for (x, y) in lhs.iter().zip(rhs) {
-            let bsums = y.bsums();
             // Σ_j bsum_j · m_j: the min term, in integers (|value| < 2^20, no overflow).
             let mut summs = 0i32;
-            for j in 0..16 {
-                summs += bsums[j] as i32 * (x.scales[j] >> 4) as i32;
+            for (&b, &sc) in y.bsums().iter().zip(&x.scales) {
+                summs += b as i32 * (sc >> 4) as i32;
             }
             let dy = y.d();
             let dall = dy * f16_to_f32(x.d);

@@ -2,7 +2,8 @@
 //! 4-bit `q`, 6-bit sub-block scale `sc_j` and min `m_j`, f16 `d` and `dmin`.
 
 use super::super::search::{
-    get_scale_min_k4, make_qkx_quants_lanes, make_qp_quants, nearest_int, pack_scale_min_k4, to_lanes,
+    get_scale_min_k4, make_qkx_quants_lanes, make_qp_quants, nearest_int, pack_scale_min_k4,
+    to_lanes,
 };
 use super::{block_weights, from_lanes, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
 use crate::quant::{f16_to_f32, f32_to_f16, Block, DotBlock};
@@ -21,7 +22,8 @@ pub struct BlockQ4K {
     /// 4-bit levels: byte `32 p + l` holds value `64 p + l` (low nibble) and `64 p + 32 + l` (high).
     pub qs: [u8; QK_K / 2],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ4K>() == 144 && core::mem::align_of::<BlockQ4K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ4K>() == 144 && core::mem::align_of::<BlockQ4K>() == 1);
 
 /// The per-sub-block (scale, min) search results of a super-block, turned into the stored
 /// 6-bit scales and the levels requantized against them. Shared by Q4_K and Q5_K, which differ
@@ -73,7 +75,8 @@ pub(super) fn search_ref(
     let av_x = sum_x2.map(|s| (s / 32.0).sqrt());
     let wt = xt.map(|row| core::array::from_fn(|g| av_x[g] + row[g].abs()));
     let mut lt = [[0u8; 8]; 32];
-    let (scales, mins) = make_qkx_quants_lanes::<32, 8, false>(nmax, &xt, &wt, &mut lt, rmin, rdelta, nstep);
+    let (scales, mins) =
+        make_qkx_quants_lanes::<32, 8, false>(nmax, &xt, &wt, &mut lt, rmin, rdelta, nstep);
     from_lanes(&lt, levels);
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
@@ -85,7 +88,11 @@ pub(super) fn search_ref(
             max_min = mins[j];
         }
     }
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let mut ls = [0u8; QK_K / 32];
     let mut lm = [0u8; QK_K / 32];
@@ -93,7 +100,11 @@ pub(super) fn search_ref(
         ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
         lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
     }
-    (f32_to_f16(max_scale / 63.0), f32_to_f16(max_min / 63.0), pack_scale_min_k4(&ls, &lm))
+    (
+        f32_to_f16(max_scale / 63.0),
+        f32_to_f16(max_min / 63.0),
+        pack_scale_min_k4(&ls, &lm),
+    )
 }
 
 /// The importance-weighted search of Q4_K (`nmax = 15`) and Q5_K (`nmax = 31`): per sub-block
@@ -125,7 +136,8 @@ pub(super) fn search_imatrix(
         }
     }
     let mut lt = [[0u8; 8]; 32];
-    let (scales, mins) = make_qkx_quants_lanes::<32, 8, false>(nmax, &xt, &wt, &mut lt, -0.9, 0.05, 36);
+    let (scales, mins) =
+        make_qkx_quants_lanes::<32, 8, false>(nmax, &xt, &wt, &mut lt, -0.9, 0.05, 36);
     from_lanes(&lt, levels);
     let mut ls = [0u8; QK_K / 32];
     let mut lm = [0u8; QK_K / 32];
@@ -136,7 +148,11 @@ pub(super) fn search_imatrix(
             *v = (*v).min(63);
         }
     }
-    (f32_to_f16(d_block), f32_to_f16(m_block), pack_scale_min_k4(&ls, &lm))
+    (
+        f32_to_f16(d_block),
+        f32_to_f16(m_block),
+        pack_scale_min_k4(&ls, &lm),
+    )
 }
 
 fn quantize_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut BlockQ4K) {
@@ -176,9 +192,11 @@ impl Block for BlockQ4K {
                 let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
                 let q = &b.qs[32 * p..32 * p + 32];
                 let (lo, hi) = y[64 * p..64 * p + 64].split_at_mut(32);
-                for l in 0..32 {
-                    lo[l] = d1 * (q[l] & 0xF) as f32 - m1;
-                    hi[l] = d2 * (q[l] >> 4) as f32 - m2;
+                for (o, &v) in lo.iter_mut().zip(q) {
+                    *o = d1 * (v & 0xF) as f32 - m1;
+                }
+                for (o, &v) in hi.iter_mut().zip(q) {
+                    *o = d2 * (v >> 4) as f32 - m2;
                 }
             }
         }
@@ -196,10 +214,9 @@ pub(super) fn dot_block(
     y: &BlockQ8K,
     sums: &mut [f32; 8],
 ) -> f32 {
-    let bsums = y.bsums();
     let mut sumi = 0i32;
-    for j in 0..QK_K / 16 {
-        sumi += bsums[j] as i32 * get_scale_min_k4(j / 2, scales).1 as i32;
+    for (j, &b) in y.bsums().iter().enumerate() {
+        sumi += b as i32 * get_scale_min_k4(j / 2, scales).1 as i32;
     }
     let mut aux32 = [0i32; 8];
     for (g, (q8, a)) in y.qs.chunks_exact(8).zip(a.chunks_exact(8)).enumerate() {

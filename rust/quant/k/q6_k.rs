@@ -20,7 +20,8 @@ pub struct BlockQ6K {
     /// Super-block scale (f16, little-endian).
     pub d: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ6K>() == 210 && core::mem::align_of::<BlockQ6K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ6K>() == 210 && core::mem::align_of::<BlockQ6K>() == 1);
 
 /// ggml `quantize_row_q6_K_ref` (`qw = None`) and `quantize_row_q6_K_impl` (`qw` the block's
 /// importance weights, used directly as `make_qx_quants` weights) for one super-block.
@@ -51,8 +52,8 @@ fn quantize_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut BlockQ6K) {
     }
     let iscale = -128.0f32 / max_scale;
     y.d = f32_to_f16(1.0 / iscale);
-    for ib in 0..QK_K / 16 {
-        y.scales[ib] = nearest_int(iscale * scales[ib]).min(127) as i8;
+    for (sc, &s) in y.scales.iter_mut().zip(&scales) {
+        *sc = nearest_int(iscale * s).min(127) as i8;
     }
     let dall = f16_to_f32(y.d);
     for j in 0..QK_K / 16 {
@@ -71,7 +72,8 @@ fn quantize_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut BlockQ6K) {
             let q = |k: usize| lv[l + 32 * k] as u8;
             y.ql[64 * h + l] = (q(0) & 0xF) | ((q(2) & 0xF) << 4);
             y.ql[64 * h + 32 + l] = (q(1) & 0xF) | ((q(3) & 0xF) << 4);
-            y.qh[32 * h + l] = (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
+            y.qh[32 * h + l] =
+                (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
         }
     }
 }

@@ -18,7 +18,8 @@ pub struct BlockQ8K {
     /// Sum of each group of 16 levels (i16, little-endian).
     pub bsums: [[u8; 2]; QK_K / 16],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ8K>() == 292 && core::mem::align_of::<BlockQ8K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ8K>() == 292 && core::mem::align_of::<BlockQ8K>() == 1);
 
 impl BlockQ8K {
     /// The scale `d`.
