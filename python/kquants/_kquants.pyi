@@ -15,8 +15,11 @@ class GGUFError(ValueError):
 
 # --- codecs (rust/python/quant.rs); the public API is kquants.quantize / dequantize / QTensor ---
 
-def _type_table() -> list[tuple[str, int, int, int, bool, bool]]:
-    """``[(name, ggml_id, block_size, type_size, supported, requires_imatrix)]`` for every ggml type."""
+def _type_table() -> list[tuple[str, int, int, int, bool]]:
+    """``[(name, ggml_id, block_size, type_size, supported)]`` for every ggml type."""
+
+def _imatrix_required() -> list[str]:
+    """Names of the types ggml refuses to quantize without an importance matrix."""
 
 def _quantize(
     x: npt.NDArray[np.float32],
@@ -114,6 +117,7 @@ def quantize_activations(x: np.ndarray, type: Any) -> np.ndarray:
     (ggml's SIMD rounding, as matmul uses); uint8 (..., row_bytes)."""
 
 # Llama-family models (rust/python/model.rs); the friendly API is kquants.model.
+@final
 class _Model:
     """A loaded GGUF model (weights memory-mapped, kept quantized) with its tokenizer."""
     @staticmethod
@@ -141,9 +145,10 @@ class _Model:
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str: ...
     def perplexity(self, text: str, n_ctx: int, base: _Model | None = None, max_chunks: int | None = None,
                    progress: Any = None) -> dict[str, float]: ...
-    def imatrix(self, text: str, out: str, n_ctx: int = 512, max_chunks: int | None = None, dataset: str = "",
+    def imatrix(self, text: str, out: str, n_ctx: int = 512, max_chunks: int | None = None, dataset: str = ...,
                 progress: Any = None) -> int: ...
 
+@final
 class _Generator:
     """Streaming generation: yields text pieces."""
     def __iter__(self) -> _Generator: ...
@@ -155,3 +160,28 @@ class _Generator:
 
 def load_imatrix(path: str) -> dict[str, np.ndarray]:
     """Read an importance matrix (GGUF or legacy .dat): {weight name: mean squared activation}."""
+
+# --- model quantization (rust/python/quantize_model.rs): runtime signatures, see kquants.quantize_model ---
+def _file_types() -> list[tuple[str, int, str, str]]:
+    """``[(name, ftype_id, default_type_name, help)]`` for every llama-quantize mix."""
+
+def _quantize_model(
+    input: Any,
+    output: Any,
+    ftype: Any,
+    *,
+    only_copy: bool = False,
+    imatrix: Any = None,
+    include_weights: Any = ...,
+    exclude_weights: Any = ...,
+    output_tensor_type: Any = None,
+    token_embedding_type: Any = None,
+    tensor_types: Any = ...,
+    pure: bool = False,
+    leave_output_tensor: bool = False,
+    allow_requantize: bool = False,
+    dry_run: bool = False,
+    threads: int | None = None,
+    progress: Any = None,
+) -> Any:
+    """Quantize a GGUF model file. Returns (rows, n_elements, needs_imatrix)."""
