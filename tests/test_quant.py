@@ -177,6 +177,25 @@ def test_from_gguf_tensor_without_copy(t, tmp_path):
         assert np.array_equal(got.dequantize(), gq_dequantize(tt.data, tt.tensor_type).reshape(shape))
 
 
+@pytest.mark.parametrize("t", SUPPORTED, ids=ids)
+def test_qtensor_through_kquants_gguf(t, tmp_path):
+    """GGUFWriter takes a QTensor; the reader's ``Tensor.raw`` wraps back without a copy."""
+    shape = (2, 3, 2 * max(256, t.block_size))
+    q = kquants.quantize(_x(6, shape[-1]).reshape(shape), t, imatrix=_imatrix_for(t, shape[-1]))
+    path = tmp_path / "q.gguf"
+    with kquants.GGUFWriter(path) as w:
+        w.add_tensor("q", q)
+    with kquants.open(path) as f:
+        tt = f.tensors["q"]
+        assert tt.type is t and tuple(tt.shape) == shape
+        raw = tt.raw
+        back = QTensor.from_bytes(raw, tt.type, tt.shape)
+        assert np.shares_memory(back.data, raw)
+        assert back == q
+        assert np.array_equal(back.dequantize(), q.dequantize())
+        del raw, back
+
+
 def gq_dequantize(data, qtype):
     from gguf import quants
 

@@ -15,8 +15,11 @@ class GGUFError(ValueError):
 
 # --- codecs (rust/python/quant.rs); the public API is kquants.quantize / dequantize / QTensor ---
 
-def _type_table() -> list[tuple[str, int, int, int, bool, bool]]:
-    """``[(name, ggml_id, block_size, type_size, supported, requires_imatrix)]`` for every ggml type."""
+def _type_table() -> list[tuple[str, int, int, int, bool]]:
+    """``[(name, ggml_id, block_size, type_size, supported)]`` for every ggml type."""
+
+def _imatrix_required() -> list[str]:
+    """Names of the types ggml refuses to quantize without an importance matrix."""
 
 def _quantize(
     x: npt.NDArray[np.float32],

@@ -9,8 +9,9 @@ from . import _kquants
 
 # name -> (ggml_id, block_size, type_size, supported, requires_imatrix), from the Rust table
 # (rust/types.rs), the single source of these facts.
+_REQUIRES_IMATRIX = frozenset(_kquants._imatrix_required())
 _TABLE: Dict[str, Tuple[int, int, int, bool, bool]] = {
-    name: (gid, bs, ts, sup, req) for (name, gid, bs, ts, sup, req) in _kquants._type_table()
+    name: (gid, bs, ts, sup, name in _REQUIRES_IMATRIX) for (name, gid, bs, ts, sup) in _kquants._type_table()
 }
 
 

@@ -20,13 +20,20 @@ use crate::error::{Error, Result};
 use crate::quant::{self, Path};
 use crate::types::QuantType;
 
-/// `[(name, ggml_id, block_size, type_size, supported, requires_imatrix)]` for every ggml type.
+/// `[(name, ggml_id, block_size, type_size, supported)]` for every ggml type (other modules
+/// unpack this 5-tuple; add new facts as separate functions).
 #[pyfunction]
-fn _type_table() -> Vec<(&'static str, u32, usize, usize, bool, bool)> {
+fn _type_table() -> Vec<(&'static str, u32, usize, usize, bool)> {
     QuantType::ALL
         .iter()
-        .map(|&t| (t.name(), t.id(), t.block_size(), t.type_size(), quant::is_supported(t), t.requires_imatrix()))
+        .map(|&t| (t.name(), t.id(), t.block_size(), t.type_size(), quant::is_supported(t)))
         .collect()
+}
+
+/// Names of the types ggml refuses to quantize without an importance matrix.
+#[pyfunction]
+fn _imatrix_required() -> Vec<&'static str> {
+    QuantType::ALL.iter().filter(|t| t.requires_imatrix()).map(|t| t.name()).collect()
 }
 
 fn quant_type(id: u32) -> Result<QuantType> {
@@ -194,6 +201,7 @@ fn _vec_dot_ref(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_type_table, m)?)?;
+    m.add_function(wrap_pyfunction!(_imatrix_required, m)?)?;
     m.add_function(wrap_pyfunction!(_quantize, m)?)?;
     m.add_function(wrap_pyfunction!(_dequantize, m)?)?;
     m.add_function(wrap_pyfunction!(_vec_dot_ref, m)?)?;
