@@ -32,6 +32,11 @@ const IMPLEMENTED: &[&str] = &[
     "NVFP4",
     "Q1_0",
     "Q2_0",
+    "IQ2_XXS",
+    "IQ2_XS",
+    "IQ2_S",
+    "IQ3_XXS",
+    "IQ3_S",
 ];
 
 #[test]

@@ -65,7 +65,7 @@ def test_quant_type_parse():
     assert QuantType.parse(12) is QuantType.Q4_K
     assert QuantType.parse(QuantType.Q8_0) is QuantType.Q8_0
     assert QuantType["Q4_K"] is QuantType.Q4_K
-    assert str(QuantType.Q4_K) == "Q4_K"
+    assert str(QuantType.Q4_K) == "Q4_K" and f"{QuantType.Q4_K:>6}" == "  Q4_K"
     with pytest.raises(ValueError, match="unknown quantization type 'Q4_X'"):
         QuantType.parse("Q4_X")
     with pytest.raises(ValueError, match="unknown ggml type id 4"):
@@ -150,19 +150,37 @@ def test_from_bytes_rejects_partial_rows(t):
         QTensor.from_bytes(bytes(t.type_size), t, (t.block_size + 1,))
 
 
-def test_from_gguf_tensor_without_copy():
-    from gguf import GGUFReader
+@pytest.mark.parametrize("t", [t for t in SUPPORTED if t.name in gguf.GGMLQuantizationType.__members__], ids=ids)
+def test_from_gguf_tensor_without_copy(t, tmp_path):
+    """A tensor written by gguf-py's GGUFWriter and read back by its GGUFReader (memory-mapped)
+    wraps as a QTensor without a copy and decodes as gguf-py decodes it."""
+    from gguf import GGUFReader, GGUFWriter
 
-    from kquants._models import default_model_path
+    if gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t.name]] != (t.block_size, t.type_size):
+        pytest.skip(f"the installed gguf-py has another {t.name} block layout")
+    shape = (8, 2 * max(256, t.block_size))
+    q = kquants.quantize(_x(*shape), t, imatrix=_imatrix_for(t, shape[1]))
+    path = tmp_path / "t.gguf"
+    w = GGUFWriter(str(path), "test")
+    w.add_tensor("w", q.data, raw_shape=q.data.shape, raw_dtype=gguf.GGMLQuantizationType[t.name])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tt = GGUFReader(path).tensors[0]
+    got = QTensor.from_bytes(tt.data, QuantType(tt.tensor_type), tuple(int(d) for d in reversed(tt.shape)))
+    assert got.shape == shape
+    assert np.shares_memory(got.data, tt.data)
+    assert got == q
+    g = gguf.GGMLQuantizationType[t.name]
+    if g in gguf.quants._type_traits or t.name in ("F32", "F16"):  # gguf-py can decode it
+        assert np.array_equal(got.dequantize(), gq_dequantize(tt.data, tt.tensor_type).reshape(shape))
 
-    r = GGUFReader(default_model_path())
-    # The largest tensor of a supported type (the model is Q4_1/Q8_0 with F32 norms).
-    tt = max((t for t in r.tensors if t.tensor_type.name in {x.name for x in SUPPORTED}), key=lambda t: t.n_elements)
-    qt = kquants.QuantType(tt.tensor_type)
-    shape = tuple(int(d) for d in reversed(tt.shape))  # ggml ne is innermost-first
-    q = QTensor.from_bytes(tt.data, qt, shape)
-    assert np.shares_memory(q.data, tt.data)
-    assert np.array_equal(q.dequantize(), gguf.quants.dequantize(tt.data, tt.tensor_type).reshape(shape))
+
+def gq_dequantize(data, qtype):
+    from gguf import quants
+
+    return np.asarray(quants.dequantize(data, qtype), dtype=np.float32)
 
 
 def test_repr():
@@ -261,10 +279,17 @@ def test_row_length_must_be_whole_blocks(t):
         kquants.quantize(np.zeros((2, t.block_size + 1), np.float32), t)
 
 
-@pytest.mark.parametrize("t", SUPPORTED, ids=ids)
+ACTIVATION_ONLY = {"Q8_1", "Q8_K"}  # ggml has only row quantizers for them, no imatrix path
+
+
+@pytest.mark.parametrize("t", [t for t in SUPPORTED if t.name in ACTIVATION_ONLY], ids=ids)
+def test_activation_types_take_no_imatrix(t):
+    with pytest.raises(ValueError, match="does not support importance-weighted quantization"):
+        kquants.quantize(_x(1, 256), t, imatrix=np.ones(256, np.float32))
+
+
+@pytest.mark.parametrize("t", [t for t in SUPPORTED if t.name not in ACTIVATION_ONLY], ids=ids)
 def test_imatrix_errors(t):
-    if t.name in ("Q8_1", "Q8_K"):
-        pytest.skip("activation types take no imatrix (their own test below)")
     n = max(256, t.block_size)
     x = _x(2, n)
     with pytest.raises(ValueError, match=f"imatrix has {n - 1} values but rows have {n} columns"):
@@ -365,15 +390,17 @@ def _progress_during(fn) -> int:
 def test_gil_is_released_while_quantizing_and_dequantizing():
     if not getattr(sys, "_is_gil_enabled", lambda: True)():
         pytest.skip("free-threaded Python without a GIL: nothing to release")
-    x = _x(256, 16384, seed=3)  # 4M values: milliseconds of work
-    q = kquants.quantize(x, "F16", threads=1)
+    # Tens of milliseconds of work: Q4_K (~17 us per 256 values in ggml) when present.
+    t = QuantType.Q4_K if QuantType.Q4_K.supported else QuantType.F16
+    x = _x(64 if t is QuantType.Q4_K else 256, 16384, seed=3)
+    q = kquants.quantize(x, t, threads=1)
 
     # Control: a pure-Python loop holds the GIL, so the other thread makes no progress. This
     # shows the probe can fail.
     assert _progress_during(lambda: sum(range(200_000))) == 0
     # The other thread gets the GIL at least once during a big call; retried because the OS may
     # not schedule it in time on a loaded machine (a held GIL gives 0 every time).
-    assert any(_progress_during(lambda: kquants.quantize(x, "F16", threads=1)) for _ in range(10))
+    assert any(_progress_during(lambda: kquants.quantize(x, t, threads=1)) for _ in range(10))
     assert any(_progress_during(lambda: q.dequantize(threads=1)) for _ in range(10))
 
 

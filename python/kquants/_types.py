@@ -123,6 +123,9 @@ class QuantType(enum.IntEnum):
     def __str__(self) -> str:
         return self.name
 
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)
+
 
 _BY_NAME: Dict[str, QuantType] = {t.name: t for t in QuantType}
 

@@ -40,6 +40,13 @@ pub const MAX_DIMS: usize = 4;
 /// Deepest nesting of arrays inside arrays the reader accepts (bounds recursion on hostile input).
 pub const MAX_ARRAY_DEPTH: usize = 8;
 
+/// Parse and validate one metadata value of type `ty` from its GGUF encoding (without the type
+/// id); `encoded` must hold exactly one value. Used to accept values encoded elsewhere (the Python
+/// writer) with the reader's own checks.
+pub fn decode_value(ty: ValueType, encoded: Bytes) -> Result<Value> {
+    reader::decode_value(ty, encoded)
+}
+
 /// Ordered metadata key/value pairs with lookup by key.
 #[derive(Clone, Debug, Default)]
 pub struct Metadata {

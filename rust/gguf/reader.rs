@@ -376,3 +376,14 @@ pub(super) fn open(path: &Path) -> Result<super::GgufFile> {
     let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(format!("memory-mapping {}", path.display()), e))?;
     parse(Bytes::from_mmap(mmap))
 }
+
+/// Parse and validate one value of type `ty` from its GGUF encoding; `encoded` must hold exactly
+/// that value. Offsets in errors are relative to `encoded`.
+pub(super) fn decode_value(ty: ValueType, encoded: Bytes) -> Result<Value> {
+    let mut c = Cursor { buf: &encoded, pos: 0 };
+    let v = read_value(&mut c, &encoded, ty, 0, &|| format!("{ty} value"))?;
+    if c.pos != encoded.len() {
+        return Err(Error::gguf(c.pos as u64, format!("{} bytes left over after the {ty} value", encoded.len() - c.pos)));
+    }
+    Ok(v)
+}

@@ -5,10 +5,10 @@
 //! at a time and a model larger than RAM can be written. The header (metadata and tensor infos)
 //! goes out before the first data byte; each tensor's data is padded to the alignment.
 //!
-//! Everything is written to a temporary file in the target's directory, which [`GgufWriter::finish`]
-//! renames onto the target. Dropping the writer before `finish`, or an error, deletes the
-//! temporary file; a killed process leaves at most a hidden `.NAME.*.tmp` file, never a partial
-//! file under the target name. Because the target is replaced by a rename, never rewritten in
+//! Everything is written to an anonymous file in the target's directory
+//! ([`crate::atomic_file::AtomicFile`]) that [`GgufWriter::finish`] names as the target. Dropping the
+//! writer before `finish`, an error, or a killed process leaves nothing behind (on Linux; elsewhere
+//! at most a hidden `.NAME.*.tmp` file), never a partial file under the target name. Because the target is replaced by a rename, never rewritten in
 //! place, a file that is open (even memory-mapped) as an input keeps its old contents for as long
 //! as it stays open, even when it is also the target.
 //!
@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
+use crate::atomic_file::AtomicFile;
 
 use super::value::{encode_str, Value};
 use super::{Metadata, TensorInfo, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
@@ -42,7 +42,7 @@ pub struct GgufWriter {
     tensors: Vec<TensorInfo>,
     names: HashSet<String>,
     next_offset: usize,
-    tmp: Option<BufWriter<NamedTempFile>>,
+    tmp: Option<BufWriter<AtomicFile>>,
     header_written: bool,
     /// Index of the tensor whose data is being written, and bytes of it written so far.
     cur: usize,
@@ -82,26 +82,7 @@ impl GgufWriter {
             let a = u32::try_from(alignment).map_err(|_| Error::value(format!("alignment {alignment} is too large")))?;
             w.add_metadata("general.alignment", Value::U32(a))?;
         }
-        let dir = match w.target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let stem = w.target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        if stem.is_empty() {
-            return Err(Error::value(format!("{} is not a file path", w.target.display())));
-        }
-        let prefix = format!(".{stem}.");
-        let mut b = tempfile::Builder::new();
-        b.prefix(&prefix).suffix(".tmp");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // Like a plain create: 0666 minus the umask (tempfile's default would be 0600).
-            b.permissions(std::fs::Permissions::from_mode(0o666));
-        }
-        let tmp = b
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
+        let tmp = AtomicFile::create(&w.target)?;
         w.tmp = Some(BufWriter::with_capacity(1 << 20, tmp));
         Ok(w)
     }
@@ -216,7 +197,7 @@ impl GgufWriter {
         h
     }
 
-    fn out(&mut self) -> Result<&mut BufWriter<NamedTempFile>> {
+    fn out(&mut self) -> Result<&mut BufWriter<AtomicFile>> {
         self.tmp.as_mut().ok_or_else(|| Error::value("the GGUF writer is already finished"))
     }
 
@@ -302,9 +283,7 @@ impl GgufWriter {
         let ctx = format!("writing {}", self.target.display());
         let w = self.tmp.take().ok_or_else(|| Error::value("the GGUF writer is already finished"))?;
         let tmp = w.into_inner().map_err(|e| Error::io(ctx.clone(), e.into_error()))?;
-        tmp.as_file().sync_all().map_err(|e| Error::io(ctx.clone(), e))?;
-        tmp.persist(&self.target).map_err(|e| Error::io(format!("renaming into {}", self.target.display()), e.error))?;
-        Ok(())
+        tmp.commit()
     }
 }
 

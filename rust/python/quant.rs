@@ -6,6 +6,8 @@
 //! release the GIL for the work, and hand the result to NumPy without copying.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use numpy::ndarray::Array2;
 use numpy::{
@@ -41,6 +43,42 @@ fn c_order<'a, T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(
         }
     }
     Cow::Owned(a.as_array().iter().copied().collect())
+}
+
+/// Largest `threads=` value whose pool is kept between calls (bigger ones are built per call).
+const MAX_CACHED_POOL: usize = 256;
+
+/// A rayon pool of `n` workers, built once per `n` and kept: building one costs hundreds of
+/// microseconds, more than quantizing a small tensor.
+fn pool(n: usize) -> Result<Arc<rayon::ThreadPool>> {
+    let build = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(Arc::new)
+            .map_err(|e| Error::value(format!("cannot start {n} threads: {e}")))
+    };
+    if n > MAX_CACHED_POOL {
+        return build();
+    }
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    // A poisoned lock only means another thread panicked while holding it; the map is still valid.
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let p = build()?;
+    pools.insert(n, p.clone());
+    Ok(p)
+}
+
+/// Run `f` on `threads` workers (`None`: rayon's global pool, one worker per core).
+fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
+    match threads {
+        None => f(),
+        Some(0) => Err(Error::value("threads must be at least 1")),
+        Some(n) => pool(n)?.install(f),
+    }
 }
 
 /// The full NumPy index of flat C-order position `i` in an array of `shape`.
@@ -98,8 +136,10 @@ fn _quantize<'py>(
         })
     } else {
         py.detach(|| {
-            let mut out = vec![0u8; total];
-            quant::quantize_into(t, &src, n_per_row, w.as_deref(), path, &mut out, threads).map(|()| out)
+            with_threads(threads, || {
+                let mut out = vec![0u8; total];
+                quant::quantize_into(t, &src, n_per_row, w.as_deref(), path, &mut out, None).map(|()| out)
+            })
         })
     };
     let out = match result {
@@ -133,7 +173,7 @@ fn _dequantize<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let t = quant_type(type_id)?;
     let src = c_order(&data);
-    let out = py.detach(|| quant::dequantize(t, &src, threads))?;
+    let out = py.detach(|| with_threads(threads, || quant::dequantize(t, &src, None)))?;
     Ok(out.into_pyarray(py))
 }
 

@@ -91,14 +91,23 @@ impl Block for BlockQ2_0 {
             let d = amax;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             y.d = f32_to_f16(d);
-            for (q, xb) in y.qs.iter_mut().zip(x.chunks_exact(4)) {
-                let mut byte = 0u8;
-                for (k, w) in xb.iter().enumerate() {
-                    // roundf is half away from zero, as f32::round; +1 then clamp to 0..=3.
-                    let c = c_f32_to_int((w * id).round()).wrapping_add(1).clamp(0, 3);
-                    byte |= (c as u8) << (2 * k);
+            let mut c = [0u8; QK2_0];
+            if id.is_finite() {
+                // id is 0 or 1/max|x|, so w·id lies in [-1-2⁻²², 1+2⁻²²]: roundf(w·id) + 1 is
+                // decided by two comparisons.
+                for (c, w) in c.iter_mut().zip(x) {
+                    let v = w * id;
+                    *c = 1 + (v >= 0.5) as u8 - (v <= -0.5) as u8;
                 }
-                *q = byte;
+            } else {
+                // 0 < max|x| < 2^-128: 1/d overflowed, w·id is ±inf or NaN.
+                for (c, w) in c.iter_mut().zip(x) {
+                    // roundf is half away from zero, as f32::round; +1 then clamp to 0..=3.
+                    *c = c_f32_to_int((w * id).round()).wrapping_add(1).clamp(0, 3) as u8;
+                }
+            }
+            for (q, c4) in y.qs.iter_mut().zip(c.chunks_exact(4)) {
+                *q = c4[0] | (c4[1] << 2) | (c4[2] << 4) | (c4[3] << 6);
             }
         }
     }

@@ -62,7 +62,14 @@ pub fn e8m0_to_f32_half(x: u8) -> f32 {
 /// `floor(log2(amax)) - 2 + 127` (so the largest code, 6 = 12/2, covers `amax`), 0 for `amax == 0`.
 #[inline]
 pub fn mxfp4_exponent(amax: f32) -> u8 {
-    if amax > 0.0 {
+    let bits = amax.to_bits();
+    let (exp, man) = ((bits >> 23) as i32, bits & 0x7F_FFFF);
+    if exp > 0 && exp < 255 && man < 0x7F_0000 {
+        // Normal amax = m·2^(exp-127) with m < 1.9921875: log2(amax) lies in
+        // [exp-127, exp-127+0.9929], at least 0.007 from the next integer, far more than the
+        // rounding of a float of magnitude <= 128, so its floor is exp-127.
+        (exp - 127 - 2 + 127) as u8
+    } else if amax > 0.0 {
         // ggml: floorf(log2f(amax)). The f32 log2 is taken as the correctly rounded value of the
         // f64 log2 (what glibc's log2f returns); the floor then sees the same f32 near powers of
         // two (amax just below 2^k rounds to k for k >= 2).
@@ -97,6 +104,8 @@ pub fn ue4m3_to_f32(x: u8) -> f32 {
 /// subnormals rounded half up, normals rounded on the first dropped mantissa bit, overflow → 0x7E.
 #[inline]
 pub fn f32_to_ue4m3(x: f32) -> u8 {
+    // Written as ggml does so that NaN also takes this branch.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     if !(x > 0.0) {
         return 0;
     }
@@ -125,28 +134,70 @@ pub fn f32_to_ue4m3(x: f32) -> u8 {
 }
 
 /// Index of the E2M1 code whose value times `e` is nearest to `x`; the first such code on ties
-/// (ggml `best_index_mxfp4`, same float operations).
+/// (ggml `best_index_mxfp4`, which scans all 16 codes computing `|k·e - x|`).
+///
+/// Only the 8 non-negative codes are scanned, against `|x|`: float subtraction is sign-symmetric,
+/// so code `8 + i` (value `-k_i`) has for `x` exactly the error code `i` has for `-x`; and for
+/// `x >= 0` no negative code beats code 0 (error `x`), while for `x < 0` no positive one does.
+/// Negative codes come after positive ones, so they win only when strictly better than code 0.
 #[inline(always)]
 fn best_index_fp4(x: f32, e: f32) -> u8 {
+    let a = x.abs();
     let mut best = 0u8;
-    let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
-    for (i, &k) in KVALUES_FP4.iter().enumerate().skip(1) {
-        let err = (k as f32 * e - x).abs();
+    let mut best_err = (KVALUES_FP4[0] as f32 * e - a).abs();
+    for i in 1..8 {
+        let err = (KVALUES_FP4[i] as f32 * e - a).abs();
         if err < best_err {
             best = i as u8;
             best_err = err;
         }
     }
-    best
+    if x < 0.0 && best != 0 {
+        best + 8
+    } else {
+        best
+    }
 }
 
-/// Quantize `x` (2·`half` values) with scale `d` into `half` bytes: value `j` in the low nibble
+/// Decision thresholds between neighbouring non-negative E2M1 values, in units of the scale
+/// (midpoints of 0, 1, 2, 3, 4, 6, 8, 12).
+const MIDPOINTS: [f32; 7] = [0.5, 1.5, 2.5, 3.5, 5.0, 7.0, 10.0];
+
+/// [`best_index_fp4`] without the scan, for `0 < d <= 2^123` and `|v| <= 16·d`.
+///
+/// Then every `k·d` and every `m·d` (m in [`MIDPOINTS`]) is exact (d is a power of two, or has
+/// 4 significant bits for UE4M3, and nothing overflows), and ggml's float errors against the two
+/// values bracketing `|x|` are exact (Sterbenz: neighbours differ by at most a factor 2, or one is
+/// 0). Farther values have strictly larger rounded errors. So the scan picks the nearest value,
+/// the lower one on ties: the number of midpoints strictly below `|x|`.
+#[inline(always)]
+fn fast_index(v: f32, t: &[f32; 7]) -> u8 {
+    let a = v.abs();
+    let mut i = 0u8;
+    for tk in t {
+        i += (a > *tk) as u8;
+    }
+    // Negative values use the mirrored codes 9..15; code 0 stays 0 (see best_index_fp4).
+    i + (((v < 0.0) & (i != 0)) as u8) * 8
+}
+
+/// Quantize `x` (2·`half` values, largest magnitude `amax`) with scale `d` into `half` bytes: value `j` in the low nibble
 /// of byte `j`, value `j + half` in the high nibble.
 #[inline(always)]
-fn pack_fp4(x: &[f32], d: f32, qs: &mut [u8]) {
+fn pack_fp4(x: &[f32], amax: f32, d: f32, qs: &mut [u8]) {
     let half = qs.len();
-    for (j, q) in qs.iter_mut().enumerate() {
-        *q = best_index_fp4(x[j], d) | (best_index_fp4(x[j + half], d) << 4);
+    // Beyond 16·d the errors against 8·d and 12·d may round (and tie): scan there. The
+    // quantizers' own scales keep amax below 16·d except for clamped UE4M3 scales.
+    if d > 0.0 && d <= 2f32.powi(123) && amax <= 16.0 * d {
+        let t = MIDPOINTS.map(|m| m * d);
+        for (j, q) in qs.iter_mut().enumerate() {
+            *q = fast_index(x[j], &t) | (fast_index(x[j + half], &t) << 4);
+        }
+    } else {
+        // d == 0 (every code decodes to 0: ggml picks code 0) or 12·d overflows.
+        for (j, q) in qs.iter_mut().enumerate() {
+            *q = best_index_fp4(x[j], d) | (best_index_fp4(x[j + half], d) << 4);
+        }
     }
 }
 
@@ -161,9 +212,10 @@ impl Block for BlockMXFP4 {
 
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_MXFP4).zip(dst.iter_mut()) {
-            let e = mxfp4_exponent(amax_of(x));
+            let amax = amax_of(x);
+            let e = mxfp4_exponent(amax);
             y.e = e;
-            pack_fp4(x, e8m0_to_f32_half(e), &mut y.qs);
+            pack_fp4(x, amax, e8m0_to_f32_half(e), &mut y.qs);
         }
     }
 
@@ -185,10 +237,11 @@ impl Block for BlockNVFP4 {
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_NVFP4).zip(dst.iter_mut()) {
             for (s, xb) in x.chunks_exact(QK_NVFP4_SUB).enumerate() {
-                let ue = f32_to_ue4m3(amax_of(xb) / 6.0);
+                let amax = amax_of(xb);
+                let ue = f32_to_ue4m3(amax / 6.0);
                 y.d[s] = ue;
                 let d = ue4m3_to_f32(ue);
-                pack_fp4(xb, d, &mut y.qs[s * QK_NVFP4_SUB / 2..(s + 1) * QK_NVFP4_SUB / 2]);
+                pack_fp4(xb, amax, d, &mut y.qs[s * QK_NVFP4_SUB / 2..(s + 1) * QK_NVFP4_SUB / 2]);
             }
         }
     }
@@ -267,6 +320,69 @@ impl DotBlock for BlockNVFP4 {
 mod tests {
     use super::*;
 
+    /// ggml's 16-code scan, written out.
+    fn best_index_scan(x: f32, e: f32) -> u8 {
+        let mut best = 0u8;
+        let mut best_err = (KVALUES_FP4[0] as f32 * e - x).abs();
+        for i in 1..16 {
+            let err = (KVALUES_FP4[i] as f32 * e - x).abs();
+            if err < best_err {
+                best = i as u8;
+                best_err = err;
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn fast_index_matches_full_scan() {
+        // Every MXFP4 scale and every UE4M3 scale the quantizers can use.
+        let mut scales: Vec<f32> = (0u8..=253).map(e8m0_to_f32_half).collect();
+        scales.extend((1u8..0x7F).map(ue4m3_to_f32));
+        for d in scales {
+            if !(d > 0.0 && d <= 2f32.powi(123)) {
+                continue;
+            }
+            let t = MIDPOINTS.map(|m| m * d);
+            for k in -128i32..=128 {
+                let v = k as f32 / 8.0 * d;
+                for v in [v, f32::from_bits(v.to_bits().wrapping_add(1)), f32::from_bits(v.to_bits().wrapping_sub(1))] {
+                    if v.is_finite() && v.abs() <= 16.0 * d {
+                        assert_eq!(fast_index(v, &t), best_index_scan(v, d), "x {v:e} d {d:e}");
+                    }
+                }
+            }
+            // Pseudo-random magnitudes across the whole range up to 16·d.
+            let mut s = 0x9E37_79B9u32 ^ d.to_bits();
+            for _ in 0..2000 {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let v = (s >> 8) as f32 / (1u32 << 24) as f32 * 32.0 * d - 16.0 * d;
+                assert_eq!(fast_index(v, &t), best_index_scan(v, d), "x {v:e} d {d:e}");
+            }
+            for v in [0.0, -0.0, 1e-45, -1e-45, 16.0 * d, -16.0 * d] {
+                assert_eq!(fast_index(v, &t), best_index_scan(v, d), "x {v:e} d {d:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn best_index_matches_full_scan() {
+        for e in [1.0f32, 0.25, 2f32.powi(-128), 2f32.powi(125), 3.0e-5] {
+            let mut x = -14.0f32;
+            while x <= 14.0 {
+                for v in [x * e, -x * e, f32::from_bits((x * e).to_bits().wrapping_add(1))] {
+                    assert_eq!(best_index_fp4(v, e), best_index_scan(v, e), "x {v:e} e {e:e}");
+                }
+                x += 0.125;
+            }
+        }
+        for v in [f32::MAX, -f32::MAX, 0.0, -0.0, f32::MIN_POSITIVE, -1e-45] {
+            for e in [1.0f32, 2f32.powi(125), 2f32.powi(-128)] {
+                assert_eq!(best_index_fp4(v, e), best_index_scan(v, e), "x {v:e} e {e:e}");
+            }
+        }
+    }
+
     #[test]
     fn ue4m3_round_trips_every_code() {
         // Every code with exponent field < 15 decodes to a value that encodes back to the same
@@ -287,6 +403,24 @@ mod tests {
     fn e8m0_half_is_a_power_of_two() {
         for e in 0u8..=254 {
             assert_eq!(e8m0_to_f32_half(e) as f64, 2f64.powi(e as i32 - 128), "e = {e}");
+        }
+    }
+
+    #[test]
+    fn mxfp4_exponent_matches_platform_log2f_everywhere() {
+        // Every 997th positive finite float, plus the last 300 floats below each power of two.
+        let want = |v: f32| ((v.log2().floor() - 2.0 + 127.0) as i32) as u8;
+        let mut b = 1u32;
+        while b < 0x7F80_0000 {
+            let v = f32::from_bits(b);
+            assert_eq!(mxfp4_exponent(v), want(v), "amax {v:e}");
+            b += 997;
+        }
+        for e in 1u32..255 {
+            for k in 1..300 {
+                let v = f32::from_bits((e << 23) - k);
+                assert_eq!(mxfp4_exponent(v), want(v), "amax {v:e}");
+            }
         }
     }
 

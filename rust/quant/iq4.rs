@@ -60,37 +60,51 @@ fn nearest_int(x: f32) -> i32 {
     ((x + 12582912.0).to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
-/// Index of the codebook value nearest to `x`, ties to the upper value (ggml `best_index_int8`
-/// over `kvalues_iq4nl`, same comparisons).
-#[inline(always)]
-fn best_index(x: f32) -> u8 {
-    const V: [f32; 16] = {
-        let mut v = [0f32; 16];
+/// `V` as f32.
+const VF: [f32; 16] = {
+    let mut v = [0f32; 16];
+    let mut i = 0;
+    while i < 16 {
+        v[i] = KVALUES_IQ4NL[i] as f32;
+        i += 1;
+    }
+    v
+};
+
+/// For each integer `f` in `-127..=112`, at `f + 127`: the `i` in `0..15` with
+/// `VF[i] <= f < VF[i + 1]` (the codebook values are integers, so this is the bracket of every
+/// `x` with `floor(x) == f`).
+const BRACKET: [u8; 240] = {
+    let mut t = [0u8; 240];
+    let mut f = 0;
+    while f < 240 {
+        let v = f as i32 - 127;
         let mut i = 0;
-        while i < 16 {
-            v[i] = KVALUES_IQ4NL[i] as f32;
+        while i < 14 && KVALUES_IQ4NL[i + 1] as i32 <= v {
             i += 1;
         }
-        v
-    };
-    if x <= V[0] {
-        return 0;
+        t[f] = i as u8;
+        f += 1;
     }
-    if x >= V[15] {
+    t
+};
+
+/// Index of the codebook value nearest to `x`, ties to the upper value (ggml `best_index_int8`
+/// over `kvalues_iq4nl`: the same bracket and the same final float comparison, found through
+/// `floor(x)` instead of bisection). `x <= -127` and `x >= 113` land in the end brackets, where
+/// the comparison picks 0 or 15 as ggml's early returns do; NaN gives 15 as ggml's bisection does.
+#[inline(always)]
+fn best_index(x: f32) -> u8 {
+    if x.is_nan() {
         return 15;
     }
-    // ggml bisects to the bracket V[mu-1] <= x < V[mu]; for sorted values mu is one plus the
-    // number of V[1..15] with !(x < v), which needs no branches (and, like the bisection, sends
-    // NaN to the top bracket).
-    let mut mu = 1usize;
-    for v in &V[1..15] {
-        mu += !(x < *v) as usize;
-    }
-    if x - V[mu - 1] < V[mu] - x {
-        (mu - 1) as u8
-    } else {
-        mu as u8
-    }
+    // floor(x) clamped to -127..=112 (saturating conversion; exact for the values that matter).
+    let t = (x as i32).clamp(-200, 200);
+    let f = t - ((t as f32) > x) as i32;
+    let i = BRACKET[(f.clamp(-127, 112) + 127) as usize] as usize & 15;
+    // Branch-free on purpose: the outcome is data dependent and mispredicts half the time.
+    // (x is not NaN, so neither side is, and !(a < b) is a >= b.)
+    i as u8 + (x - VF[i] >= VF[(i + 1) & 15] - x) as u8
 }
 
 /// Per-block scale search shared by IQ4_NL and IQ4_XS (the per-32 part of ggml's
@@ -117,7 +131,7 @@ fn block_scale(xb: &[f32], weight: &[f32; 32], l: &mut [u8; 32], ntry: i32) -> O
     for j in 0..32 {
         let k = best_index(id * xb[j]);
         l[j] = k;
-        let q = KVALUES_IQ4NL[k as usize] as f32;
+        let q = KVALUES_IQ4NL[k as usize & 15] as f32;
         let w = weight[j];
         sumqx += w * q * xb[j];
         sumq2 += w * q * q;
@@ -128,7 +142,7 @@ fn block_scale(xb: &[f32], weight: &[f32; 32], l: &mut [u8; 32], ntry: i32) -> O
         let id = (itry + KVALUES_IQ4NL[0] as i32) as f32 / max;
         let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
         for j in 0..32 {
-            let q = KVALUES_IQ4NL[best_index(id * xb[j]) as usize] as f32;
+            let q = KVALUES_IQ4NL[best_index(id * xb[j]) as usize & 15] as f32;
             let w = weight[j];
             sumqx += w * q * xb[j];
             sumq2 += w * q * q;
@@ -390,7 +404,16 @@ mod tests {
         let mut x = -140.0f32;
         while x < 140.0 {
             assert_eq!(best_index(x), best_index_bisect(x), "x = {x}");
-            x += 0.0625;
+            x += 0.0009765625;
+        }
+        for f in -200i32..200 {
+            let v = f as f32;
+            for x in [v, f32::from_bits(v.to_bits() + 1), f32::from_bits(v.to_bits().wrapping_sub(1)), v + 0.5, v - 0.5] {
+                assert_eq!(best_index(x), best_index_bisect(x), "x = {x}");
+            }
+        }
+        for x in [f32::MAX, -f32::MAX, f32::INFINITY, f32::NEG_INFINITY, 3e9, -3e9, 0.0, -0.0, 1e-45] {
+            assert_eq!(best_index(x), best_index_bisect(x), "x = {x}");
         }
         for k in KVALUES_IQ4NL {
             for x in [k as f32, f32::from_bits((k as f32).to_bits() + 1), f32::from_bits((k as f32).to_bits() - 1)] {

@@ -59,5 +59,15 @@ fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
     }
 }
 
+/// Inverse of `search::to_lanes`: `out[N g + i] = lanes[i][g]`.
+#[inline(always)]
+fn from_lanes<T: Copy, const N: usize, const K: usize>(lanes: &[[T; K]; N], out: &mut [T]) {
+    for g in 0..K {
+        for i in 0..N {
+            out[N * g + i] = lanes[i][g];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@
 //! degenerate blocks (subnormal maxima whose inverse scale overflows) give ggml's bytes.
 #![forbid(unsafe_code)]
 
-use super::search::{make_qkx3_quants, make_qx_quants, nearest_int};
+use super::search::{make_qkx3_quants, make_qkx3_quants_lanes, make_qx_quants, nearest_int};
 use super::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -128,30 +128,34 @@ fn cvtt_i32(v: f32) -> i32 {
     }
 }
 
-/// Truncating conversion: x86 semantics when `X86`, else plain `as` (callers guarantee range).
+/// Truncating conversion of a level: x86 semantics when `X86`; otherwise the caller guarantees
+/// `0 < v < 2^22` (true for every scaled value of a block with finite scales) and the floor is
+/// taken from the round-to-nearest trick, which vectorizes without range fix-ups.
 #[inline(always)]
 fn trunc<const X86: bool>(v: f32) -> i32 {
     if X86 {
         cvtt_i32(v)
     } else {
-        v as i32
+        let r = nearest_int(v);
+        r - ((r as f32) > v) as i32
     }
 }
 
-/// C's `(int8_t)roundf(v)` on x86: round half away from zero, then keep the low byte.
+/// C's `(int8_t)roundf(v)` on x86: round half away from zero, then keep the low byte. With `X86`
+/// any input is handled; otherwise the caller guarantees `|v| < 2^22`.
 ///
-/// Without a `roundf` call (a library call on baseline x86-64): the truncated integer `t` and the
-/// exact remainder `v - t` decide the rounding. The remainder is exact because `t` and `v` share
-/// sign and binade (or `v` is already an integer).
+/// Round-half-even (the magic-number trick) agrees with `roundf` except on exact ties that it
+/// rounded toward zero; the remainder `v - r` is exact, so those are detected and moved out.
 #[inline(always)]
 fn roundf_i8<const X86: bool>(v: f32) -> i8 {
-    let t = trunc::<X86>(v);
-    if X86 && t == i32::MIN {
-        // NaN, out of range, or exactly -2^31: the low byte is 0 in every case.
-        return 0;
+    if X86 && (v.is_nan() || v.abs() >= 4_194_304.0) {
+        // NaN or |v| >= 2^22 (already an integer): x86 truncation; NaN and out-of-range values
+        // give i32::MIN, whose low byte is 0.
+        return cvtt_i32(v) as i8;
     }
-    let frac = v - t as f32;
-    let r = t + (frac >= 0.5) as i32 - (frac <= -0.5) as i32;
+    let r = nearest_int(v);
+    let d = v - r as f32;
+    let r = r + (d == 0.5 && v > 0.0) as i32 - (d == -0.5 && v < 0.0) as i32;
     r as i8
 }
 
@@ -164,6 +168,29 @@ fn round_even_i32<const X86: bool>(v: f32) -> i32 {
     } else {
         cvtt_i32(v.round_ties_even())
     }
+}
+
+/// f16 bits to f32, exactly [`super::f16_to_f32`] (NaNs quieted like F16C), inlined without a
+/// run-time CPU-feature check: the per-block scale conversion dominates small dequantize loops.
+#[inline(always)]
+fn half(b: [u8; 2]) -> f32 {
+    let h = u16::from_le_bytes(b);
+    const SHIFTED_EXP: u32 = 0x7c00 << 13;
+    let mut o = ((h & 0x7fff) as u32) << 13;
+    let exp = o & SHIFTED_EXP;
+    o += (127 - 15) << 23;
+    if exp == SHIFTED_EXP {
+        // Inf / NaN: exponent to 255; NaNs get the quiet bit.
+        o += (128 - 16) << 23;
+        if o & 0x007f_ffff != 0 {
+            o |= 0x0040_0000;
+        }
+    } else if exp == 0 {
+        // Zero / subnormal: renormalize with an exact float subtraction.
+        o += 1 << 23;
+        o = (f32::from_bits(o) - f32::from_bits(113 << 23)).to_bits();
+    }
+    f32::from_bits(o | ((h & 0x8000) as u32) << 16)
 }
 
 /// The 32-value blocks of a row (the row length is a multiple of 32 by the caller's contract).
@@ -419,13 +446,32 @@ fn qx_0_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&
 }
 
 /// Q4_1 / Q5_1: scale-and-min search with `nmax` (15 or 31); `emit` stores `(d, m)` and levels.
+/// Eight blocks at a time go through the lane-parallel search (bit-identical to the scalar one).
 fn qx_1_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&mut B, f32, f32, &[u8; QK])) {
+    const G: usize = 8;
     let sigma2 = row_sigma2(x);
-    let (mut l, mut laux) = ([0u8; QK], [0u8; QK]);
-    for ((y, xb), qb) in dst.iter_mut().zip(blocks(x)).zip(qw.chunks_exact(QK)) {
+    let nb = dst.len().min(x.len() / QK);
+    let full = nb / G * G;
+    let mut w = [0.0f32; G * QK];
+    let mut l = [0u8; G * QK];
+    for (gi, ys) in dst[..full].chunks_exact_mut(G).enumerate() {
+        let xs = &x[gi * G * QK..(gi + 1) * G * QK];
+        for ((wb, xb), qb) in w.chunks_exact_mut(QK).zip(blocks(xs)).zip(qw[gi * G * QK..].chunks_exact(QK)) {
+            wb.copy_from_slice(&block_weights(xb, qb, sigma2));
+        }
+        let res = make_qkx3_quants_lanes::<G>(nmax, xs, Some(&w), &mut l, -0.9, 0.05, 36, false);
+        for ((y, &(d, the_min)), lb) in ys.iter_mut().zip(&res).zip(l.chunks_exact(QK)) {
+            if let Ok(lb) = <&[u8; QK]>::try_from(lb) {
+                emit(y, d, -the_min, lb);
+            }
+        }
+    }
+    let (mut lb, mut laux) = ([0u8; QK], [0u8; QK]);
+    let tail = blocks(&x[full * QK..]).zip(qw[full * QK..].chunks_exact(QK));
+    for (y, (xb, qb)) in dst[full..nb].iter_mut().zip(tail) {
         let w = block_weights(xb, qb, sigma2);
-        let (d, the_min) = make_qkx3_quants(nmax, xb, Some(&w), &mut l, &mut laux, -0.9, 0.05, 36, false);
-        emit(y, d, -the_min, &l);
+        let (d, the_min) = make_qkx3_quants(nmax, xb, Some(&w), &mut lb, &mut laux, -0.9, 0.05, 36, false);
+        emit(y, d, -the_min, &lb);
     }
 }
 
@@ -504,7 +550,7 @@ impl Block for BlockQ5_0 {
     }
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(out_blocks(dst)) {
-            let d = f16_to_f32(b.d);
+            let d = half(b.d);
             let l = unpack5(&b.qs, b.qh);
             for (y, &l) in y.iter_mut().zip(&l) {
                 *y = (l as i32 - 16) as f32 * d;
@@ -527,7 +573,7 @@ impl Block for BlockQ5_1 {
     }
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(out_blocks(dst)) {
-            let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
+            let (d, m) = (half(b.d), half(b.m));
             let l = unpack5(&b.qs, b.qh);
             for (y, &l) in y.iter_mut().zip(&l) {
                 *y = l as f32 * d + m;
@@ -539,7 +585,7 @@ impl Block for BlockQ5_1 {
 /// `x = d * q` for Q8_0 and Q8_1.
 #[inline(always)]
 fn dequantize_q8(d: [u8; 2], qs: &[i8; QK], y: &mut [f32; QK]) {
-    let d = f16_to_f32(d);
+    let d = half(d);
     for (y, &q) in y.iter_mut().zip(qs) {
         *y = q as f32 * d;
     }
@@ -643,7 +689,7 @@ impl DotBlock for BlockQ4_0 {
                 |j| if j < HALF { (x.qs[j] & 0x0f) as i32 - 8 } else { (x.qs[j - HALF] >> 4) as i32 - 8 },
                 &y.qs,
             );
-            sumf += sumi as f32 * f16_to_f32(x.d) * f16_to_f32(y.d);
+            sumf += sumi as f32 * half(x.d) * half(y.d);
         }
         sumf
     }
@@ -658,7 +704,7 @@ impl DotBlock for BlockQ4_1 {
                 |j| if j < HALF { (x.qs[j] & 0x0f) as i32 } else { (x.qs[j - HALF] >> 4) as i32 },
                 &y.qs,
             );
-            sumf += (f16_to_f32(x.d) * f16_to_f32(y.d)) * sumi as f32 + f16_to_f32(x.m) * f16_to_f32(y.s);
+            sumf += (half(x.d) * half(y.d)) * sumi as f32 + half(x.m) * half(y.s);
         }
         sumf
     }
@@ -671,7 +717,7 @@ impl DotBlock for BlockQ5_0 {
         for (x, y) in lhs.iter().zip(rhs) {
             let l = unpack5(&x.qs, x.qh);
             let sumi = isum(|j| l[j] as i32 - 16, &y.qs);
-            sumf += (f16_to_f32(x.d) * f16_to_f32(y.d)) * sumi as f32;
+            sumf += (half(x.d) * half(y.d)) * sumi as f32;
         }
         sumf
     }
@@ -684,7 +730,7 @@ impl DotBlock for BlockQ5_1 {
         for (x, y) in lhs.iter().zip(rhs) {
             let l = unpack5(&x.qs, x.qh);
             let sumi = isum(|j| l[j] as i32, &y.qs);
-            sumf += (f16_to_f32(x.d) * f16_to_f32(y.d)) * sumi as f32 + f16_to_f32(x.m) * f16_to_f32(y.s);
+            sumf += (half(x.d) * half(y.d)) * sumi as f32 + half(x.m) * half(y.s);
         }
         sumf
     }
@@ -696,7 +742,7 @@ impl DotBlock for BlockQ8_0 {
         let mut sumf = 0.0f32;
         for (x, y) in lhs.iter().zip(rhs) {
             let sumi: i32 = x.qs.iter().zip(&y.qs).map(|(&a, &b)| a as i32 * b as i32).sum();
-            sumf += sumi as f32 * (f16_to_f32(x.d) * f16_to_f32(y.d));
+            sumf += sumi as f32 * (half(x.d) * half(y.d));
         }
         sumf
     }
@@ -766,6 +812,14 @@ mod tests {
         x[5] = -0.0;
         assert_eq!(min_max(&x).0.to_bits(), 0.0f32.to_bits());
         assert_eq!(signed_absmax(&[-0.0; QK]).to_bits(), 0.0f32.to_bits());
+    }
+
+    #[test]
+    fn inline_half_conversion_matches_crate_conversion() {
+        for h in 0..=u16::MAX {
+            let b = h.to_le_bytes();
+            assert_eq!(half(b).to_bits(), f16_to_f32(b).to_bits(), "{h:#06x}");
+        }
     }
 
     #[test]

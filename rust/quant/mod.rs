@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::types::QuantType;
 
 pub mod float;
+pub mod grids;
+pub mod iq2;
+pub mod iq3;
 pub mod k;
 pub mod legacy;
 pub mod search;
@@ -134,6 +137,11 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
         T::NVFP4 => { static C: Codec = Codec::of_dot::<fp4::BlockNVFP4>(); &C }
         T::Q1_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ1_0>(); &C }
         T::Q2_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ2_0>(); &C }
+        T::IQ2_XXS => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2XXS>(); &C }
+        T::IQ2_XS => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2XS>(); &C }
+        T::IQ2_S => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2S>(); &C }
+        T::IQ3_XXS => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3XXS>(); &C }
+        T::IQ3_S => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3S>(); &C }
         _ => return None,
     })
 }

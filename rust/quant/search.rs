@@ -68,7 +68,7 @@ pub fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8], rmse_type: i32, qw: Op
     }
     let nmaxf = nmax as f32;
     let clamp = |v: i32| v.clamp(-nmax, nmax - 1);
-    let mut iscale = -nmaxf / max;
+    let iscale = -nmaxf / max;
     if rmse_type == 0 {
         for (li, &v) in l.iter_mut().zip(x) {
             *li = (nmax + clamp(nearest_int(iscale * v))) as i8;
@@ -96,25 +96,36 @@ pub fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8], rmse_type: i32, qw: Op
         return if suml2 > 0.0 { 0.5 * (scale + 1.0 / iscale) } else { 1.0 / iscale };
     }
     let mut best = scale * sumlx;
-    for is in -9i32..=9 {
-        if is == 0 {
-            continue;
+    // The 18 candidate scales are independent: accumulate all of them in one pass over the
+    // values (each candidate's sums keep ggml's order over i, so they are bit-identical), then
+    // pick in ggml's order.
+    const NC: usize = 18;
+    let mut isc = [0.0f32; NC];
+    for (c, s) in isc.iter_mut().enumerate() {
+        let is = if c < 9 { c as i32 - 9 } else { c as i32 - 8 };
+        *s = -(nmaxf + 0.1f32 * is as f32) / max;
+    }
+    let (mut slx, mut sl2) = ([0.0f32; NC], [0.0f32; NC]);
+    for (i, &xi) in x.iter().enumerate() {
+        let w = weight(i);
+        let wx = w * xi;
+        for c in 0..NC {
+            let lf = clamp(nearest_int(isc[c] * xi)) as f32;
+            slx[c] += wx * lf;
+            sl2[c] += w * lf * lf;
         }
-        iscale = -(nmaxf + 0.1f32 * is as f32) / max;
-        sumlx = 0.0;
-        suml2 = 0.0;
-        for i in 0..n {
-            let lf = clamp(nearest_int(iscale * x[i])) as f32;
-            let w = weight(i);
-            sumlx += w * x[i] * lf;
-            suml2 += w * lf * lf;
+    }
+    let mut chosen = None;
+    for c in 0..NC {
+        if sl2[c] > 0.0 && slx[c] * slx[c] > best * sl2[c] {
+            chosen = Some(c);
+            scale = slx[c] / sl2[c];
+            best = scale * slx[c];
         }
-        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            for (li, &v) in l.iter_mut().zip(x) {
-                *li = (nmax + clamp(nearest_int(iscale * v))) as i8;
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
+    }
+    if let Some(c) = chosen {
+        for (li, &v) in l.iter_mut().zip(x) {
+            *li = (nmax + clamp(nearest_int(isc[c] * v))) as i8;
         }
     }
     scale
@@ -159,16 +170,16 @@ pub fn make_qkx3_quants(
     let mut max = x[0];
     let mut sum_w = weight(0);
     let mut sum_x = sum_w * x[0];
-    for i in 1..n {
-        if x[i] < min {
-            min = x[i];
+    for (i, &xi) in x.iter().enumerate().skip(1) {
+        if xi < min {
+            min = xi;
         }
-        if x[i] > max {
-            max = x[i];
+        if xi > max {
+            max = xi;
         }
         let w = weight(i);
         sum_w += w;
-        sum_x += w * x[i];
+        sum_x += w * xi;
     }
     if min > 0.0 {
         min = 0.0;
@@ -228,6 +239,176 @@ pub fn make_qkx3_quants(
     (scale, -min)
 }
 
+/// Longest group [`make_qkx3_quants_lanes`] handles side by side (longer ones run one by one).
+pub const MAX_LANE_GROUP: usize = 32;
+
+/// [`make_qkx3_quants`] on `LANES` groups at once, bit-identical to calling it on each group.
+///
+/// Group `g` is `x[g*n..(g+1)*n]` with `n = x.len() / LANES` (weights likewise); its levels go to
+/// `l[g*n..(g+1)*n]`, and entry `g` of the result is its `(scale, min)`. The groups' searches are
+/// independent, so each step of ggml's sequential search runs for all lanes side by side (every
+/// lane does exactly the scalar operations, including the data-dependent choice of candidate,
+/// which also moves the offset the next candidates use). That turns a latency-bound loop into
+/// one the compiler vectorizes.
+///
+/// `x.len()` must be a non-zero multiple of `LANES`; `l` and `weights` (when given) at least as long.
+#[allow(clippy::too_many_arguments)]
+pub fn make_qkx3_quants_lanes<const LANES: usize>(
+    nmax: i32,
+    x: &[f32],
+    weights: Option<&[f32]>,
+    l: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> [(f32, f32); LANES] {
+    let n = x.len() / LANES;
+    let l = &mut l[..n * LANES];
+    if n > MAX_LANE_GROUP {
+        // Groups longer than the transposed scratch: one at a time.
+        let mut out = [(0.0f32, 0.0f32); LANES];
+        let mut laux = vec![0u8; n];
+        for (g, o) in out.iter_mut().enumerate() {
+            let r = g * n..(g + 1) * n;
+            let w = weights.map(|w| &w[r.clone()]);
+            *o = make_qkx3_quants(nmax, &x[r.clone()], w, &mut l[r], &mut laux, rmin, rdelta, nstep, use_mad);
+        }
+        return out;
+    }
+    // Transposed copies: row i holds value i of every group, so the lane loops read contiguously.
+    let mut xt = [[0.0f32; LANES]; MAX_LANE_GROUP];
+    let mut wt = [[0.0f32; LANES]; MAX_LANE_GROUP];
+    for g in 0..LANES {
+        for i in 0..n {
+            let v = x[g * n + i];
+            xt[i][g] = v;
+            wt[i][g] = match weights {
+                Some(w) => w[g * n + i],
+                None => v * v,
+            };
+        }
+    }
+    let (xt, wt) = (&xt[..n], &wt[..n]);
+    let at = |i: usize, g: usize| xt[i][g];
+    let weight = |i: usize, g: usize| wt[i][g];
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
+    let nmaxf = nmax as f32;
+    let level = |isc: f32, v: f32, m: f32| nearest_int(isc * (v - m)).clamp(0, nmax);
+
+    let mut min = [0.0f32; LANES];
+    let mut max = [0.0f32; LANES];
+    let mut sum_w = [0.0f32; LANES];
+    let mut sum_x = [0.0f32; LANES];
+    for g in 0..LANES {
+        min[g] = at(0, g);
+        max[g] = at(0, g);
+        sum_w[g] = weight(0, g);
+        sum_x[g] = sum_w[g] * at(0, g);
+    }
+    for (xr, wr) in xt.iter().zip(wt).skip(1) {
+        for g in 0..LANES {
+            let v = xr[g];
+            if v < min[g] {
+                min[g] = v;
+            }
+            if v > max[g] {
+                max[g] = v;
+            }
+            let w = wr[g];
+            sum_w[g] += w;
+            sum_x[g] += w * v;
+        }
+    }
+    let mut done = [false; LANES];
+    let mut scale = [0.0f32; LANES];
+    // The (inverse scale, offset) that produced each lane's current levels.
+    let mut lv_isc = [0.0f32; LANES];
+    let mut lv_min = [0.0f32; LANES];
+    for g in 0..LANES {
+        if min[g] > 0.0 {
+            min[g] = 0.0;
+        }
+        done[g] = max[g] <= min[g];
+        let iscale = nmaxf / (max[g] - min[g]);
+        scale[g] = 1.0 / iscale;
+        lv_isc[g] = iscale;
+        lv_min[g] = min[g];
+    }
+    let mut best_mad = [0.0f32; LANES];
+    for (xr, wr) in xt.iter().zip(wt) {
+        for g in 0..LANES {
+            let v = xr[g];
+            let li = level(lv_isc[g], v, lv_min[g]) as f32;
+            let diff = scale[g] * li + min[g] - v;
+            best_mad[g] += wr[g] * err(diff);
+        }
+    }
+    // ggml stops after the first fit when nstep < 1.
+    let last = if nstep < 1 { -1 } else { nstep };
+    for is in 0..=last {
+        let mut isc = [0.0f32; LANES];
+        for g in 0..LANES {
+            isc[g] = (rmin + rdelta * is as f32 + nmaxf) / (max[g] - min[g]);
+        }
+        let (mut s_l, mut s_l2, mut s_xl) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+        for (xr, wr) in xt.iter().zip(wt) {
+            for g in 0..LANES {
+                let (v, w) = (xr[g], wr[g]);
+                let lf = level(isc[g], v, min[g]) as f32;
+                s_l[g] += w * lf;
+                s_l2[g] += w * lf * lf;
+                s_xl[g] += w * lf * v;
+            }
+        }
+        let (mut t_scale, mut t_min, mut ok) = ([0.0f32; LANES], [0.0f32; LANES], [false; LANES]);
+        for g in 0..LANES {
+            let d = sum_w[g] * s_l2[g] - s_l[g] * s_l[g];
+            ok[g] = d > 0.0;
+            let mut this_scale = (sum_w[g] * s_xl[g] - sum_x[g] * s_l[g]) / d;
+            let mut this_min = (s_l2[g] * sum_x[g] - s_l[g] * s_xl[g]) / d;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = s_xl[g] / s_l2[g];
+            }
+            t_scale[g] = this_scale;
+            t_min[g] = this_min;
+        }
+        let mut mad = [0.0f32; LANES];
+        for (xr, wr) in xt.iter().zip(wt) {
+            for g in 0..LANES {
+                let v = xr[g];
+                let lf = level(isc[g], v, min[g]) as f32;
+                let diff = t_scale[g] * lf + t_min[g] - v;
+                mad[g] += wr[g] * err(diff);
+            }
+        }
+        for g in 0..LANES {
+            if ok[g] && mad[g] < best_mad[g] {
+                best_mad[g] = mad[g];
+                scale[g] = t_scale[g];
+                lv_isc[g] = isc[g];
+                lv_min[g] = min[g];
+                min[g] = t_min[g];
+            }
+        }
+    }
+    let mut out = [(0.0f32, 0.0f32); LANES];
+    for g in 0..LANES {
+        let lg = &mut l[g * n..(g + 1) * n];
+        if done[g] {
+            lg.fill(0);
+            out[g] = (0.0, -min[g]);
+        } else {
+            for (i, li) in lg.iter_mut().enumerate() {
+                *li = level(lv_isc[g], at(i, g), lv_min[g]) as u8;
+            }
+            out[g] = (scale[g], -min[g]);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +466,43 @@ mod tests {
         let (d, m) = make_qkx3_quants(15, &x, None, &mut l, &mut aux, -0.9, 0.05, 36, false);
         assert_eq!((d, m), (0.0, 1.0));
         assert!(l.iter().all(|&v| v == 0));
+    }
+    #[test]
+    fn qkx3_lanes_match_scalar_bitwise() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / 16_777_216.0) - 0.5
+        };
+        for case in 0..400 {
+            let n = if case % 2 == 0 { 32 } else { 16 };
+            let mut x: Vec<f32> = (0..8 * n).map(|_| rnd() * 0.1).collect();
+            // Degenerate groups: constant, all zero, all positive, single outlier.
+            match case % 5 {
+                0 => x[..n].fill(0.25),
+                1 => x[n..2 * n].fill(0.0),
+                2 => x[2 * n..3 * n].iter_mut().for_each(|v| *v = v.abs() + 0.01),
+                3 => x[3 * n] = 5.0,
+                _ => {}
+            }
+            let w: Vec<f32> = (0..8 * n).map(|i| if i % 7 == 0 { 0.0 } else { rnd() + 0.5 }).collect();
+            for weights in [None, Some(w.as_slice())] {
+                for (use_mad, nstep) in [(false, 36), (true, 20), (false, 0)] {
+                    let mut l = vec![0u8; 8 * n];
+                    let got = make_qkx3_quants_lanes::<8>(15, &x, weights, &mut l, -0.9, 0.05, nstep, use_mad);
+                    for g in 0..8 {
+                        let (mut lg, mut aux) = (vec![0u8; n], vec![0u8; n]);
+                        let xg = &x[g * n..(g + 1) * n];
+                        let wg = weights.map(|w| &w[g * n..(g + 1) * n]);
+                        let want = make_qkx3_quants(15, xg, wg, &mut lg, &mut aux, -0.9, 0.05, nstep, use_mad);
+                        assert_eq!((got[g].0.to_bits(), got[g].1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "case {case} group {g}");
+                        assert_eq!(&l[g * n..(g + 1) * n], &lg[..], "case {case} group {g}");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -597,4 +815,333 @@ pub fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
         }
     }
     q
+}
+
+/// [`make_qkx2_quants`] on `K` independent groups of `N` values at once ("lanes"), for speed:
+/// group `g` is column `g` of the transposed arrays (`xt[i][g]` is value `i` of group `g`).
+///
+/// With weights given, `make_qkx2_quants` and [`make_qkx3_quants`] are the same computation (their
+/// degenerate-group tests `max == min` and `max <= min` agree because `max >= min` always holds
+/// for finite values), so this serves both. Each lane performs exactly the scalar function's
+/// float operations in the same order — only the interleaving across groups differs, which lets
+/// the compiler vectorize across lanes while keeping every result bit-identical. Candidates are
+/// evaluated for every lane and applied where the scalar code would have applied them.
+///
+/// Writes the levels to `lt` (same transposed layout) and returns per-group `(scale, min)`.
+#[allow(clippy::too_many_arguments)]
+pub fn make_qkx_quants_lanes<const N: usize, const K: usize, const MAD: bool>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    wt: &[[f32; K]; N],
+    lt: &mut [[u8; K]; N],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> ([f32; K], [f32; K]) {
+    let err = |d: f32| if MAD { d.abs() } else { d * d };
+    let level = |iscale: f32, x: f32, min: f32| nearest_int(iscale * (x - min)).max(0).min(nmax);
+    let nmaxf = nmax as f32;
+    let mut min = xt[0];
+    let mut max = xt[0];
+    let mut sum_w = wt[0];
+    let mut sum_x = [0f32; K];
+    for g in 0..K {
+        sum_x[g] = sum_w[g] * xt[0][g];
+    }
+    for i in 1..N {
+        for g in 0..K {
+            let v = xt[i][g];
+            if v < min[g] {
+                min[g] = v;
+            }
+            if v > max[g] {
+                max[g] = v;
+            }
+            sum_w[g] += wt[i][g];
+            sum_x[g] += wt[i][g] * v;
+        }
+    }
+    let mut iscale = [0f32; K];
+    let mut scale = [0f32; K];
+    for g in 0..K {
+        if min[g] > 0.0 {
+            min[g] = 0.0;
+        }
+        iscale[g] = nmaxf / (max[g] - min[g]);
+        scale[g] = 1.0 / iscale[g];
+    }
+    // Groups whose (clamped) min equals their max: levels 0, scale 0, offset kept.
+    let degenerate: [bool; K] = core::array::from_fn(|g| max[g] == min[g]);
+    let min0 = min;
+    let mut best = [0f32; K];
+    for i in 0..N {
+        for g in 0..K {
+            let l = level(iscale[g], xt[i][g], min[g]);
+            lt[i][g] = l as u8;
+            let diff = scale[g] * l as f32 + min[g] - xt[i][g];
+            best[g] += wt[i][g] * err(diff);
+        }
+    }
+    if nstep >= 1 {
+        let mut laux = [[0u8; K]; N];
+        for is in 0..=nstep {
+            let num = rmin + rdelta * is as f32 + nmaxf;
+            // `min` is the current best offset: ggml's loop reads it after updates too.
+            for g in 0..K {
+                iscale[g] = num / (max[g] - min[g]);
+            }
+            let (mut sum_l, mut sum_l2, mut sum_xl) = ([0f32; K], [0f32; K], [0f32; K]);
+            for i in 0..N {
+                for g in 0..K {
+                    let l = level(iscale[g], xt[i][g], min[g]);
+                    laux[i][g] = l as u8;
+                    let w = wt[i][g];
+                    let lf = l as f32;
+                    sum_l[g] += w * lf;
+                    sum_l2[g] += w * lf * lf;
+                    sum_xl[g] += w * lf * xt[i][g];
+                }
+            }
+            let mut this_scale = [0f32; K];
+            let mut this_min = [0f32; K];
+            let mut valid = [false; K];
+            for g in 0..K {
+                let d = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g];
+                valid[g] = d > 0.0;
+                this_scale[g] = (sum_w[g] * sum_xl[g] - sum_x[g] * sum_l[g]) / d;
+                this_min[g] = (sum_l2[g] * sum_x[g] - sum_l[g] * sum_xl[g]) / d;
+                if this_min[g] > 0.0 {
+                    this_min[g] = 0.0;
+                    this_scale[g] = sum_xl[g] / sum_l2[g];
+                }
+            }
+            let mut cur = [0f32; K];
+            for i in 0..N {
+                for g in 0..K {
+                    let diff = this_scale[g] * laux[i][g] as f32 + this_min[g] - xt[i][g];
+                    cur[g] += wt[i][g] * err(diff);
+                }
+            }
+            let take: [bool; K] = core::array::from_fn(|g| valid[g] && cur[g] < best[g]);
+            if take.iter().any(|&t| t) {
+                for g in 0..K {
+                    if take[g] {
+                        best[g] = cur[g];
+                        scale[g] = this_scale[g];
+                        min[g] = this_min[g];
+                    }
+                }
+                for i in 0..N {
+                    for g in 0..K {
+                        if take[g] {
+                            lt[i][g] = laux[i][g];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut the_min = [0f32; K];
+    for g in 0..K {
+        if degenerate[g] {
+            scale[g] = 0.0;
+            min[g] = min0[g];
+            for row in lt.iter_mut() {
+                row[g] = 0;
+            }
+        }
+        the_min[g] = -min[g];
+    }
+    (scale, the_min)
+}
+
+/// [`make_qx_quants`] with `rmse_type == 1` on `K` independent groups of `N` values at once,
+/// bit-identical per group (see [`make_qkx_quants_lanes`] for the layout and why). `wt` holds the
+/// weights: the importance weights, or `x²` for the unweighted search (what `make_qx_quants`
+/// uses for `rmse_type == 1` without `qw`). Writes the levels `l + nmax` to `lt` and returns the
+/// per-group scales.
+pub fn make_qx_quants_lanes<const N: usize, const K: usize>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    wt: &[[f32; K]; N],
+    lt: &mut [[i8; K]; N],
+) -> [f32; K] {
+    let nmaxf = nmax as f32;
+    let level = |iscale: f32, x: f32| nearest_int(iscale * x).max(-nmax).min(nmax - 1);
+    let mut max = [0f32; K];
+    let mut amax = [0f32; K];
+    for row in xt {
+        for g in 0..K {
+            let ax = row[g].abs();
+            if ax > amax[g] {
+                amax[g] = ax;
+                max[g] = row[g];
+            }
+        }
+    }
+    let mut iscale = [0f32; K];
+    for g in 0..K {
+        iscale[g] = -nmaxf / max[g];
+    }
+    let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+    for i in 0..N {
+        for g in 0..K {
+            let l = level(iscale[g], xt[i][g]);
+            lt[i][g] = (l + nmax) as i8;
+            let w = wt[i][g];
+            let lf = l as f32;
+            sumlx[g] += w * xt[i][g] * lf;
+            suml2[g] += w * lf * lf;
+        }
+    }
+    let mut scale = [0f32; K];
+    let mut best = [0f32; K];
+    for g in 0..K {
+        scale[g] = if suml2[g] != 0.0 { sumlx[g] / suml2[g] } else { 0.0 };
+        best[g] = scale[g] * sumlx[g];
+    }
+    let mut laux = [[0i8; K]; N];
+    for is in -9i32..=9 {
+        if is == 0 {
+            continue;
+        }
+        let num = -(nmaxf + 0.1f32 * is as f32);
+        for g in 0..K {
+            iscale[g] = num / max[g];
+        }
+        let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+        for i in 0..N {
+            for g in 0..K {
+                let l = level(iscale[g], xt[i][g]);
+                laux[i][g] = (l + nmax) as i8;
+                let w = wt[i][g];
+                let lf = l as f32;
+                sumlx[g] += w * xt[i][g] * lf;
+                suml2[g] += w * lf * lf;
+            }
+        }
+        let take: [bool; K] = core::array::from_fn(|g| suml2[g] > 0.0 && sumlx[g] * sumlx[g] > best[g] * suml2[g]);
+        if take.iter().any(|&t| t) {
+            for g in 0..K {
+                if take[g] {
+                    scale[g] = sumlx[g] / suml2[g];
+                    best[g] = scale[g] * sumlx[g];
+                }
+            }
+            for i in 0..N {
+                for g in 0..K {
+                    if take[g] {
+                        lt[i][g] = laux[i][g];
+                    }
+                }
+            }
+        }
+    }
+    for g in 0..K {
+        if amax[g] < GROUP_MAX_EPS {
+            scale[g] = 0.0;
+            for row in lt.iter_mut() {
+                row[g] = 0;
+            }
+        }
+    }
+    scale
+}
+
+/// Transpose `K` groups of `N` consecutive values into lanes: `out[i][g] = x[N g + i]`.
+#[inline(always)]
+pub fn to_lanes<const N: usize, const K: usize>(x: &[f32]) -> [[f32; K]; N] {
+    let mut out = [[0f32; K]; N];
+    for g in 0..K {
+        for i in 0..N {
+            out[i][g] = x[N * g + i];
+        }
+    }
+    out
+}
+
+/// [`make_q3_quants`] with `do_rmse` on `K` independent groups of `N` values at once,
+/// bit-identical per group (layout as in [`make_qkx_quants_lanes`]). Each lane runs ggml's
+/// coordinate refinement in the same order; a lane whose sweep changed nothing stops taking
+/// part, exactly where the scalar loop breaks. Writes the levels `l + nmax` to `lt` and returns
+/// the per-group scales.
+pub fn make_q3_quants_lanes<const N: usize, const K: usize>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    lt: &mut [[i8; K]; N],
+) -> [f32; K] {
+    let nmaxf = nmax as f32;
+    let clamp = |v: i32| v.max(-nmax).min(nmax - 1);
+    let mut max = [0f32; K];
+    let mut amax = [0f32; K];
+    for row in xt {
+        for g in 0..K {
+            let ax = row[g].abs();
+            if ax > amax[g] {
+                amax[g] = ax;
+                max[g] = row[g];
+            }
+        }
+    }
+    let iscale: [f32; K] = core::array::from_fn(|g| -nmaxf / max[g]);
+    // Levels without the +nmax offset while refining.
+    let mut lv = [[0i32; K]; N];
+    let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+    for i in 0..N {
+        for g in 0..K {
+            let x = xt[i][g];
+            let l = clamp(nearest_int(iscale[g] * x));
+            lv[i][g] = l;
+            let w = x * x;
+            let lf = l as f32;
+            sumlx[g] += w * x * lf;
+            suml2[g] += w * lf * lf;
+        }
+    }
+    let mut active = [true; K];
+    for _ in 0..5 {
+        let mut changed = [false; K];
+        for i in 0..N {
+            for g in 0..K {
+                let x = xt[i][g];
+                let w = x * x;
+                let li = lv[i][g] as f32;
+                let slx = sumlx[g] - w * x * li;
+                let sl2 = suml2[g] - w * li * li;
+                let new_l = clamp(nearest_int(x * sl2 / slx));
+                let nf = new_l as f32;
+                let slx2 = slx + w * x * nf;
+                let sl22 = sl2 + w * nf * nf;
+                let take = active[g]
+                    && slx > 0.0
+                    && new_l != lv[i][g]
+                    && sl22 > 0.0
+                    && slx2 * slx2 * suml2[g] > sumlx[g] * sumlx[g] * sl22;
+                if take {
+                    lv[i][g] = new_l;
+                    sumlx[g] = slx2;
+                    suml2[g] = sl22;
+                    changed[g] = true;
+                }
+            }
+        }
+        for g in 0..K {
+            active[g] &= changed[g];
+        }
+        if !active.iter().any(|&a| a) {
+            break;
+        }
+    }
+    let mut scale = [0f32; K];
+    for g in 0..K {
+        scale[g] = if suml2[g] > 0.0 { sumlx[g] / suml2[g] } else { 0.0 };
+        let zero = amax[g] < GROUP_MAX_EPS;
+        if zero {
+            scale[g] = 0.0;
+        }
+        for i in 0..N {
+            lt[i][g] = if zero { 0 } else { (lv[i][g] + nmax) as i8 };
+        }
+    }
+    scale
 }

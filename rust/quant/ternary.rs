@@ -54,6 +54,26 @@ fn trit_code(v: f32) -> i32 {
     (l as i32).wrapping_add(1)
 }
 
+/// `lroundf(x[i] * id) + 1` for a block (as bytes; ggml adds them into uint8 with wraparound).
+#[inline(always)]
+fn trit_codes(x: &[f32], id: f32) -> [u8; QK_K] {
+    let mut c = [0u8; QK_K];
+    if id.is_finite() {
+        // id is 0 or 1/max|x|, so every x·id lies in [-1-2⁻²², 1+2⁻²²] and rounding half away
+        // from zero only needs the two comparisons.
+        for (c, v) in c.iter_mut().zip(x) {
+            let v = v * id;
+            *c = 1 + (v >= 0.5) as u8 - (v <= -0.5) as u8;
+        }
+    } else {
+        // max|x| < 2^-128: 1/max overflowed and x·id is ±inf or NaN.
+        for (c, v) in c.iter_mut().zip(x) {
+            *c = trit_code(v * id) as u8;
+        }
+    }
+    c
+}
+
 /// `(amax, 1/amax or 0)` of a block, as ggml computes them.
 #[inline(always)]
 fn scale_of(x: &[f32]) -> (f32, f32) {
@@ -64,9 +84,9 @@ fn scale_of(x: &[f32]) -> (f32, f32) {
 
 /// Pack trits (most significant first) into the fixed-point byte TQ1_0 stores.
 #[inline(always)]
-fn pack_trits(codes: impl Iterator<Item = i32>) -> u8 {
-    let q = codes.fold(0u8, |q, c| q.wrapping_mul(3).wrapping_add(c as u8));
-    ((q as u16 * 256 + 242) / 243) as u8
+fn pack_trits(codes: impl Iterator<Item = u8>) -> u8 {
+    let q = codes.fold(0u8, |q, c| q.wrapping_mul(3).wrapping_add(c));
+    (q as u16 * 256).div_ceil(243) as u8
 }
 
 /// Trit `k` (0 = most significant) of a TQ1_0 byte, as -1, 0 or 1.
@@ -83,16 +103,16 @@ impl Block for BlockTQ1_0 {
         for (x, y) in src.chunks_exact(QK_K).zip(dst.iter_mut()) {
             let (d, id) = scale_of(x);
             y.d = f32_to_f16(d);
+            let c = trit_codes(x, id);
             for m in 0..32 {
-                y.qs[m] = pack_trits((0..5).map(|n| trit_code(x[m + 32 * n] * id)));
+                y.qs[m] = pack_trits((0..5).map(|n| c[m + 32 * n]));
             }
             for m in 0..16 {
-                y.qs[32 + m] = pack_trits((0..5).map(|n| trit_code(x[160 + m + 16 * n] * id)));
+                y.qs[32 + m] = pack_trits((0..5).map(|n| c[160 + m + 16 * n]));
             }
             for j in 0..4 {
                 // Four trits plus a zero trit in the least significant place.
-                let codes = (0..4).map(|m| trit_code(x[240 + j + 4 * m] * id)).chain([0]);
-                y.qh[j] = pack_trits(codes);
+                y.qh[j] = pack_trits((0..4).map(|m| c[240 + j + 4 * m]).chain([0]));
             }
         }
     }
@@ -124,11 +144,12 @@ impl Block for BlockTQ2_0 {
         for (x, y) in src.chunks_exact(QK_K).zip(dst.iter_mut()) {
             let (d, id) = scale_of(x);
             y.d = f32_to_f16(d);
-            for (j, xs) in x.chunks_exact(128).enumerate() {
+            let c = trit_codes(x, id);
+            for j in 0..2 {
                 for m in 0..32 {
                     let mut q = 0u8;
                     for n in 0..4 {
-                        q = q.wrapping_add(((trit_code(xs[m + 32 * n] * id) & 3) << (2 * n)) as u8);
+                        q = q.wrapping_add((c[128 * j + m + 32 * n] & 3) << (2 * n));
                     }
                     y.qs[32 * j + m] = q;
                 }

@@ -1,8 +1,8 @@
 //! Q2_K: 2.625 bits per weight. Sixteen sub-blocks of 16 values, `x ≈ d·sc_j·q - dmin·m_j` with
 //! 2-bit `q`, 4-bit sub-block scale `sc_j` and min `m_j`, f16 `d` and `dmin`.
 
-use super::super::search::{make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int};
-use super::{block_weights, pack_2bit, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
+use super::super::search::{make_qkx_quants_lanes, make_qp_quants, nearest_int, to_lanes};
+use super::{block_weights, from_lanes, pack_2bit, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
 use crate::quant::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -19,7 +19,8 @@ pub struct BlockQ2K {
     /// Super-block scale for the mins (f16, little-endian).
     pub dmin: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ2K>() == 84 && core::mem::align_of::<BlockQ2K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ2K>() == 84 && core::mem::align_of::<BlockQ2K>() == 1);
 
 /// Requantize every sub-block whose scale is non-zero against the stored (f16-rounded) scales
 /// and mins, then pack the levels. Shared tail of both quantizers.
@@ -43,33 +44,27 @@ fn finish(x: &[f32; QK_K], y: &mut BlockQ2K, levels: &mut [u8; QK_K]) {
 /// ggml `quantize_row_q2_K_ref` for one super-block.
 fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ2K) {
     const Q4SCALE: f32 = 15.0;
+    // make_qkx2_quants(16, 3, x_j, |x_j|, .., -0.5, 0.1, 15, use_mad) on the 16 sub-blocks at once.
+    let xt = to_lanes::<16, 16>(x);
+    let wt = xt.map(|row| row.map(f32::abs));
+    let mut lt = [[0u8; 16]; 16];
+    let (scales, mins) = make_qkx_quants_lanes::<16, 16, true>(3, &xt, &wt, &mut lt, -0.5, 0.1, 15);
     let mut levels = [0u8; QK_K];
-    let mut laux = [0u8; 16];
-    let mut weights = [0f32; 16];
-    let mut scales = [0f32; QK_K / 16];
-    let mut mins = [0f32; QK_K / 16];
+    from_lanes(&lt, &mut levels);
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
     for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        for (w, v) in weights.iter_mut().zip(xs) {
-            *w = v.abs();
+        if scales[j] > max_scale {
+            max_scale = scales[j];
         }
-        let (scale, min) =
-            make_qkx2_quants(3, xs, &weights, &mut levels[16 * j..], &mut laux, -0.5, 0.1, 15, true);
-        scales[j] = scale;
-        mins[j] = min;
-        if scale > max_scale {
-            max_scale = scale;
-        }
-        if min > max_min {
-            max_min = min;
+        if mins[j] > max_min {
+            max_min = mins[j];
         }
     }
     if max_scale > 0.0 {
         let iscale = Q4SCALE / max_scale;
-        for j in 0..QK_K / 16 {
-            y.scales[j] = nearest_int(iscale * scales[j]) as u8;
+        for (sc, &s) in y.scales.iter_mut().zip(&scales) {
+            *sc = nearest_int(iscale * s) as u8;
         }
         y.d = f32_to_f16(max_scale / Q4SCALE);
     } else {
@@ -78,8 +73,8 @@ fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ2K) {
     }
     if max_min > 0.0 {
         let iscale = Q4SCALE / max_min;
-        for j in 0..QK_K / 16 {
-            y.scales[j] |= (nearest_int(iscale * mins[j]).wrapping_shl(4)) as u8;
+        for (sc, &m) in y.scales.iter_mut().zip(&mins) {
+            *sc |= (nearest_int(iscale * m).wrapping_shl(4)) as u8;
         }
         y.dmin = f32_to_f16(max_min / Q4SCALE);
     } else {
@@ -90,39 +85,28 @@ fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ2K) {
 
 /// ggml `quantize_row_q2_K_impl` for one super-block with importance weights `qw`.
 fn quantize_block_imatrix(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut BlockQ2K) {
-    let mut levels = [0u8; QK_K];
-    let mut laux = [0u8; 16];
-    let mut weight = [0f32; 16];
-    let mut scales = [0f32; QK_K / 16];
-    let mut mins = [0f32; QK_K / 16];
-    let mut sw = [0f32; QK_K / 16];
     let mut sumx2 = 0.0f32;
     for v in x {
         sumx2 += v * v;
     }
     let sigma2 = sumx2 / QK_K as f32;
-    for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        for l in 0..16 {
-            weight[l] = qw[16 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+    // Per sub-block weights qw·sqrt(σ² + x²), their sums, and make_qkx3_quants(16, 3, x_j,
+    // weights, .., -0.9, 0.05, 36, false) on the 16 sub-blocks at once.
+    let xt = to_lanes::<16, 16>(x);
+    let qwt = to_lanes::<16, 16>(qw);
+    let mut wt = [[0f32; 16]; 16];
+    let mut sw = [0f32; QK_K / 16];
+    for i in 0..16 {
+        for g in 0..16 {
+            wt[i][g] = qwt[i][g] * (sigma2 + xt[i][g] * xt[i][g]).sqrt();
+            sw[g] += wt[i][g];
         }
-        for w in &weight {
-            sw[j] += w;
-        }
-        let (scale, min) = make_qkx3_quants(
-            3,
-            xs,
-            Some(&weight),
-            &mut levels[16 * j..],
-            &mut laux,
-            -0.9,
-            0.05,
-            36,
-            false,
-        );
-        scales[j] = scale;
-        mins[j] = min;
     }
+    let mut lt = [[0u8; 16]; 16];
+    let (scales, mins) =
+        make_qkx_quants_lanes::<16, 16, false>(3, &xt, &wt, &mut lt, -0.9, 0.05, 36);
+    let mut levels = [0u8; QK_K];
+    from_lanes(&lt, &mut levels);
     let mut ls = [0u8; QK_K / 16];
     let mut lm = [0u8; QK_K / 16];
     let dm = make_qp_quants(15, &scales, &mut ls, &sw);
@@ -178,11 +162,10 @@ impl DotBlock for BlockQ2K {
     fn vec_dot_ref(lhs: &[Self], rhs: &[BlockQ8K]) -> f32 {
         let mut sumf = 0.0f32;
         for (x, y) in lhs.iter().zip(rhs) {
-            let bsums = y.bsums();
             // Σ_j bsum_j · m_j: the min term, in integers (|value| < 2^20, no overflow).
             let mut summs = 0i32;
-            for j in 0..16 {
-                summs += bsums[j] as i32 * (x.scales[j] >> 4) as i32;
+            for (&b, &sc) in y.bsums().iter().zip(&x.scales) {
+                summs += b as i32 * (sc >> 4) as i32;
             }
             let dy = y.d();
             let dall = dy * f16_to_f32(x.d);

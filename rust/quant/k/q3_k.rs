@@ -1,8 +1,10 @@
 //! Q3_K: 3.4375 bits per weight. Sixteen sub-blocks of 16 values, `x ≈ d·(sc_j - 32)·(q - 4)`
 //! with 3-bit `q` (low 2 bits in `qs`, high bit in `hmask`), 6-bit sub-block scales and f16 `d`.
 
-use super::super::search::{make_q3_quants, make_qx_quants, nearest_int};
-use super::{block_weights, pack_2bit, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
+use super::super::search::{
+    make_q3_quants_lanes, make_qx_quants, make_qx_quants_lanes, nearest_int, to_lanes,
+};
+use super::{block_weights, from_lanes, pack_2bit, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
 use crate::quant::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -21,7 +23,8 @@ pub struct BlockQ3K {
     /// Super-block scale (f16, little-endian).
     pub d: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ3K>() == 110 && core::mem::align_of::<BlockQ3K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ3K>() == 110 && core::mem::align_of::<BlockQ3K>() == 1);
 
 /// Store 6-bit scale `l` (0..63) of sub-block `j` into the packed scale bytes (which start zeroed).
 #[inline]
@@ -39,7 +42,11 @@ fn put_scale(scales: &mut [u8; 12], j: usize, l: i32) {
 fn unpack_scales(scales: &[u8; 12]) -> [i8; 16] {
     let mut out = [0i8; 16];
     for (j, o) in out.iter_mut().enumerate() {
-        let low = if j < 8 { scales[j] & 0xF } else { scales[j - 8] >> 4 };
+        let low = if j < 8 {
+            scales[j] & 0xF
+        } else {
+            scales[j - 8] >> 4
+        };
         let high = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
         *o = (low | (high << 4)) as i8 - 32;
     }
@@ -76,24 +83,26 @@ fn finish(x: &[f32; QK_K], y: &mut BlockQ3K, levels: &mut [i8; QK_K]) {
 
 /// ggml `quantize_row_q3_K_ref` for one super-block.
 fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ3K) {
+    // make_q3_quants(16, 4, x_j, .., do_rmse) on the 16 sub-blocks at once.
+    let xt = to_lanes::<16, 16>(x);
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_q3_quants_lanes::<16, 16>(4, &xt, &mut lt);
     let mut levels = [0i8; QK_K];
-    let mut scales = [0f32; QK_K / 16];
+    from_lanes(&lt, &mut levels);
     let mut max_scale = 0.0f32;
     let mut amax = 0.0f32;
-    for j in 0..QK_K / 16 {
-        scales[j] = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut levels[16 * j..], true);
-        let scale = scales[j].abs();
-        if scale > amax {
-            amax = scale;
-            max_scale = scales[j];
+    for &s in &scales {
+        if s.abs() > amax {
+            amax = s.abs();
+            max_scale = s;
         }
     }
     y.scales = [0; 12];
     if max_scale != 0.0 {
         let iscale = -32.0f32 / max_scale;
-        for j in 0..QK_K / 16 {
+        for (j, &s) in scales.iter().enumerate() {
             // ggml stores the rounded value in an int8 before clamping.
-            let l = nearest_int(iscale * scales[j]) as i8 as i32;
+            let l = nearest_int(iscale * s) as i8 as i32;
             put_scale(&mut y.scales, j, l.clamp(-32, 31) + 32);
         }
         y.d = f32_to_f16(1.0 / iscale);
@@ -105,32 +114,32 @@ fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ3K) {
 
 /// ggml `quantize_row_q3_K_impl` for one super-block with importance weights `qw`.
 fn quantize_block_imatrix(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut BlockQ3K) {
-    let mut levels = [0i8; QK_K];
-    let mut scales = [0f32; QK_K / 16];
-    let mut weight = [0f32; 16];
-    let mut sw = [0f32; QK_K / 16];
     let mut sumx2 = 0.0f32;
     for v in x {
         sumx2 += v * v;
     }
     let sigma2 = 2.0 * sumx2 / QK_K as f32;
-    for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        for l in 0..16 {
-            weight[l] = qw[16 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+    // Per sub-block weights qw·sqrt(σ² + x²), their sums, and make_qx_quants(16, 4, x_j, ..,
+    // rmse_type 1, weights) on the 16 sub-blocks at once.
+    let xt = to_lanes::<16, 16>(x);
+    let qwt = to_lanes::<16, 16>(qw);
+    let mut wt = [[0f32; 16]; 16];
+    let mut sw = [0f32; QK_K / 16];
+    for i in 0..16 {
+        for g in 0..16 {
+            wt[i][g] = qwt[i][g] * (sigma2 + xt[i][g] * xt[i][g]).sqrt();
+            sw[g] += wt[i][g];
         }
-        let mut sumw = 0.0f32;
-        for w in &weight {
-            sumw += w;
-        }
-        sw[j] = sumw;
-        scales[j] = make_qx_quants(4, xs, &mut levels[16 * j..], 1, Some(&weight));
     }
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_qx_quants_lanes::<16, 16>(4, &xt, &wt, &mut lt);
+    let mut levels = [0i8; QK_K];
+    from_lanes(&lt, &mut levels);
     y.scales = [0; 12];
     let mut ls = [0i8; QK_K / 16];
     let d_block = make_qx_quants(32, &scales, &mut ls, 1, Some(&sw));
-    for j in 0..QK_K / 16 {
-        put_scale(&mut y.scales, j, ls[j] as i32);
+    for (j, &l) in ls.iter().enumerate() {
+        put_scale(&mut y.scales, j, l as i32);
     }
     y.d = f32_to_f16(d_block);
     finish(x, y, &mut levels);
@@ -163,7 +172,8 @@ impl Block for BlockQ3K {
                         let hm = &b.hmask[16 * k..][..16];
                         let out = &mut y[128 * h + 32 * s + 16 * k..][..16];
                         for l in 0..16 {
-                            let v = ((q[l] >> (2 * s)) & 3) as i32 - if hm[l] & m != 0 { 0 } else { 4 };
+                            let v =
+                                ((q[l] >> (2 * s)) & 3) as i32 - if hm[l] & m != 0 { 0 } else { 4 };
                             out[l] = dl * v as f32;
                         }
                     }

@@ -2,9 +2,10 @@
 //! 4-bit `q`, 6-bit sub-block scale `sc_j` and min `m_j`, f16 `d` and `dmin`.
 
 use super::super::search::{
-    get_scale_min_k4, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int, pack_scale_min_k4,
+    get_scale_min_k4, make_qkx_quants_lanes, make_qp_quants, nearest_int, pack_scale_min_k4,
+    to_lanes,
 };
-use super::{block_weights, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
+use super::{block_weights, from_lanes, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
 use crate::quant::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -21,7 +22,8 @@ pub struct BlockQ4K {
     /// 4-bit levels: byte `32 p + l` holds value `64 p + l` (low nibble) and `64 p + 32 + l` (high).
     pub qs: [u8; QK_K / 2],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ4K>() == 144 && core::mem::align_of::<BlockQ4K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ4K>() == 144 && core::mem::align_of::<BlockQ4K>() == 1);
 
 /// The per-sub-block (scale, min) search results of a super-block, turned into the stored
 /// 6-bit scales and the levels requantized against them. Shared by Q4_K and Q5_K, which differ
@@ -61,34 +63,36 @@ pub(super) fn search_ref(
     nstep: i32,
     levels: &mut [u8; QK_K],
 ) -> ([u8; 2], [u8; 2], [u8; 12]) {
-    let mut laux = [0u8; 32];
-    let mut weights = [0f32; 32];
-    let mut scales = [0f32; QK_K / 32];
-    let mut mins = [0f32; QK_K / 32];
+    // Per sub-block sqrt(Σx²/32), the weights av_x + |x|, and make_qkx2_quants on the eight
+    // sub-blocks at once (lane g = sub-block g).
+    let xt = to_lanes::<32, 8>(x);
+    let mut sum_x2 = [0f32; 8];
+    for row in &xt {
+        for g in 0..8 {
+            sum_x2[g] += row[g] * row[g];
+        }
+    }
+    let av_x = sum_x2.map(|s| (s / 32.0).sqrt());
+    let wt = xt.map(|row| core::array::from_fn(|g| av_x[g] + row[g].abs()));
+    let mut lt = [[0u8; 8]; 32];
+    let (scales, mins) =
+        make_qkx_quants_lanes::<32, 8, false>(nmax, &xt, &wt, &mut lt, rmin, rdelta, nstep);
+    from_lanes(&lt, levels);
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
     for j in 0..QK_K / 32 {
-        let xs = &x[32 * j..32 * j + 32];
-        let mut sum_x2 = 0.0f32;
-        for v in xs {
-            sum_x2 += v * v;
+        if scales[j] > max_scale {
+            max_scale = scales[j];
         }
-        let av_x = (sum_x2 / 32.0).sqrt();
-        for (w, v) in weights.iter_mut().zip(xs) {
-            *w = av_x + v.abs();
-        }
-        let (scale, min) =
-            make_qkx2_quants(nmax, xs, &weights, &mut levels[32 * j..], &mut laux, rmin, rdelta, nstep, false);
-        scales[j] = scale;
-        mins[j] = min;
-        if scale > max_scale {
-            max_scale = scale;
-        }
-        if min > max_min {
-            max_min = min;
+        if mins[j] > max_min {
+            max_min = mins[j];
         }
     }
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let mut ls = [0u8; QK_K / 32];
     let mut lm = [0u8; QK_K / 32];
@@ -96,7 +100,11 @@ pub(super) fn search_ref(
         ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
         lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
     }
-    (f32_to_f16(max_scale / 63.0), f32_to_f16(max_min / 63.0), pack_scale_min_k4(&ls, &lm))
+    (
+        f32_to_f16(max_scale / 63.0),
+        f32_to_f16(max_min / 63.0),
+        pack_scale_min_k4(&ls, &lm),
+    )
 }
 
 /// The importance-weighted search of Q4_K (`nmax = 15`) and Q5_K (`nmax = 31`): per sub-block
@@ -110,31 +118,27 @@ pub(super) fn search_imatrix(
     clamp_63: bool,
     levels: &mut [u8; QK_K],
 ) -> ([u8; 2], [u8; 2], [u8; 12]) {
-    let mut laux = [0u8; 32];
-    let mut weights = [0f32; 32];
-    let mut scales = [0f32; QK_K / 32];
-    let mut mins = [0f32; QK_K / 32];
-    let mut sw = [0f32; QK_K / 32];
     let mut sum_x2 = 0.0f32;
     for v in x {
         sum_x2 += v * v;
     }
     let sigma2 = 2.0 * sum_x2 / QK_K as f32;
-    for j in 0..QK_K / 32 {
-        let xs = &x[32 * j..32 * j + 32];
-        for l in 0..32 {
-            weights[l] = qw[32 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+    // Per sub-block weights qw·sqrt(σ² + x²), their sums, and make_qkx3_quants(32, nmax, x_j,
+    // weights, .., -0.9, 0.05, 36, false) on the eight sub-blocks at once.
+    let xt = to_lanes::<32, 8>(x);
+    let qwt = to_lanes::<32, 8>(qw);
+    let mut wt = [[0f32; 8]; 32];
+    let mut sw = [0f32; QK_K / 32];
+    for i in 0..32 {
+        for g in 0..8 {
+            wt[i][g] = qwt[i][g] * (sigma2 + xt[i][g] * xt[i][g]).sqrt();
+            sw[g] += wt[i][g];
         }
-        let mut sumw = 0.0f32;
-        for w in &weights {
-            sumw += w;
-        }
-        sw[j] = sumw;
-        let (scale, min) =
-            make_qkx3_quants(nmax, xs, Some(&weights), &mut levels[32 * j..], &mut laux, -0.9, 0.05, 36, false);
-        scales[j] = scale;
-        mins[j] = min;
     }
+    let mut lt = [[0u8; 8]; 32];
+    let (scales, mins) =
+        make_qkx_quants_lanes::<32, 8, false>(nmax, &xt, &wt, &mut lt, -0.9, 0.05, 36);
+    from_lanes(&lt, levels);
     let mut ls = [0u8; QK_K / 32];
     let mut lm = [0u8; QK_K / 32];
     let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
@@ -144,7 +148,11 @@ pub(super) fn search_imatrix(
             *v = (*v).min(63);
         }
     }
-    (f32_to_f16(d_block), f32_to_f16(m_block), pack_scale_min_k4(&ls, &lm))
+    (
+        f32_to_f16(d_block),
+        f32_to_f16(m_block),
+        pack_scale_min_k4(&ls, &lm),
+    )
 }
 
 fn quantize_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut BlockQ4K) {
@@ -184,9 +192,11 @@ impl Block for BlockQ4K {
                 let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
                 let q = &b.qs[32 * p..32 * p + 32];
                 let (lo, hi) = y[64 * p..64 * p + 64].split_at_mut(32);
-                for l in 0..32 {
-                    lo[l] = d1 * (q[l] & 0xF) as f32 - m1;
-                    hi[l] = d2 * (q[l] >> 4) as f32 - m2;
+                for (o, &v) in lo.iter_mut().zip(q) {
+                    *o = d1 * (v & 0xF) as f32 - m1;
+                }
+                for (o, &v) in hi.iter_mut().zip(q) {
+                    *o = d2 * (v >> 4) as f32 - m2;
                 }
             }
         }
@@ -204,10 +214,9 @@ pub(super) fn dot_block(
     y: &BlockQ8K,
     sums: &mut [f32; 8],
 ) -> f32 {
-    let bsums = y.bsums();
     let mut sumi = 0i32;
-    for j in 0..QK_K / 16 {
-        sumi += bsums[j] as i32 * get_scale_min_k4(j / 2, scales).1 as i32;
+    for (j, &b) in y.bsums().iter().enumerate() {
+        sumi += b as i32 * get_scale_min_k4(j / 2, scales).1 as i32;
     }
     let mut aux32 = [0i32; 8];
     for (g, (q8, a)) in y.qs.chunks_exact(8).zip(a.chunks_exact(8)).enumerate() {

@@ -23,7 +23,8 @@ pub struct BlockQ5K {
     /// Low 4 bits, laid out as Q4_K's `qs`.
     pub qs: [u8; QK_K / 2],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ5K>() == 176 && core::mem::align_of::<BlockQ5K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ5K>() == 176 && core::mem::align_of::<BlockQ5K>() == 1);
 
 fn quantize_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut BlockQ5K) {
     let mut levels = [0u8; QK_K];
@@ -90,11 +91,13 @@ impl Block for BlockQ5K {
                 let (u1, u2) = (1u8 << (2 * p), 2u8 << (2 * p));
                 let q = &b.qs[32 * p..32 * p + 32];
                 let (lo, hi) = y[64 * p..64 * p + 64].split_at_mut(32);
-                for l in 0..32 {
-                    let h1 = if b.qh[l] & u1 != 0 { 16 } else { 0 };
-                    let h2 = if b.qh[l] & u2 != 0 { 16 } else { 0 };
-                    lo[l] = d1 * ((q[l] & 0xF) + h1) as f32 - m1;
-                    hi[l] = d2 * ((q[l] >> 4) + h2) as f32 - m2;
+                for ((o, &v), &h) in lo.iter_mut().zip(q).zip(&b.qh) {
+                    let h1 = if h & u1 != 0 { 16 } else { 0 };
+                    *o = d1 * ((v & 0xF) + h1) as f32 - m1;
+                }
+                for ((o, &v), &h) in hi.iter_mut().zip(q).zip(&b.qh) {
+                    let h2 = if h & u2 != 0 { 16 } else { 0 };
+                    *o = d2 * ((v >> 4) + h2) as f32 - m2;
                 }
             }
         }

@@ -1,8 +1,8 @@
 //! Q6_K: 6.5625 bits per weight. Sixteen sub-blocks of 16 values, `x ≈ d·sc_j·(q - 32)` with
 //! 6-bit `q` (low 4 bits in `ql`, high 2 in `qh`), signed 8-bit sub-block scales and f16 `d`.
 
-use super::super::search::{make_qx_quants, nearest_int, GROUP_MAX_EPS};
-use super::{block_weights, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
+use super::super::search::{make_qx_quants_lanes, nearest_int, to_lanes, GROUP_MAX_EPS};
+use super::{block_weights, from_lanes, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
 use crate::quant::{f16_to_f32, f32_to_f16, Block, DotBlock};
 use crate::types::QuantType;
 
@@ -20,19 +20,26 @@ pub struct BlockQ6K {
     /// Super-block scale (f16, little-endian).
     pub d: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ6K>() == 210 && core::mem::align_of::<BlockQ6K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ6K>() == 210 && core::mem::align_of::<BlockQ6K>() == 1);
 
 /// ggml `quantize_row_q6_K_ref` (`qw = None`) and `quantize_row_q6_K_impl` (`qw` the block's
 /// importance weights, used directly as `make_qx_quants` weights) for one super-block.
 fn quantize_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut BlockQ6K) {
+    // make_qx_quants(16, 32, x_j, .., rmse_type 1, qw_j) on the 16 sub-blocks at once; without
+    // importance weights rmse_type 1 weighs by x².
+    let xt = to_lanes::<16, 16>(x);
+    let wt = match qw {
+        Some(qw) => to_lanes::<16, 16>(qw),
+        None => xt.map(|row| row.map(|v| v * v)),
+    };
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_qx_quants_lanes::<16, 16>(32, &xt, &wt, &mut lt);
     let mut levels = [0i8; QK_K];
-    let mut scales = [0f32; QK_K / 16];
+    from_lanes(&lt, &mut levels);
     let mut max_scale = 0.0f32;
     let mut max_abs_scale = 0.0f32;
-    for ib in 0..QK_K / 16 {
-        let w = qw.map(|qw| &qw[16 * ib..16 * ib + 16]);
-        let scale = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut levels[16 * ib..], 1, w);
-        scales[ib] = scale;
+    for &scale in &scales {
         let abs_scale = scale.abs();
         if abs_scale > max_abs_scale {
             max_abs_scale = abs_scale;
@@ -45,8 +52,8 @@ fn quantize_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut BlockQ6K) {
     }
     let iscale = -128.0f32 / max_scale;
     y.d = f32_to_f16(1.0 / iscale);
-    for ib in 0..QK_K / 16 {
-        y.scales[ib] = nearest_int(iscale * scales[ib]).min(127) as i8;
+    for (sc, &s) in y.scales.iter_mut().zip(&scales) {
+        *sc = nearest_int(iscale * s).min(127) as i8;
     }
     let dall = f16_to_f32(y.d);
     for j in 0..QK_K / 16 {
@@ -65,7 +72,8 @@ fn quantize_block(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, y: &mut BlockQ6K) {
             let q = |k: usize| lv[l + 32 * k] as u8;
             y.ql[64 * h + l] = (q(0) & 0xF) | ((q(2) & 0xF) << 4);
             y.ql[64 * h + 32 + l] = (q(1) & 0xF) | ((q(3) & 0xF) << 4);
-            y.qh[32 * h + l] = (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
+            y.qh[32 * h + l] =
+                (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
         }
     }
 }

@@ -18,7 +18,8 @@ pub struct BlockQ8K {
     /// Sum of each group of 16 levels (i16, little-endian).
     pub bsums: [[u8; 2]; QK_K / 16],
 }
-const _: () = assert!(core::mem::size_of::<BlockQ8K>() == 292 && core::mem::align_of::<BlockQ8K>() == 1);
+const _: () =
+    assert!(core::mem::size_of::<BlockQ8K>() == 292 && core::mem::align_of::<BlockQ8K>() == 1);
 
 impl BlockQ8K {
     /// The scale `d`.
@@ -37,19 +38,16 @@ impl BlockQ8K {
 /// ggml `quantize_row_q8_K_ref` for one super-block: `d = max / -127` where `max` is the value
 /// of largest magnitude, levels `min(127, round(x / d))` (ties to even).
 fn quantize_block(x: &[f32; QK_K], y: &mut BlockQ8K) {
-    let mut max = 0.0f32;
-    let mut amax = 0.0f32;
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
+    // ggml keeps the first value of largest magnitude. The largest magnitude does not depend on
+    // the scan order (max is exact), so find it with a vectorizable fold, then the first value
+    // that has it.
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     if amax == 0.0 {
         *y = bytemuck::Zeroable::zeroed();
         return;
     }
+    // Finite input: some value has magnitude amax.
+    let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
     let iscale = -127.0f32 / max;
     for (q, &v) in y.qs.iter_mut().zip(x) {
         *q = nearest_int(iscale * v).min(127) as i8;
