@@ -152,3 +152,42 @@ def test_matmul_releases_the_gil():
     for t in ts:
         t.join()
     assert len(out) == 2 and all(np.array_equal(o, ref) for o in out)
+
+
+@pytest.mark.parametrize("name", ["Q4_0", "Q4_K", "Q8_0", "IQ4_XS", "TQ2_0", "MXFP4"])
+def test_matmul_with_quantized_qtensor(name: str):
+    """kquants.quantize -> QTensor -> matmul, against the dequantized product (types without a
+    SIMD kernel go through the scalar reference)."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((40, 512)).astype(np.float32) * 0.05
+    x = rng.standard_normal((7, 512)).astype(np.float32)
+    q = kquants.quantize(w, name)
+    deq = kquants.dequantize(q).reshape(40, 512)
+    got = kquants.matmul(q, x)
+    err = np.abs(got - x.astype(np.float64) @ deq.astype(np.float64).T)
+    assert (err <= bound(name, x, deq)).all()
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_kquants_isa_forces_a_lower_level(isa: str):
+    """KQUANTS_ISA lowers the level (never raises it); results agree within summation order."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, numpy as np, kquants\n"
+        "g = np.load(%r)\n"
+        "class Q: pass\n"
+        "w = Q(); w.type = 'Q4_K'; w.shape = g['synth_deq'].shape; w.data = g['synth_q']\n"
+        "print(json.dumps([kquants.simd_info()['isa'], kquants.matmul(w, g['synth_act']).tolist()]))\n"
+    ) % str(GOLDEN / "Q4_K.npz")
+    env = dict(__import__("os").environ, KQUANTS_ISA=isa)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    used, vals = json.loads(out)
+    info = kquants.simd_info()
+    order = ["scalar", "avx2", "avx512"]
+    expect = max((a for a in info["available"] if a in order and order.index(a) <= order.index(isa)), key=order.index)
+    assert used == expect
+    ref = kquants.matmul(Q("Q4_K", golden("Q4_K")["synth_deq"].shape, golden("Q4_K")["synth_q"]), golden("Q4_K")["synth_act"])
+    np.testing.assert_allclose(np.array(vals, np.float32), ref, rtol=1e-4, atol=1e-3)

@@ -126,8 +126,6 @@ enum DotImpl {
 #[derive(Clone, Copy)]
 enum ActImpl {
     None,
-    /// The codec's reference quantizer (used where ggml's SIMD quantizer equals `_ref`: Q8_K).
-    Reference,
     /// A kernel (or a scalar port of ggml's SIMD rounding).
     Kernel(QuantizeFn),
 }
@@ -167,10 +165,6 @@ impl Kernels {
             if t.dot_type().is_some() && has_reference_dot(t) {
                 k.dot[slot(t)] = DotImpl::Reference;
             }
-        }
-        // ggml's SIMD Q8_K quantizer equals its reference (anchors §2 findings).
-        if quant::is_supported(QuantType::Q8_K) {
-            k.act[slot(QuantType::Q8_K)] = ActImpl::Reference;
         }
         for (t, f) in scalar_act_quantizers() {
             k.act[slot(t)] = ActImpl::Kernel(f);
@@ -259,8 +253,7 @@ impl Kernels {
     pub(crate) fn act_fn(&self, t: QuantType) -> Result<ActCall> {
         match self.act[slot(t)] {
             ActImpl::None => Err(Error::Unsupported { ty: t, op: "activation quantization" }),
-            ActImpl::Reference => Ok(ActCall(None)),
-            ActImpl::Kernel(f) => Ok(ActCall(Some(f))),
+            ActImpl::Kernel(f) => Ok(ActCall(f)),
         }
     }
 }
@@ -289,19 +282,14 @@ impl DotCall {
 
 /// A resolved activation quantizer.
 #[derive(Clone, Copy)]
-pub(crate) struct ActCall(Option<QuantizeFn>);
+pub(crate) struct ActCall(QuantizeFn);
 
 impl ActCall {
     pub(crate) fn call(self, t: QuantType, x: &[f32], dst: &mut [u8]) {
         let bs = t.block_size();
         assert!(x.len().is_multiple_of(bs) && dst.len() == x.len() / bs * t.type_size(), "activation lengths");
-        match self.0 {
-            // Reference: rows are whole blocks, so one "row" of all values is equivalent.
-            None => quant::quantize_into(t, x, x.len().max(bs), None, quant::Path::Ref, dst, None)
-                .unwrap_or_else(|_| dst.fill(0)),
-            // SAFETY: lengths asserted above; ISA availability as in `DotCall::call`.
-            Some(f) => unsafe { f(x, dst) },
-        }
+        // SAFETY: lengths asserted above; ISA availability as in `DotCall::call`.
+        unsafe { (self.0)(x, dst) }
     }
 }
 
@@ -323,9 +311,29 @@ fn has_reference_dot(t: QuantType) -> bool {
     quant::is_supported(t) && quant::vec_dot_ref(t, &[], &[], 0).is_ok()
 }
 
-/// Scalar ports of ggml's SIMD activation rounding, taken from the codec modules once they exist.
+/// Scalar ports of ggml's SIMD activation rounding from the codec modules
+/// (`quant::legacy::quantize_row_q8_{0,1}_act`), and Q8_K's reference quantizer (equal to
+/// ggml's SIMD one) called per row without the rayon/validation layer of `quant::quantize_into`.
 fn scalar_act_quantizers() -> Vec<(QuantType, QuantizeFn)> {
-    Vec::new()
+    vec![(QuantType::Q8_0, scalar_q8_0_act), (QuantType::Q8_1, scalar_q8_1_act), (QuantType::Q8_K, scalar_q8_k_act)]
+}
+
+/// # Safety
+/// None beyond [`QuantizeFn`]'s length contract (safe code; `unsafe` only for the table type).
+unsafe fn scalar_q8_0_act(x: &[f32], dst: &mut [u8]) {
+    quant::legacy::quantize_row_q8_0_act(x, bytemuck::cast_slice_mut(dst))
+}
+
+/// # Safety
+/// As [`scalar_q8_0_act`].
+unsafe fn scalar_q8_1_act(x: &[f32], dst: &mut [u8]) {
+    quant::legacy::quantize_row_q8_1_act(x, bytemuck::cast_slice_mut(dst))
+}
+
+/// # Safety
+/// As [`scalar_q8_0_act`].
+unsafe fn scalar_q8_k_act(x: &[f32], dst: &mut [u8]) {
+    <quant::k::BlockQ8K as quant::Block>::quantize_row_ref(x, bytemuck::cast_slice_mut(dst))
 }
 
 fn build(isa: Isa) -> Option<Kernels> {
@@ -398,4 +406,26 @@ pub fn vec_dot(t: QuantType, n: usize, w: &[u8], a: &[u8]) -> Result<f32> {
 /// Quantize activations to `t` (Q8_0/Q8_1/Q8_K) as ggml's matmul does, using [`kernels`].
 pub fn quantize_act(t: QuantType, x: &[f32], dst: &mut [u8]) -> Result<()> {
     kernels().quantize_act(t, x, dst)
+}
+
+/// The IQ4_NL / IQ4_XS codebook (ggml `kvalues_iq4nl`, format data).
+pub(crate) const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block's 12 scale bytes as
+/// `(scales[0..8], mins[0..8])`, unpacked four at a time in 32-bit words.
+#[inline(always)]
+#[allow(dead_code)] // unused on targets without kernels
+pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> [u8; 16] {
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a, b, c) = (w(0), w(1), w(2));
+    let sc_lo = a & 0x3f3f_3f3f;
+    let mn_lo = b & 0x3f3f_3f3f;
+    let sc_hi = (c & 0x0f0f_0f0f) | ((a >> 6) & 0x0303_0303) << 4;
+    let mn_hi = ((c >> 4) & 0x0f0f_0f0f) | ((b >> 6) & 0x0303_0303) << 4;
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&sc_lo.to_le_bytes());
+    out[4..8].copy_from_slice(&sc_hi.to_le_bytes());
+    out[8..12].copy_from_slice(&mn_lo.to_le_bytes());
+    out[12..].copy_from_slice(&mn_hi.to_le_bytes());
+    out
 }

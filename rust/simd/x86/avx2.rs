@@ -377,8 +377,7 @@ unsafe fn dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(summs))
 }
 
-/// The IQ4_NL / IQ4_XS codebook (ggml `kvalues_iq4nl`, format data).
-pub(crate) const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+pub(crate) use crate::simd::KVALUES_IQ4NL;
 
 /// IQ4_NL x Q8_0: nibbles looked up in the codebook.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -414,24 +413,11 @@ unsafe fn bsums(y: *const u8) -> __m256i {
     unsafe { load256(y.add(260)) }
 }
 
-/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (12 bytes at `p`) as
-/// (scales[0..8], mins[0..8]) bytes, unpacked four at a time in 32-bit words.
+/// The 8 scales and 8 mins of a Q4_K/Q5_K block (12 bytes at `p`).
 #[inline(always)]
 pub(crate) unsafe fn k4_scales_mins(p: *const u8) -> [u8; 16] {
     // SAFETY: 12 readable bytes at `p` (caller).
-    let s = unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) };
-    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
-    let (a, b, c) = (w(0), w(1), w(2));
-    let sc_lo = a & 0x3f3f_3f3f;
-    let mn_lo = b & 0x3f3f_3f3f;
-    let sc_hi = (c & 0x0f0f_0f0f) | ((a >> 6) & 0x0303_0303) << 4;
-    let mn_hi = ((c >> 4) & 0x0f0f_0f0f) | ((b >> 6) & 0x0303_0303) << 4;
-    let mut out = [0u8; 16];
-    out[..4].copy_from_slice(&sc_lo.to_le_bytes());
-    out[4..8].copy_from_slice(&sc_hi.to_le_bytes());
-    out[8..12].copy_from_slice(&mn_lo.to_le_bytes());
-    out[12..].copy_from_slice(&mn_hi.to_le_bytes());
-    out
+    crate::simd::k4_scales_mins(&unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) })
 }
 
 /// Broadcast 16-bit scale `k` of 8 (as i16 lanes) for a 32-value sub-block.
