@@ -35,7 +35,7 @@ pub struct Linear {
 }
 
 /// Weight rows dequantized together by the fallback matmul.
-const ROWS_PER_TASK: usize = 32;
+const ROWS_PER_TASK: usize = 64;
 
 impl Linear {
     fn new(name: &str, e: &TensorEntry, data_len: usize, bias: Option<Vec<f32>>) -> Result<Linear> {
@@ -110,7 +110,8 @@ impl Linear {
     }
 
     /// Float path (F32/F16/BF16 weights, or types without a kernel): dequantize a block of
-    /// weight rows to f32 and dot it with every token.
+    /// weight rows to f32 and multiply it with all tokens at once (`matrixmultiply`'s SGEMM,
+    /// which picks AVX/FMA kernels at run time).
     fn forward_float(&self, w: &[u8], x: &[f32], n: usize, out: &mut [f32]) {
         let (rows, cols, rb) = (self.rows, self.cols, self.row_bytes);
         let blocks: Vec<Vec<f32>> = w
@@ -122,10 +123,22 @@ impl Linear {
                     dequantize_row(self.ty, src, dst);
                 }
                 let mut res = vec![0f32; n * nr];
-                for t in 0..n {
-                    let xt = &x[t * cols..(t + 1) * cols];
-                    for (r, wr) in tmp.chunks_exact(cols).enumerate() {
-                        res[t * nr + r] = dot(wr, xt);
+                {
+                    // One SGEMM for any number of tokens, so that each output's summation order
+                    // does not depend on the batch size (batched and token-by-token runs agree).
+                    // res (n x nr) = x (n x cols) . tmp^T (cols x nr)
+                    // SAFETY: every pointer addresses a live buffer of exactly the extent the
+                    // strides describe: x is n*cols, tmp is nr*cols (read transposed through
+                    // its strides), res is n*nr; none of them alias.
+                    unsafe {
+                        matrixmultiply::sgemm(
+                            n, cols, nr,
+                            1.0,
+                            x.as_ptr(), cols as isize, 1,
+                            tmp.as_ptr(), 1, cols as isize,
+                            0.0,
+                            res.as_mut_ptr(), nr as isize, 1,
+                        );
                     }
                 }
                 res
