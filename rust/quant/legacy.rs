@@ -450,7 +450,8 @@ fn qx_0_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&
 fn qx_1_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&mut B, f32, f32, &[u8; QK])) {
     const G: usize = 8;
     let sigma2 = row_sigma2(x);
-    let nb = dst.len().min(x.len() / QK);
+    // Whole blocks present in all three (equal under the Block contract; never index past any).
+    let nb = dst.len().min(x.len() / QK).min(qw.len() / QK);
     let full = nb / G * G;
     let mut w = [0.0f32; G * QK];
     let mut l = [0u8; G * QK];
@@ -820,6 +821,21 @@ mod tests {
             let b = h.to_le_bytes();
             assert_eq!(half(b).to_bits(), f16_to_f32(b).to_bits(), "{h:#06x}");
         }
+    }
+
+    /// Mismatched lengths (outside the Block contract) truncate instead of panicking.
+    #[test]
+    fn mismatched_lengths_do_not_panic() {
+        let x = vec![0.5f32; 32 * 20];
+        let w = vec![1.0f32; 32 * 3];
+        let mut q41 = vec![BlockQ4_1::default(); 17];
+        BlockQ4_1::quantize_row(&x, &mut q41, Some(&w));
+        let mut q50 = vec![BlockQ5_0::default(); 25];
+        BlockQ5_0::quantize_row(&x, &mut q50, Some(&w));
+        BlockQ5_0::quantize_row(&x[..40], &mut q50, None);
+        let mut out = vec![0.0f32; 100];
+        BlockQ5_0::dequantize_row(&q50, &mut out);
+        let _ = BlockQ4_1::vec_dot_ref(&q41, &[BlockQ8_1::default(); 2]);
     }
 
     #[test]
