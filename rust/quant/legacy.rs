@@ -226,14 +226,17 @@ fn signed_absmax(x: &[f32; QK]) -> f32 {
     x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0)
 }
 
+/// Lanes for [`min_max`] (4 measured faster than 8 on baseline x86-64).
+const MM_LANES: usize = 4;
+
 /// `(min, max)` of a block as Q4_1/Q5_1's sequential loop finds them (start at ±FLT_MAX, replace
 /// on strict comparison). Equal values only differ in bits for ±0, where the first one wins.
 #[inline(always)]
 fn min_max(x: &[f32; QK]) -> (f32, f32) {
-    let mut lo = [f32::MAX; LANES];
-    let mut hi = [-f32::MAX; LANES];
-    for c in x.chunks_exact(LANES) {
-        for k in 0..LANES {
+    let mut lo = [f32::MAX; MM_LANES];
+    let mut hi = [-f32::MAX; MM_LANES];
+    for c in x.chunks_exact(MM_LANES) {
+        for k in 0..MM_LANES {
             lo[k] = if c[k] < lo[k] { c[k] } else { lo[k] };
             hi[k] = if c[k] > hi[k] { c[k] } else { hi[k] };
         }
