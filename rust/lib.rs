@@ -15,8 +15,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod error;
+pub mod gguf;
+pub mod imatrix;
+pub mod matmul;
+pub mod mix;
+pub mod model;
 pub mod quant;
+pub mod quantize_model;
+pub mod simd;
 pub mod types;
 
 #[cfg(feature = "python")]

@@ -4,7 +4,11 @@
 use pyo3::prelude::*;
 
 mod error;
+mod gguf;
+mod model;
 mod quant;
+mod quantize;
+mod simd;
 
 pub use error::GGUFError;
 
@@ -14,5 +18,9 @@ fn _kquants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("GGUFError", m.py().get_type::<GGUFError>())?;
     quant::register(m)?;
+    quantize::register(m)?;
+    gguf::register(m)?;
+    model::register(m)?;
+    simd::register(m)?;
     Ok(())
 }

@@ -1,19 +1,201 @@
-//! Bindings for `crate::quant`: the type table for now; quantize/dequantize/QTensor come here.
+//! Bindings for `crate::quant`: the type table, quantize, dequantize and the scalar reference dot.
+//!
+//! These are the private primitives behind `kquants.quantize` / `kquants.dequantize` /
+//! `kquants.QTensor` (pure Python in `python/kquants/_quant.py`). They take NumPy arrays and
+//! ggml type ids, validate everything (a bad argument is a Python exception, never a panic),
+//! release the GIL for the work, and hand the result to NumPy without copying.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use numpy::ndarray::Array2;
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArrayDyn,
+    PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 
+use crate::error::{Error, Result};
+use crate::quant::{self, Path};
 use crate::types::QuantType;
 
-/// `[(name, ggml_id, block_size, type_size, supported)]` for every ggml type.
+/// `[(name, ggml_id, block_size, type_size, supported, requires_imatrix)]` for every ggml type.
 #[pyfunction]
-fn _type_table() -> Vec<(&'static str, u32, usize, usize, bool)> {
+fn _type_table() -> Vec<(&'static str, u32, usize, usize, bool, bool)> {
     QuantType::ALL
         .iter()
-        .map(|&t| (t.name(), t.id(), t.block_size(), t.type_size(), crate::quant::is_supported(t)))
+        .map(|&t| (t.name(), t.id(), t.block_size(), t.type_size(), quant::is_supported(t), t.requires_imatrix()))
         .collect()
+}
+
+fn quant_type(id: u32) -> Result<QuantType> {
+    QuantType::from_id(id).ok_or_else(|| Error::value(format!("unknown ggml type id {id}")))
+}
+
+/// The elements of `a` in C order: borrowed when the array is C-contiguous, copied otherwise.
+fn c_order<'a, T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(
+    a: &'a numpy::PyReadonlyArray<'_, T, D>,
+) -> Cow<'a, [T]> {
+    if a.is_c_contiguous() {
+        if let Ok(s) = a.as_slice() {
+            return Cow::Borrowed(s);
+        }
+    }
+    Cow::Owned(a.as_array().iter().copied().collect())
+}
+
+/// Largest `threads=` value whose pool is kept between calls (bigger ones are built per call).
+const MAX_CACHED_POOL: usize = 256;
+
+/// A rayon pool of `n` workers, built once per `n` and kept: building one costs hundreds of
+/// microseconds, more than quantizing a small tensor.
+fn pool(n: usize) -> Result<Arc<rayon::ThreadPool>> {
+    let build = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(Arc::new)
+            .map_err(|e| Error::value(format!("cannot start {n} threads: {e}")))
+    };
+    if n > MAX_CACHED_POOL {
+        return build();
+    }
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    // A poisoned lock only means another thread panicked while holding it; the map is still valid.
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let p = build()?;
+    pools.insert(n, p.clone());
+    Ok(p)
+}
+
+/// Run `f` on `threads` workers (`None`: rayon's global pool, one worker per core).
+fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
+    match threads {
+        None => f(),
+        Some(0) => Err(Error::value("threads must be at least 1")),
+        Some(n) => pool(n)?.install(f),
+    }
+}
+
+/// The full NumPy index of flat C-order position `i` in an array of `shape`.
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (k, &d) in shape.iter().enumerate().rev() {
+        let d = d.max(1);
+        idx[k] = i % d;
+        i /= d;
+    }
+    idx
+}
+
+/// Quantize a float32 array whose last axis is a row. Returns `uint8[rows, row_bytes]`, the
+/// quantized bytes moved into NumPy without a copy.
+#[pyfunction]
+#[pyo3(signature = (x, type_id, imatrix=None, threads=None, reference=false))]
+fn _quantize<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArrayDyn<'py, f32>,
+    type_id: u32,
+    imatrix: Option<PyReadonlyArray1<'py, f32>>,
+    threads: Option<usize>,
+    reference: bool,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let t = quant_type(type_id)?;
+    let shape = x.shape().to_vec();
+    let Some(&n_per_row) = shape.last() else {
+        return Err(Error::value("cannot quantize a 0-d array: the last axis is a row").into());
+    };
+    let rows = shape[..shape.len() - 1]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::value("array too large"))?;
+    let row_bytes = t.row_bytes(n_per_row).ok_or_else(|| {
+        Error::value(format!(
+            "the last axis has {n_per_row} values, not a multiple of the {t} block size {}",
+            t.block_size()
+        ))
+    })?;
+    let total = rows.checked_mul(row_bytes).ok_or_else(|| Error::value("array too large"))?;
+    let src = c_order(&x);
+    let w = imatrix.as_ref().map(c_order);
+    let path = if reference { Path::Ref } else { Path::Chunk };
+
+    let result = if n_per_row == 0 {
+        // Rows of no values: nothing to compute, but the same argument checks as a real call.
+        quant::codec(t).and_then(|_| {
+            if let Some(w) = &w {
+                quant::check_imatrix(w, 0)?;
+            } else if t.requires_imatrix() {
+                return Err(Error::value(format!("{t} requires an importance matrix (imatrix=...)")));
+            }
+            Ok(Vec::new())
+        })
+    } else {
+        py.detach(|| {
+            with_threads(threads, || {
+                let mut out = vec![0u8; total];
+                quant::quantize_into(t, &src, n_per_row, w.as_deref(), path, &mut out, None).map(|()| out)
+            })
+        })
+    };
+    let out = match result {
+        Ok(out) => out,
+        // `quantize_into` names the bad value as (row, col) of the flattened rows; give the full
+        // NumPy index too. Only this error starts so (`quant::check_finite`); the rescan runs on
+        // the error path only.
+        Err(Error::Value(msg)) if msg.starts_with("input is not finite") => {
+            let i = src.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            let idx = unravel(i, &shape);
+            let idx = idx.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
+            let comma = if shape.len() == 1 { "," } else { "" };
+            return Err(Error::value(format!("{msg}; NumPy index ({idx}{comma})")).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let arr = Array2::from_shape_vec((rows, row_bytes), out)
+        .map_err(|e| Error::value(format!("internal shape error: {e}")))?;
+    Ok(arr.into_pyarray(py))
+}
+
+/// Dequantize whole blocks of a type from a `uint8` array (any shape, C order). Returns a flat
+/// float32 array that NumPy owns (no copy).
+#[pyfunction]
+#[pyo3(signature = (data, type_id, threads=None))]
+fn _dequantize<'py>(
+    py: Python<'py>,
+    data: PyReadonlyArrayDyn<'py, u8>,
+    type_id: u32,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let t = quant_type(type_id)?;
+    let src = c_order(&data);
+    let out = py.detach(|| with_threads(threads, || quant::dequantize(t, &src, None)))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// Scalar reference dot product of a row of `type_id` with a row of its activation type, both of
+/// `n` values (the specification the SIMD kernels are tested against).
+#[pyfunction]
+fn _vec_dot_ref(
+    py: Python<'_>,
+    type_id: u32,
+    a: PyReadonlyArray1<'_, u8>,
+    b: PyReadonlyArray1<'_, u8>,
+    n: usize,
+) -> PyResult<f32> {
+    let t = quant_type(type_id)?;
+    let (a, b) = (c_order(&a), c_order(&b));
+    Ok(py.detach(|| quant::vec_dot_ref(t, &a, &b, n))?)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_type_table, m)?)?;
+    m.add_function(wrap_pyfunction!(_quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(_dequantize, m)?)?;
+    m.add_function(wrap_pyfunction!(_vec_dot_ref, m)?)?;
     Ok(())
 }

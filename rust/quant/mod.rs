@@ -13,8 +13,17 @@ use crate::error::{Error, Result};
 use crate::types::QuantType;
 
 pub mod float;
+pub mod grids;
+pub mod iq2;
+pub mod iq3;
+pub mod k;
 pub mod legacy;
 pub mod search;
+mod act_view;
+pub mod binary;
+pub mod fp4;
+pub mod iq4;
+pub mod ternary;
 
 /// One ggml block: `TYPE.block_size()` values stored in `size_of::<Self>()` bytes.
 ///
@@ -114,6 +123,25 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
         T::Q5_1 => &Q5_1,
         T::Q8_0 => &Q8_0,
         T::Q8_1 => &Q8_1,
+        T::Q2_K => { static C: Codec = Codec::of_dot::<k::BlockQ2K>(); &C }
+        T::Q3_K => { static C: Codec = Codec::of_dot::<k::BlockQ3K>(); &C }
+        T::Q4_K => { static C: Codec = Codec::of_dot::<k::BlockQ4K>(); &C }
+        T::Q5_K => { static C: Codec = Codec::of_dot::<k::BlockQ5K>(); &C }
+        T::Q6_K => { static C: Codec = Codec::of_dot::<k::BlockQ6K>(); &C }
+        T::Q8_K => { static C: Codec = Codec::of::<k::BlockQ8K>(); &C }
+        T::IQ4_NL => { static C: Codec = Codec::of_dot::<iq4::BlockIQ4NL>(); &C }
+        T::IQ4_XS => { static C: Codec = Codec::of_dot::<iq4::BlockIQ4XS>(); &C }
+        T::TQ1_0 => { static C: Codec = Codec::of_dot::<ternary::BlockTQ1_0>(); &C }
+        T::TQ2_0 => { static C: Codec = Codec::of_dot::<ternary::BlockTQ2_0>(); &C }
+        T::MXFP4 => { static C: Codec = Codec::of_dot::<fp4::BlockMXFP4>(); &C }
+        T::NVFP4 => { static C: Codec = Codec::of_dot::<fp4::BlockNVFP4>(); &C }
+        T::Q1_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ1_0>(); &C }
+        T::Q2_0 => { static C: Codec = Codec::of_dot::<binary::BlockQ2_0>(); &C }
+        T::IQ2_XXS => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2XXS>(); &C }
+        T::IQ2_XS => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2XS>(); &C }
+        T::IQ2_S => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2S>(); &C }
+        T::IQ3_XXS => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3XXS>(); &C }
+        T::IQ3_S => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3S>(); &C }
         _ => return None,
     })
 }

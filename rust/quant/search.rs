@@ -505,3 +505,643 @@ mod tests {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// K-quant searches and scale packing (used by `quant::k`).
+// ---------------------------------------------------------------------------------------------
+
+/// Asymmetric scale-and-min search with explicit weights (ggml `make_qkx2_quants`), used by the
+/// reference (no-imatrix) quantizers of Q2_K, Q4_K and Q5_K. Levels `l_i ∈ [0, nmax]` with
+/// `x_i ≈ scale * l_i - min`; returns `(scale, min)`, `min >= 0` being ggml's `the_min`.
+///
+/// The same least-squares fit as [`make_qkx3_quants`], with three differences: the weights are
+/// always given; a group whose maximum equals its (non-positive) clamped minimum gets scale 0;
+/// and the initial candidate `iscale = nmax / (max - offset)` is scored before the sweep over
+/// `iscale = (rmin + rdelta * is + nmax) / (max - offset)`, `is = 0..=nstep`. A sweep candidate
+/// with `D = Σw Σw l² - (Σw l)² > 0` gets `scale = (Σw Σw x l - Σw x Σw l) / D` and
+/// `offset = (Σw l² Σw x - Σw l Σw x l) / D` (offset clamped to 0 with `scale = Σw x l / Σw l²`
+/// when positive), and replaces the incumbent when its error `Σ w_i e_i` is strictly smaller,
+/// `e_i = |scale l_i + offset - x_i|` if `use_mad`, else its square.
+///
+/// `x` must not be empty; `weights`, `l` and `laux` (scratch) must be at least `x.len()` long.
+#[allow(clippy::too_many_arguments)]
+pub fn make_qkx2_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: &[f32],
+    l: &mut [u8],
+    laux: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> (f32, f32) {
+    let n = x.len();
+    let (l, laux, weights) = (&mut l[..n], &mut laux[..n], &weights[..n]);
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l.fill(0);
+        return (0.0, -min);
+    }
+    let nmaxf = nmax as f32;
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
+    let mut iscale = nmaxf / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for i in 0..n {
+        let li = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+        l[i] = li as u8;
+        let diff = scale * li as f32 + min - x[i];
+        best_error += weights[i] * err(diff);
+    }
+    if nstep < 1 {
+        return (scale, -min);
+    }
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmaxf) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let li = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            laux[i] = li as u8;
+            let w = weights[i];
+            let lf = li as f32;
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * x[i];
+        }
+        let d = sum_w * sum_l2 - sum_l * sum_l;
+        if d > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for i in 0..n {
+                let diff = this_scale * laux[i] as f32 + this_min - x[i];
+                cur_error += weights[i] * err(diff);
+            }
+            if cur_error < best_error {
+                l.copy_from_slice(laux);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// Scale search for non-negative values such as sub-block scales (ggml `make_qp_quants`), used
+/// by the importance-weighted Q2_K, Q4_K and Q5_K quantizers to quantize their sub-block scales
+/// and mins: levels `l_i ∈ [0, nmax]`, `x_i ≈ scale * l_i`, weights `qw` (`Σ w` of each sub-block).
+///
+/// Let `M = max(0, max_i x_i)`; if `M < GROUP_MAX_EPS` the levels and the scale are 0. Otherwise:
+/// 1. pick the inverse scale among `(nmax + 0.1 is) / M`, `is = -4..=4` that minimizes the
+///    weighted error `Σ w_i (x_i - l_i / iscale)²` with `l_i = min(nmax, round(iscale x_i))`
+///    (`is = 0` first, which does not clamp its levels; later ones replace it only if strictly better);
+/// 2. refine the levels one at a time, up to 5 sweeps: for each `i`, with the sums
+///    `S_xl = Σ w x l`, `S_ll = Σ w l²` taken without `i`, try `l_i' = min(nmax, round(x_i S_ll / S_xl))`
+///    and keep it if it raises `S_xl² / S_ll` (the fit quality at the optimal scale);
+/// 3. return `S_xl / S_ll` (0 if `S_ll <= 0`).
+///
+/// As in ggml, levels are stored as bytes (a negative level, possible only for negative inputs,
+/// wraps), and the stored byte is what later arithmetic reads. `l` and `qw` must be at least
+/// `x.len()` long.
+pub fn make_qp_quants(nmax: i32, x: &[f32], l: &mut [u8], qw: &[f32]) -> f32 {
+    let n = x.len();
+    let (l, qw) = (&mut l[..n], &qw[..n]);
+    let mut max = 0.0f32;
+    for &v in x {
+        max = if max > v { max } else { v };
+    }
+    if max < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let nmaxf = nmax as f32;
+    let mut iscale = nmaxf / max;
+    for (li, &v) in l.iter_mut().zip(x) {
+        *li = nearest_int(iscale * v) as u8;
+    }
+    let scale = 1.0 / iscale;
+    let mut best_mse = 0.0f32;
+    for i in 0..n {
+        let diff = x[i] - scale * l[i] as f32;
+        best_mse += qw[i] * diff * diff;
+    }
+    for is in -4i32..=4 {
+        if is == 0 {
+            continue;
+        }
+        let iscale_is = (0.1f32 * is as f32 + nmaxf) / max;
+        let scale_is = 1.0 / iscale_is;
+        let mut mse = 0.0f32;
+        for i in 0..n {
+            let li = nearest_int(iscale_is * x[i]).min(nmax);
+            let diff = x[i] - scale_is * li as f32;
+            mse += qw[i] * diff * diff;
+        }
+        if mse < best_mse {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    let mut sumlx = 0.0f32;
+    let mut suml2 = 0.0f32;
+    for i in 0..n {
+        let li = nearest_int(iscale * x[i]).min(nmax);
+        l[i] = li as u8;
+        let w = qw[i];
+        let lf = li as f32;
+        sumlx += w * x[i] * lf;
+        suml2 += w * lf * lf;
+    }
+    for _ in 0..5 {
+        let mut n_changed = 0;
+        for i in 0..n {
+            let w = qw[i];
+            let li = l[i] as f32;
+            let mut slx = sumlx - w * x[i] * li;
+            let mut sl2 = suml2 - w * li * li;
+            if slx > 0.0 && sl2 > 0.0 {
+                let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
+                if new_l != l[i] as i32 {
+                    let nf = new_l as f32;
+                    slx += w * x[i] * nf;
+                    sl2 += w * nf * nf;
+                    if slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        l[i] = new_l as u8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed += 1;
+                    }
+                }
+            }
+        }
+        if n_changed == 0 {
+            break;
+        }
+    }
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
+/// Symmetric search with `x²` weights and coordinate refinement (ggml `make_q3_quants`), used by
+/// the reference Q3_K quantizer: levels `L_i = l_i + nmax`, `l_i ∈ [-nmax, nmax-1]`,
+/// `x_i ≈ scale * l_i`. Returns the scale (0 for a group whose largest magnitude is below
+/// `GROUP_MAX_EPS`, levels 0).
+///
+/// With `m` the value of largest magnitude, start from `l_i = round(-nmax x_i / m)` (clamped).
+/// With `do_rmse`, refine one level at a time for up to 5 sweeps: with `S_xl = Σ w x l`,
+/// `S_ll = Σ w l²` (`w = x²`) taken without `i`, if `S_xl > 0` try
+/// `l_i' = round(x_i S_ll / S_xl)` (clamped) and keep it if `S_ll' > 0` and it raises
+/// `S_xl² / S_ll`; return `S_xl / S_ll` (0 if `S_ll <= 0`). Without `do_rmse` return `-m / nmax`.
+/// `l` must be at least `x.len()` long.
+pub fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8], do_rmse: bool) -> f32 {
+    let n = x.len();
+    let l = &mut l[..n];
+    let mut max = 0.0f32;
+    let mut amax = 0.0f32;
+    for &v in x {
+        let ax = v.abs();
+        if ax > amax {
+            amax = ax;
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let clamp = |v: i32| v.clamp(-nmax, nmax - 1);
+    if do_rmse {
+        let mut sumlx = 0.0f32;
+        let mut suml2 = 0.0f32;
+        for i in 0..n {
+            let li = clamp(nearest_int(iscale * x[i]));
+            l[i] = li as i8;
+            let w = x[i] * x[i];
+            let lf = li as f32;
+            sumlx += w * x[i] * lf;
+            suml2 += w * lf * lf;
+        }
+        for _ in 0..5 {
+            let mut n_changed = 0;
+            for i in 0..n {
+                let w = x[i] * x[i];
+                let li = l[i] as f32;
+                let mut slx = sumlx - w * x[i] * li;
+                if slx > 0.0 {
+                    let mut sl2 = suml2 - w * li * li;
+                    let new_l = clamp(nearest_int(x[i] * sl2 / slx));
+                    if new_l != l[i] as i32 {
+                        let nf = new_l as f32;
+                        slx += w * x[i] * nf;
+                        sl2 += w * nf * nf;
+                        if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                            l[i] = new_l as i8;
+                            sumlx = slx;
+                            suml2 = sl2;
+                            n_changed += 1;
+                        }
+                    }
+                }
+            }
+            if n_changed == 0 {
+                break;
+            }
+        }
+        for li in l.iter_mut() {
+            *li = li.wrapping_add(nmax as i8);
+        }
+        return if suml2 > 0.0 { sumlx / suml2 } else { 0.0 };
+    }
+    for (li, &v) in l.iter_mut().zip(x) {
+        *li = (clamp(nearest_int(iscale * v)) + nmax) as i8;
+    }
+    1.0 / iscale
+}
+
+/// The 6-bit scale and min of sub-block `j` (0..8) from the 12 packed bytes of a Q4_K/Q5_K
+/// block (ggml `get_scale_min_k4`). Bytes 0..4 hold scales 0..3 and bytes 4..8 mins 0..3 in
+/// their low 6 bits; bytes 8..12 hold the low nibbles of scale (low) and min (high) 4..7, whose
+/// top 2 bits sit in the top bits of bytes 0..4 (scales) and 4..8 (mins).
+#[inline(always)]
+pub fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Pack eight 6-bit scales and mins into the 12-byte layout [`get_scale_min_k4`] reads, with
+/// ggml's exact bit operations (a value above 63 spills into neighbouring fields as it does in
+/// ggml; the quantizers only produce such values from non-finite intermediate results).
+#[inline]
+pub fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
+    let mut q = [0u8; 12];
+    for j in 0..8 {
+        if j < 4 {
+            q[j] = ls[j];
+            q[j + 4] = lm[j];
+        } else {
+            q[j + 4] = (ls[j] & 0xF) | ((lm[j] & 0xF) << 4);
+            q[j - 4] |= (ls[j] >> 4) << 6;
+            q[j] |= (lm[j] >> 4) << 6;
+        }
+    }
+    q
+}
+
+/// [`make_qkx2_quants`] on `K` independent groups of `N` values at once ("lanes"), for speed:
+/// group `g` is column `g` of the transposed arrays (`xt[i][g]` is value `i` of group `g`).
+///
+/// With weights given, `make_qkx2_quants` and [`make_qkx3_quants`] are the same computation (their
+/// degenerate-group tests `max == min` and `max <= min` agree because `max >= min` always holds
+/// for finite values), so this serves both. Each lane performs exactly the scalar function's
+/// float operations in the same order — only the interleaving across groups differs, which lets
+/// the compiler vectorize across lanes while keeping every result bit-identical. Candidates are
+/// evaluated for every lane and applied where the scalar code would have applied them.
+///
+/// Writes the levels to `lt` (same transposed layout) and returns per-group `(scale, min)`.
+#[allow(clippy::too_many_arguments)]
+pub fn make_qkx_quants_lanes<const N: usize, const K: usize, const MAD: bool>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    wt: &[[f32; K]; N],
+    lt: &mut [[u8; K]; N],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> ([f32; K], [f32; K]) {
+    let err = |d: f32| if MAD { d.abs() } else { d * d };
+    let level = |iscale: f32, x: f32, min: f32| nearest_int(iscale * (x - min)).max(0).min(nmax);
+    let nmaxf = nmax as f32;
+    let mut min = xt[0];
+    let mut max = xt[0];
+    let mut sum_w = wt[0];
+    let mut sum_x = [0f32; K];
+    for g in 0..K {
+        sum_x[g] = sum_w[g] * xt[0][g];
+    }
+    for i in 1..N {
+        for g in 0..K {
+            let v = xt[i][g];
+            if v < min[g] {
+                min[g] = v;
+            }
+            if v > max[g] {
+                max[g] = v;
+            }
+            sum_w[g] += wt[i][g];
+            sum_x[g] += wt[i][g] * v;
+        }
+    }
+    let mut iscale = [0f32; K];
+    let mut scale = [0f32; K];
+    for g in 0..K {
+        if min[g] > 0.0 {
+            min[g] = 0.0;
+        }
+        iscale[g] = nmaxf / (max[g] - min[g]);
+        scale[g] = 1.0 / iscale[g];
+    }
+    // Groups whose (clamped) min equals their max: levels 0, scale 0, offset kept.
+    let degenerate: [bool; K] = core::array::from_fn(|g| max[g] == min[g]);
+    let min0 = min;
+    let mut best = [0f32; K];
+    for i in 0..N {
+        for g in 0..K {
+            let l = level(iscale[g], xt[i][g], min[g]);
+            lt[i][g] = l as u8;
+            let diff = scale[g] * l as f32 + min[g] - xt[i][g];
+            best[g] += wt[i][g] * err(diff);
+        }
+    }
+    if nstep >= 1 {
+        let mut laux = [[0u8; K]; N];
+        for is in 0..=nstep {
+            let num = rmin + rdelta * is as f32 + nmaxf;
+            // `min` is the current best offset: ggml's loop reads it after updates too.
+            for g in 0..K {
+                iscale[g] = num / (max[g] - min[g]);
+            }
+            let (mut sum_l, mut sum_l2, mut sum_xl) = ([0f32; K], [0f32; K], [0f32; K]);
+            for i in 0..N {
+                for g in 0..K {
+                    let l = level(iscale[g], xt[i][g], min[g]);
+                    laux[i][g] = l as u8;
+                    let w = wt[i][g];
+                    let lf = l as f32;
+                    sum_l[g] += w * lf;
+                    sum_l2[g] += w * lf * lf;
+                    sum_xl[g] += w * lf * xt[i][g];
+                }
+            }
+            let mut this_scale = [0f32; K];
+            let mut this_min = [0f32; K];
+            let mut valid = [false; K];
+            for g in 0..K {
+                let d = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g];
+                valid[g] = d > 0.0;
+                this_scale[g] = (sum_w[g] * sum_xl[g] - sum_x[g] * sum_l[g]) / d;
+                this_min[g] = (sum_l2[g] * sum_x[g] - sum_l[g] * sum_xl[g]) / d;
+                if this_min[g] > 0.0 {
+                    this_min[g] = 0.0;
+                    this_scale[g] = sum_xl[g] / sum_l2[g];
+                }
+            }
+            let mut cur = [0f32; K];
+            for i in 0..N {
+                for g in 0..K {
+                    let diff = this_scale[g] * laux[i][g] as f32 + this_min[g] - xt[i][g];
+                    cur[g] += wt[i][g] * err(diff);
+                }
+            }
+            let take: [bool; K] = core::array::from_fn(|g| valid[g] && cur[g] < best[g]);
+            if take.iter().any(|&t| t) {
+                for g in 0..K {
+                    if take[g] {
+                        best[g] = cur[g];
+                        scale[g] = this_scale[g];
+                        min[g] = this_min[g];
+                    }
+                }
+                for i in 0..N {
+                    for g in 0..K {
+                        if take[g] {
+                            lt[i][g] = laux[i][g];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut the_min = [0f32; K];
+    for g in 0..K {
+        if degenerate[g] {
+            scale[g] = 0.0;
+            min[g] = min0[g];
+            for row in lt.iter_mut() {
+                row[g] = 0;
+            }
+        }
+        the_min[g] = -min[g];
+    }
+    (scale, the_min)
+}
+
+/// [`make_qx_quants`] with `rmse_type == 1` on `K` independent groups of `N` values at once,
+/// bit-identical per group (see [`make_qkx_quants_lanes`] for the layout and why). `wt` holds the
+/// weights: the importance weights, or `x²` for the unweighted search (what `make_qx_quants`
+/// uses for `rmse_type == 1` without `qw`). Writes the levels `l + nmax` to `lt` and returns the
+/// per-group scales.
+pub fn make_qx_quants_lanes<const N: usize, const K: usize>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    wt: &[[f32; K]; N],
+    lt: &mut [[i8; K]; N],
+) -> [f32; K] {
+    let nmaxf = nmax as f32;
+    let level = |iscale: f32, x: f32| nearest_int(iscale * x).max(-nmax).min(nmax - 1);
+    let mut max = [0f32; K];
+    let mut amax = [0f32; K];
+    for row in xt {
+        for g in 0..K {
+            let ax = row[g].abs();
+            if ax > amax[g] {
+                amax[g] = ax;
+                max[g] = row[g];
+            }
+        }
+    }
+    let mut iscale = [0f32; K];
+    for g in 0..K {
+        iscale[g] = -nmaxf / max[g];
+    }
+    let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+    for i in 0..N {
+        for g in 0..K {
+            let l = level(iscale[g], xt[i][g]);
+            lt[i][g] = (l + nmax) as i8;
+            let w = wt[i][g];
+            let lf = l as f32;
+            sumlx[g] += w * xt[i][g] * lf;
+            suml2[g] += w * lf * lf;
+        }
+    }
+    let mut scale = [0f32; K];
+    let mut best = [0f32; K];
+    for g in 0..K {
+        scale[g] = if suml2[g] != 0.0 { sumlx[g] / suml2[g] } else { 0.0 };
+        best[g] = scale[g] * sumlx[g];
+    }
+    let mut laux = [[0i8; K]; N];
+    for is in -9i32..=9 {
+        if is == 0 {
+            continue;
+        }
+        let num = -(nmaxf + 0.1f32 * is as f32);
+        for g in 0..K {
+            iscale[g] = num / max[g];
+        }
+        let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+        for i in 0..N {
+            for g in 0..K {
+                let l = level(iscale[g], xt[i][g]);
+                laux[i][g] = (l + nmax) as i8;
+                let w = wt[i][g];
+                let lf = l as f32;
+                sumlx[g] += w * xt[i][g] * lf;
+                suml2[g] += w * lf * lf;
+            }
+        }
+        let take: [bool; K] = core::array::from_fn(|g| suml2[g] > 0.0 && sumlx[g] * sumlx[g] > best[g] * suml2[g]);
+        if take.iter().any(|&t| t) {
+            for g in 0..K {
+                if take[g] {
+                    scale[g] = sumlx[g] / suml2[g];
+                    best[g] = scale[g] * sumlx[g];
+                }
+            }
+            for i in 0..N {
+                for g in 0..K {
+                    if take[g] {
+                        lt[i][g] = laux[i][g];
+                    }
+                }
+            }
+        }
+    }
+    for g in 0..K {
+        if amax[g] < GROUP_MAX_EPS {
+            scale[g] = 0.0;
+            for row in lt.iter_mut() {
+                row[g] = 0;
+            }
+        }
+    }
+    scale
+}
+
+/// Transpose `K` groups of `N` consecutive values into lanes: `out[i][g] = x[N g + i]`.
+#[inline(always)]
+pub fn to_lanes<const N: usize, const K: usize>(x: &[f32]) -> [[f32; K]; N] {
+    let mut out = [[0f32; K]; N];
+    for g in 0..K {
+        for i in 0..N {
+            out[i][g] = x[N * g + i];
+        }
+    }
+    out
+}
+
+/// [`make_q3_quants`] with `do_rmse` on `K` independent groups of `N` values at once,
+/// bit-identical per group (layout as in [`make_qkx_quants_lanes`]). Each lane runs ggml's
+/// coordinate refinement in the same order; a lane whose sweep changed nothing stops taking
+/// part, exactly where the scalar loop breaks. Writes the levels `l + nmax` to `lt` and returns
+/// the per-group scales.
+pub fn make_q3_quants_lanes<const N: usize, const K: usize>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    lt: &mut [[i8; K]; N],
+) -> [f32; K] {
+    let nmaxf = nmax as f32;
+    let clamp = |v: i32| v.max(-nmax).min(nmax - 1);
+    let mut max = [0f32; K];
+    let mut amax = [0f32; K];
+    for row in xt {
+        for g in 0..K {
+            let ax = row[g].abs();
+            if ax > amax[g] {
+                amax[g] = ax;
+                max[g] = row[g];
+            }
+        }
+    }
+    let iscale: [f32; K] = core::array::from_fn(|g| -nmaxf / max[g]);
+    // Levels without the +nmax offset while refining.
+    let mut lv = [[0i32; K]; N];
+    let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+    for i in 0..N {
+        for g in 0..K {
+            let x = xt[i][g];
+            let l = clamp(nearest_int(iscale[g] * x));
+            lv[i][g] = l;
+            let w = x * x;
+            let lf = l as f32;
+            sumlx[g] += w * x * lf;
+            suml2[g] += w * lf * lf;
+        }
+    }
+    let mut active = [true; K];
+    for _ in 0..5 {
+        let mut changed = [false; K];
+        for i in 0..N {
+            for g in 0..K {
+                let x = xt[i][g];
+                let w = x * x;
+                let li = lv[i][g] as f32;
+                let slx = sumlx[g] - w * x * li;
+                let sl2 = suml2[g] - w * li * li;
+                let new_l = clamp(nearest_int(x * sl2 / slx));
+                let nf = new_l as f32;
+                let slx2 = slx + w * x * nf;
+                let sl22 = sl2 + w * nf * nf;
+                let take = active[g]
+                    && slx > 0.0
+                    && new_l != lv[i][g]
+                    && sl22 > 0.0
+                    && slx2 * slx2 * suml2[g] > sumlx[g] * sumlx[g] * sl22;
+                if take {
+                    lv[i][g] = new_l;
+                    sumlx[g] = slx2;
+                    suml2[g] = sl22;
+                    changed[g] = true;
+                }
+            }
+        }
+        for g in 0..K {
+            active[g] &= changed[g];
+        }
+        if !active.iter().any(|&a| a) {
+            break;
+        }
+    }
+    let mut scale = [0f32; K];
+    for g in 0..K {
+        scale[g] = if suml2[g] > 0.0 { sumlx[g] / suml2[g] } else { 0.0 };
+        let zero = amax[g] < GROUP_MAX_EPS;
+        if zero {
+            scale[g] = 0.0;
+        }
+        for i in 0..N {
+            lt[i][g] = if zero { 0 } else { (lv[i][g] + nmax) as i8 };
+        }
+    }
+    scale
+}

@@ -9,7 +9,7 @@ import sys
 from typing import Sequence
 
 # Module names under kquants.cli, in the order ``kquants --help`` lists them.
-_COMMANDS: list[str] = []
+_COMMANDS: list[str] = ["inspect", "run", "perplexity", "imatrix", "quantize"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Our kernel figures next to llama.cpp's (../shared/anchors/llamacpp.md §4a, §4b).
+
+1. vec_dot ns per 256 values per type and ISA, read from criterion's results of
+   `cargo bench --bench vec_dot` (run it first, or pass --run), against §4a's vec_dot column.
+2. matmul GEMV / GEMM figures from `cargo bench --bench matmul` if present.
+3. The DRAM-bound GEMV: `kquants.matmul` over a 16384 x 8192 weight (bigger than the 32 MiB
+   L3) at 1 and 2 threads, as GB/s of weight bytes and as a fraction of the machine's read
+   bandwidth (§4b: ~26.8 GB/s one core, ~38.2 GB/s two), the physical limit of token generation.
+
+Usage: python benches/kernels_vs_llamacpp.py [--run] [--no-gemv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHORS = ROOT / ".." / "shared" / "anchors" / "llamacpp.md"
+CRIT = ROOT / "target" / "criterion"
+BW = {1: 26.8, 2: 38.2}  # GB/s, anchors §4b (own AVX-512 loop median; sysbench 2 threads)
+
+
+def llamacpp_vec_dot() -> dict[str, float]:
+    """§4a table: type -> vec_dot ns/256 (the 'vec_dot' column)."""
+    out: dict[str, float] = {}
+    text = ANCHORS.read_text()
+    sec = text[text.index("### 4a.") : text.index("**`test-quantize-perf`**")]
+    for line in sec.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 10 and re.fullmatch(r"[A-Z0-9_]+", cells[0]) and cells[7] not in ("-", "vec_dot"):
+            try:
+                out[cells[0]] = float(cells[7])
+            except ValueError:
+                pass
+    return out
+
+
+def criterion_results(group: str) -> list[tuple[str, str, float, dict]]:
+    res = []
+    for est in sorted((CRIT / group).glob("*/*/new/estimates.json")):
+        bench = json.loads((est.parent / "benchmark.json").read_text())
+        med = json.loads(est.read_text())["median"]["point_estimate"]  # ns per iteration
+        res.append((bench["function_id"], bench["value_str"], med, bench.get("throughput") or {}))
+    return res
+
+
+def random_blocks(ty: str, n: int, k: int) -> np.ndarray:
+    """Valid blocks of `ty` with random quants and small finite f16 scales."""
+    import kquants
+
+    table = {name: (bs, ts) for name, _id, bs, ts, _s in kquants._kquants._type_table()}
+    bs, ts = table[ty]
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, size=(n * k // bs, ts), dtype=np.uint8)
+    f16 = {"Q6_K": [208], "Q4_K": [0, 2], "Q2_K": [80, 82], "Q3_K": [108]}.get(ty, [0])
+    for o in f16:
+        blocks[:, o : o + 2] = np.frombuffer(np.float16(0.01).tobytes(), np.uint8)
+    return blocks.reshape(n, -1)
+
+
+class Q:
+    def __init__(self, t, shape, data):
+        self.type, self.shape, self.data = t, shape, data
+
+
+def gemv_bandwidth(types: list[str], reps: int = 15) -> list[tuple[str, int, float, float]]:
+    import kquants
+
+    n, k = 16384, 8192
+    out = []
+    x = np.random.default_rng(1).standard_normal(k).astype(np.float32)
+    for ty in types:
+        w = Q(ty, (n, k), random_blocks(ty, n, k))
+        nbytes = w.data.nbytes
+        for t in (1, 2):
+            kquants.matmul(w, x, threads=t)  # warm-up (pool start, page faults)
+            ts = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                kquants.matmul(w, x, threads=t)
+                ts.append(time.perf_counter() - t0)
+            sec = float(np.median(ts))
+            out.append((ty, t, nbytes / sec / 1e9, sec * 1e3))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", action="store_true", help="run the criterion benches first")
+    ap.add_argument("--no-gemv", action="store_true", help="skip the 16384 x 8192 GEMV")
+    args = ap.parse_args()
+    if args.run:
+        for b in ("vec_dot", "matmul"):
+            subprocess.run(["cargo", "bench", "--bench", b], cwd=ROOT, check=True)
+
+    ref = llamacpp_vec_dot()
+    print("## vec_dot, ns per 256 values (16 rows x 4096, single thread; llama.cpp: anchors §4a)")
+    print(f"{'type':8} {'isa':7} {'ours':>7} {'llama.cpp':>9} {'ratio':>6}  GB/s(weights)")
+    for ty, isa, ns, thr in criterion_results("vec_dot"):
+        vals = thr.get("Elements", 65536)
+        ns256 = ns / vals * 256
+        r = ref.get(ty)
+        from_types = {"Q4_0": 144, "Q4_1": 160, "Q5_0": 176, "Q5_1": 192, "Q8_0": 272, "Q2_K": 84, "Q3_K": 110,
+                      "Q4_K": 144, "Q5_K": 176, "Q6_K": 210, "IQ4_NL": 144, "IQ4_XS": 136}
+        gbs = from_types.get(ty, 0) / ns256 if ns256 else 0
+        rs = f"{r / ns256:6.2f}" if r else "     -"
+        print(f"{ty:8} {isa:7} {ns256:7.2f} {r if r else '-':>9} {rs}  {gbs:6.1f}")
+    print("(ratio > 1: ours faster)")
+
+    mm = criterion_results("matmul_gemv") + [(a + " [gemm64]", b, c, d) for a, b, c, d in criterion_results("matmul_gemm64")]
+    if mm:
+        print("\n## matmul over a 4096 x 4096 weight (criterion, selected ISA)")
+        for ty, th, ns, thr in mm:
+            by = thr.get("Bytes", 0)
+            print(f"{ty:18} {th:3} {ns / 1e6:8.3f} ms  {by / ns:6.2f} GB/s of weights")
+
+    if not args.no_gemv:
+        import kquants
+
+        print(f"\n## GEMV over a 16384 x 8192 weight (> L3), ISA {kquants.simd_info()['isa']}")
+        print("bandwidth limit (anchors §4b): 1 thread ~26.8 GB/s, 2 threads ~38.2 GB/s")
+        for ty, t, gbs, ms in gemv_bandwidth(["Q4_0", "Q4_K", "Q8_0", "IQ4_XS"]):
+            print(f"{ty:7} threads={t}  {ms:7.2f} ms  {gbs:5.1f} GB/s  = {gbs / BW[t]:5.1%} of bandwidth")
+
+
+if __name__ == "__main__":
+    main()

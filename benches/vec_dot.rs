@@ -1,0 +1,126 @@
+//! vec_dot per type per ISA: 16 rows of 4096 values (L2-resident, the shape of llama.cpp's
+//! own-loop figures in `../shared/anchors/llamacpp.md` §4a). Throughput is in values, so
+//! ns per 256 values = 256e9 / (values/s). `benches/kernels_vs_llamacpp.py` prints the table.
+//!
+//! Timed in **thread CPU time** (`CLOCK_THREAD_CPUTIME_ID`), not wall time: the 2-core machine
+//! is shared, and a single-thread kernel's cost is its CPU time. (Cache sharing with other
+//! processes can still slow it; llama.cpp's figures were taken on a quiet box.)
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::Duration;
+
+use kquants::simd::{available_isas, dot_row_bytes, kernels_for};
+use kquants::QuantType;
+
+/// CPU time consumed by the calling thread.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a Linux constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Types to bench (those with kernels).
+pub const TYPES: &[QuantType] = &[
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q5_1,
+    QuantType::Q8_0,
+    QuantType::Q2_K,
+    QuantType::Q3_K,
+    QuantType::Q4_K,
+    QuantType::Q5_K,
+    QuantType::Q6_K,
+    QuantType::IQ4_NL,
+    QuantType::IQ4_XS,
+];
+
+/// Random-looking but valid rows: bytes from an LCG, f16 scale fields set to small normals.
+pub fn weight_rows(t: QuantType, n: usize, rows: usize) -> Vec<u8> {
+    let (wrow, _) = dot_row_bytes(t, n).unwrap();
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut v: Vec<u8> = (0..wrow * rows)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 33) as u8
+        })
+        .collect();
+    let f16s: &[usize] = match t {
+        QuantType::Q2_K => &[80, 82],
+        QuantType::Q3_K => &[108],
+        QuantType::Q6_K => &[208],
+        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4_K | QuantType::Q5_K => &[0, 2],
+        _ => &[0],
+    };
+    for b in v.chunks_exact_mut(t.type_size()) {
+        for &o in f16s {
+            b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+        }
+    }
+    v
+}
+
+#[allow(dead_code)]
+fn bench(c: &mut Criterion) {
+    let (n, rows) = (4096usize, 16usize);
+    let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    let mut g = c.benchmark_group("vec_dot");
+    g.throughput(Throughput::Elements((n * rows) as u64));
+    g.measurement_time(Duration::from_millis(600)).warm_up_time(Duration::from_millis(200)).sample_size(20);
+    for isa in available_isas() {
+        let Some(k) = kernels_for(isa) else { continue };
+        for &t in TYPES {
+            // Only levels that have their own kernel for the type.
+            if k.vec_dot_isa(t) != Some(isa) {
+                continue;
+            }
+            let at = t.dot_type().unwrap();
+            let w = weight_rows(t, n, rows);
+            let mut a = vec![0u8; at.row_bytes(n).unwrap()];
+            k.quantize_act(at, &x, &mut a).unwrap();
+            let wrow = t.row_bytes(n).unwrap();
+            g.bench_with_input(BenchmarkId::new(t.name(), isa.name()), &w, |b, w| {
+                b.iter_custom(|iters| {
+                    let t0 = thread_cpu_time();
+                    for _ in 0..iters {
+                        let mut s = 0f32;
+                        for r in w.chunks_exact(wrow) {
+                            s += k.vec_dot(t, n, r, &a).unwrap();
+                        }
+                        black_box(s);
+                    }
+                    thread_cpu_time() - t0
+                })
+            });
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("quantize_act");
+    g.throughput(Throughput::Elements(n as u64));
+    g.measurement_time(Duration::from_millis(400)).warm_up_time(Duration::from_millis(100)).sample_size(20);
+    for isa in available_isas() {
+        let Some(k) = kernels_for(isa) else { continue };
+        for at in [QuantType::Q8_0, QuantType::Q8_1, QuantType::Q8_K] {
+            if k.quantize_act_isa(at) != Some(isa) {
+                continue;
+            }
+            let mut a = vec![0u8; at.row_bytes(n).unwrap()];
+            g.bench_function(BenchmarkId::new(at.name(), isa.name()), |b| {
+                b.iter_custom(|iters| {
+                    let t0 = thread_cpu_time();
+                    for _ in 0..iters {
+                        k.quantize_act(at, black_box(&x), &mut a).unwrap();
+                    }
+                    thread_cpu_time() - t0
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

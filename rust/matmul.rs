@@ -1,0 +1,253 @@
+//! Quantized matrix multiplication: `out = x @ dequantize(w).T`, the linear-layer convention.
+//!
+//! `w` is `n` rows of `k` values of a block type, `x` is `m` rows of `k` float32 values, `out` is
+//! `m` rows of `n`. As in ggml's matmul, activations are quantized once per call to the weight
+//! type's activation type ([`QuantType::dot_type`]: Q8_0, Q8_1 or Q8_K, with ggml's SIMD
+//! rounding), then every (weight row, activation row) pair is one kernel dot product from
+//! [`crate::simd::kernels`]. Rows of `w` are split across rayon threads; for `m > 1` each task
+//! takes a tile of weight rows and runs every activation row over it while the tile is in cache.
+//!
+//! **Accuracy.** The result equals `dequantize(w) @ dequantize(quantize_act(x)).T` up to float
+//! summation order; against the float product `x @ dequantize(w).T` the error is that of the
+//! activation quantization: each activation moves by at most half a quantization step,
+//! `|x_i - x̂_i| <= d_b / 2` with `d_b = amax_b / 127` for its block `b`, so
+//! `|out - exact| <= sum_b (d_b / 2) * sum_{i in b} |w_i|` (+ f16 rounding of `d`, 2^-11
+//! relative, and for Q4_1/Q5_1 the f16-stored block sum `s`). [`error_bound`] computes it.
+//!
+//! One quantized activation can feed several weights ([`quantize_activations`] then
+//! [`matmul_quantized`]), e.g. Q/K/V or gate/up projections sharing their input.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::simd::{self, Kernels};
+use crate::types::QuantType;
+
+/// Activation rows quantized for one weight type's dot product.
+#[derive(Clone, Debug)]
+pub struct QuantizedActivations {
+    ty: QuantType,
+    k: usize,
+    m: usize,
+    data: Vec<u8>,
+}
+
+impl QuantizedActivations {
+    /// The activation type (Q8_0, Q8_1 or Q8_K, or a float type).
+    pub fn ty(&self) -> QuantType {
+        self.ty
+    }
+    /// Values per row.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Number of rows.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.data.len() / self.m.max(1)
+    }
+    /// The quantized bytes, `m` rows.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+/// Quantize `m` rows of `k` activations for multiplication with weights of type `w_ty`
+/// (to `w_ty.dot_type()`, ggml's SIMD rounding). Reuse the result for every weight of the
+/// same type and width that reads this input.
+pub fn quantize_activations(w_ty: QuantType, x: &[f32], k: usize, m: usize) -> Result<QuantizedActivations> {
+    quantize_activations_with(simd::kernels(), w_ty, x, k, m)
+}
+
+/// [`quantize_activations`] with an explicit kernel table (tests, benchmarks).
+pub fn quantize_activations_with(
+    kern: &Kernels,
+    w_ty: QuantType,
+    x: &[f32],
+    k: usize,
+    m: usize,
+) -> Result<QuantizedActivations> {
+    let (_, arow) = simd::dot_row_bytes(w_ty, k)?;
+    let at = w_ty.dot_type().ok_or(Error::Unsupported { ty: w_ty, op: "matmul" })?;
+    if m.checked_mul(k) != Some(x.len()) {
+        return Err(Error::value(format!("activations have {} values, expected {m} rows of {k}", x.len())));
+    }
+    let mut data = vec![0u8; m * arow];
+    if matches!(at, QuantType::F32 | QuantType::F16 | QuantType::BF16) {
+        return Err(Error::Unsupported { ty: w_ty, op: "quantized matmul (float weights)" });
+    }
+    let act = kern.act_fn(at)?;
+    if m > 0 && k > 0 {
+        data.par_chunks_mut(arow).zip(x.par_chunks(k)).for_each(|(d, s)| act.call(at, s, d));
+    }
+    Ok(QuantizedActivations { ty: at, k, m, data })
+}
+
+/// A cached rayon pool per thread count (building one per call would cost more than a GEMV).
+fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut map = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = map.get(&threads) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::value(format!("cannot start {threads} threads: {e}")))?,
+    );
+    map.insert(threads, p.clone());
+    Ok(p)
+}
+
+/// Run `f` on `threads` workers (`None`: rayon's global pool).
+fn run<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
+    match threads {
+        None => Ok(f()),
+        Some(0) => Err(Error::value("threads must be at least 1")),
+        Some(1) => Ok(f()),
+        Some(n) => Ok(pool(n)?.install(f)),
+    }
+}
+
+/// `out[m x n] = x[m x k] @ dequantize(w)[n x k].T`; see the module docs for the accuracy.
+///
+/// `w` holds `n` rows of `k` values of `w_ty`; `threads` of `None` uses rayon's global pool,
+/// `Some(1)` runs on the calling thread.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    w_ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+    threads: Option<usize>,
+) -> Result<()> {
+    let kern = simd::kernels();
+    let acts = run(threads, || quantize_activations_with(kern, w_ty, x, k, m))??;
+    matmul_quantized_with(kern, w_ty, w, n, &acts, out, threads)
+}
+
+/// [`matmul`] with activations already quantized by [`quantize_activations`].
+pub fn matmul_quantized(
+    w_ty: QuantType,
+    w: &[u8],
+    n: usize,
+    acts: &QuantizedActivations,
+    out: &mut [f32],
+    threads: Option<usize>,
+) -> Result<()> {
+    matmul_quantized_with(simd::kernels(), w_ty, w, n, acts, out, threads)
+}
+
+/// Weight rows per task: about 64 KiB of weights (L2-resident while activations stream by),
+/// and at least 8 tasks per thread for balance when the matrix is small.
+fn rows_per_task(n: usize, row_bytes: usize, threads: usize) -> usize {
+    let by_size = (65536 / row_bytes.max(1)).max(1);
+    let by_balance = (n / (8 * threads.max(1))).max(1);
+    by_size.min(by_balance)
+}
+
+/// Activation rows run together over one weight tile.
+const ACT_TILE: usize = 4;
+
+/// [`matmul_quantized`] with an explicit kernel table (tests, benchmarks).
+pub fn matmul_quantized_with(
+    kern: &Kernels,
+    w_ty: QuantType,
+    w: &[u8],
+    n: usize,
+    acts: &QuantizedActivations,
+    out: &mut [f32],
+    threads: Option<usize>,
+) -> Result<()> {
+    let k = acts.k;
+    let m = acts.m;
+    let (wrow, arow) = simd::dot_row_bytes(w_ty, k)?;
+    if w_ty.dot_type() != Some(acts.ty) {
+        return Err(Error::value(format!("{w_ty} weights need {:?} activations, got {}", w_ty.dot_type(), acts.ty)));
+    }
+    if n.checked_mul(wrow) != Some(w.len()) {
+        return Err(Error::value(format!("weight has {} bytes, {n} rows of {k} {w_ty} need {}", w.len(), n * wrow)));
+    }
+    if m.checked_mul(n) != Some(out.len()) {
+        return Err(Error::value(format!("output has {} values, expected {m} x {n}", out.len())));
+    }
+    let dot = kern.dot_fn(w_ty)?;
+    if n == 0 || m == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    let a = &acts.data;
+    let nthreads = threads.unwrap_or_else(rayon::current_num_threads);
+    let rpt = rows_per_task(n, wrow, nthreads);
+    run(threads, || {
+        if m == 1 {
+            out.par_chunks_mut(rpt).zip(w.par_chunks(rpt * wrow)).for_each(|(o, wt)| {
+                for (oi, wr) in o.iter_mut().zip(wt.chunks_exact(wrow)) {
+                    *oi = dot.call(w_ty, k, wr, a);
+                }
+            });
+        } else {
+            // Transposed result (n x m), contiguous per task, then transposed into `out`.
+            let mut t = vec![0f32; n * m];
+            t.par_chunks_mut(rpt * m).zip(w.par_chunks(rpt * wrow)).for_each(|(o, wt)| {
+                for a0 in (0..m).step_by(ACT_TILE) {
+                    let a1 = (a0 + ACT_TILE).min(m);
+                    for (r, wr) in wt.chunks_exact(wrow).enumerate() {
+                        for j in a0..a1 {
+                            o[r * m + j] = dot.call(w_ty, k, wr, &a[j * arow..(j + 1) * arow]);
+                        }
+                    }
+                }
+            });
+            out.par_chunks_mut(n).enumerate().for_each(|(j, orow)| {
+                for (r, v) in orow.iter_mut().enumerate() {
+                    *v = t[r * m + j];
+                }
+            });
+        }
+    })
+}
+
+/// The accuracy bound of [`matmul`] against `x @ w_deq.T` computed in float64, for one output.
+///
+/// Per activation block `b` (the activation type's block size) with `d_b = amax_b / 127`:
+/// rounding moves each value by at most `d_b / 2`, and for Q8_0/Q8_1 the stored scale is
+/// `f16(d_b)` (relative error `2^-11`) applied to quants up to 127, so
+/// `|x_i - x̂_i| <= d_b * (1/2 + 127 * 2^-11)` (Q8_K stores `d` as f32: `d_b / 2`). For Q4_1/Q5_1
+/// the kernel uses the f16-stored `s = d * sum(q)` times the block minimum: at most
+/// `2^-11 * 32 * amax_b * max|w_b|` more. The float accumulation adds a few ulps of
+/// `sum |x w|`, covered by `1e-5 * sum |x w|`.
+pub fn error_bound(w_ty: QuantType, x_row: &[f32], w_row_deq: &[f32]) -> f64 {
+    let at = w_ty.dot_type().unwrap_or(QuantType::Q8_0);
+    let bs = at.block_size();
+    let step = match at {
+        QuantType::Q8_K => 0.5,
+        _ => 0.5 + 127.0 / 2048.0,
+    };
+    let mut bound = 0.0f64;
+    let mut mag = 0.0f64;
+    for (xb, wb) in x_row.chunks(bs).zip(w_row_deq.chunks(bs)) {
+        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+        let wsum: f64 = wb.iter().map(|v| v.abs() as f64).sum();
+        bound += amax / 127.0 * step * wsum;
+        if at == QuantType::Q8_1 {
+            let wmax = wb.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+            bound += 32.0 * amax * wmax / 2048.0;
+        }
+        mag += xb.iter().zip(wb).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum::<f64>();
+    }
+    bound + 1e-5 * mag
+}

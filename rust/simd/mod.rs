@@ -1,0 +1,401 @@
+//! SIMD kernels chosen at run time: the one dispatch table.
+//!
+//! The instruction set is detected once (`OnceLock`) with `is_x86_feature_detected!` /
+//! `is_aarch64_feature_detected!`, so a wheel built for baseline x86-64 still runs the AVX2 and
+//! AVX-512 kernels. `KQUANTS_ISA=scalar|avx2|avx512|neon` forces a lower level (an unknown or
+//! unavailable request falls back to the best available level not above it).
+//!
+//! Each level's table starts from the level below it and overrides the entries it has kernels
+//! for, so a type without a kernel at some level uses the next lower one, down to the scalar
+//! references of [`crate::quant`].
+//!
+//! Kernels work on raw ggml block bytes (layouts of `ggml-common.h`). Every entry point here
+//! validates lengths; the raw kernels behind it are `unsafe` and never exposed.
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::quant;
+use crate::types::QuantType;
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    pub mod avx2;
+    pub mod avx512;
+}
+#[cfg(target_arch = "aarch64")]
+mod aarch64 {
+    pub mod neon;
+}
+
+/// An instruction-set level, ordered from lowest to highest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// Portable Rust: the scalar references of [`crate::quant`].
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL/VNNI (plus AVX2 + FMA + F16C).
+    Avx512,
+    /// aarch64 Advanced SIMD.
+    Neon,
+}
+
+impl Isa {
+    /// Every level, lowest first.
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
+
+    /// Lower-case name as `KQUANTS_ISA` spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Parse a `KQUANTS_ISA` value (case-insensitive).
+    pub fn from_name(s: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|i| i.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether this machine can run kernels of this level.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2.is_available()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Index into the table array.
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Raw dot-product kernel: `w` holds exactly `t.row_bytes(n)` bytes of the weight type and `a`
+/// exactly `t.dot_type().row_bytes(n)` bytes of its activation type.
+///
+/// # Safety
+/// The caller guarantees those lengths, and that the kernel's ISA is available (both hold for
+/// every entry of a table returned by [`kernels_for`]).
+pub(crate) type VecDotFn = unsafe fn(n: usize, w: &[u8], a: &[u8]) -> f32;
+
+/// Raw activation quantizer: `x.len()` is a multiple of the activation block size and `dst`
+/// holds exactly the quantized size.
+///
+/// # Safety
+/// As for [`VecDotFn`]: lengths exact, ISA available.
+pub(crate) type QuantizeFn = unsafe fn(x: &[f32], dst: &mut [u8]);
+
+/// How one table entry computes.
+#[derive(Clone, Copy)]
+enum DotImpl {
+    /// Not available.
+    None,
+    /// The scalar reference `crate::quant::vec_dot_ref`.
+    Reference,
+    /// A SIMD kernel.
+    Kernel(VecDotFn),
+}
+
+#[derive(Clone, Copy)]
+enum ActImpl {
+    None,
+    /// The codec's reference quantizer (used where ggml's SIMD quantizer equals `_ref`: Q8_K).
+    Reference,
+    /// A kernel (or a scalar port of ggml's SIMD rounding).
+    Kernel(QuantizeFn),
+}
+
+/// Number of table slots: one per ggml type id.
+const SLOTS: usize = 64;
+
+/// One ISA's kernels for every type.
+pub struct Kernels {
+    isa: Isa,
+    dot: [DotImpl; SLOTS],
+    dot_isa: [Isa; SLOTS],
+    act: [ActImpl; SLOTS],
+    act_isa: [Isa; SLOTS],
+}
+
+/// A level's overrides, filled by the per-ISA modules.
+pub(crate) struct Overrides {
+    pub(crate) dot: Vec<(QuantType, VecDotFn)>,
+    pub(crate) act: Vec<(QuantType, QuantizeFn)>,
+}
+
+fn slot(t: QuantType) -> usize {
+    t.id() as usize
+}
+
+impl Kernels {
+    fn scalar() -> Kernels {
+        let mut k = Kernels {
+            isa: Isa::Scalar,
+            dot: [DotImpl::None; SLOTS],
+            dot_isa: [Isa::Scalar; SLOTS],
+            act: [ActImpl::None; SLOTS],
+            act_isa: [Isa::Scalar; SLOTS],
+        };
+        for &t in QuantType::ALL {
+            if t.dot_type().is_some() && has_reference_dot(t) {
+                k.dot[slot(t)] = DotImpl::Reference;
+            }
+        }
+        // ggml's SIMD Q8_K quantizer equals its reference (anchors §2 findings).
+        if quant::is_supported(QuantType::Q8_K) {
+            k.act[slot(QuantType::Q8_K)] = ActImpl::Reference;
+        }
+        for (t, f) in scalar_act_quantizers() {
+            k.act[slot(t)] = ActImpl::Kernel(f);
+        }
+        k
+    }
+
+    fn with(mut self, isa: Isa, o: Overrides) -> Kernels {
+        self.isa = isa;
+        for (t, f) in o.dot {
+            self.dot[slot(t)] = DotImpl::Kernel(f);
+            self.dot_isa[slot(t)] = isa;
+        }
+        for (t, f) in o.act {
+            self.act[slot(t)] = ActImpl::Kernel(f);
+            self.act_isa[slot(t)] = isa;
+        }
+        self
+    }
+
+    /// The level of this table.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Whether `t` has a dot product at this level (own kernel or a lower level's).
+    pub fn has_vec_dot(&self, t: QuantType) -> bool {
+        !matches!(self.dot[slot(t)], DotImpl::None)
+    }
+
+    /// The level whose kernel computes `t`'s dot product (`None` when there is none).
+    pub fn vec_dot_isa(&self, t: QuantType) -> Option<Isa> {
+        self.has_vec_dot(t).then(|| self.dot_isa[slot(t)])
+    }
+
+    /// Whether activations of type `t` (Q8_0, Q8_1, Q8_K) can be quantized at this level.
+    pub fn has_quantize_act(&self, t: QuantType) -> bool {
+        !matches!(self.act[slot(t)], ActImpl::None)
+    }
+
+    /// The level of the activation quantizer for `t`.
+    pub fn quantize_act_isa(&self, t: QuantType) -> Option<Isa> {
+        self.has_quantize_act(t).then(|| self.act_isa[slot(t)])
+    }
+
+    /// Dot product of one row of `t` (`n` values) with one row of `t.dot_type()`.
+    pub fn vec_dot(&self, t: QuantType, n: usize, w: &[u8], a: &[u8]) -> Result<f32> {
+        let (wb, ab) = dot_row_bytes(t, n)?;
+        if w.len() != wb || a.len() != ab {
+            return Err(Error::value(format!(
+                "vec_dot of {n} values needs {wb} bytes of {t} and {ab} bytes of {}, got {} and {}",
+                t.dot_type().map_or("?", |d| d.name()),
+                w.len(),
+                a.len()
+            )));
+        }
+        let f = self.dot_fn(t)?;
+        Ok(f.call(t, n, w, a))
+    }
+
+    /// Quantize activations `x` (rows of `n` values; `x.len()` a multiple of `n`) to `t`
+    /// (Q8_0, Q8_1 or Q8_K) the way ggml's matmul does (SIMD rounding), into `dst`.
+    pub fn quantize_act(&self, t: QuantType, x: &[f32], dst: &mut [u8]) -> Result<()> {
+        let bs = t.block_size();
+        if !x.len().is_multiple_of(bs) {
+            return Err(Error::value(format!("{} values are not whole {t} blocks of {bs}", x.len())));
+        }
+        let need = x.len() / bs * t.type_size();
+        if dst.len() != need {
+            return Err(Error::value(format!("{t} output needs {need} bytes, got {}", dst.len())));
+        }
+        let f = self.act_fn(t)?;
+        f.call(t, x, dst);
+        Ok(())
+    }
+
+    /// The dot kernel for `t`, checked once; calls on it only need lengths checked by the caller.
+    pub(crate) fn dot_fn(&self, t: QuantType) -> Result<DotCall> {
+        match self.dot[slot(t)] {
+            DotImpl::None => Err(Error::Unsupported { ty: t, op: "vec_dot" }),
+            DotImpl::Reference => Ok(DotCall(None)),
+            DotImpl::Kernel(f) => Ok(DotCall(Some(f))),
+        }
+    }
+
+    pub(crate) fn act_fn(&self, t: QuantType) -> Result<ActCall> {
+        match self.act[slot(t)] {
+            ActImpl::None => Err(Error::Unsupported { ty: t, op: "activation quantization" }),
+            ActImpl::Reference => Ok(ActCall(None)),
+            ActImpl::Kernel(f) => Ok(ActCall(Some(f))),
+        }
+    }
+}
+
+/// A resolved dot kernel (from a table of an available ISA).
+#[derive(Clone, Copy)]
+pub(crate) struct DotCall(Option<VecDotFn>);
+
+impl DotCall {
+    /// Run the kernel. Lengths must be exact (`dot_row_bytes`); a mismatch panics in the
+    /// reference path and is checked by a debug assertion here.
+    #[inline]
+    pub(crate) fn call(self, t: QuantType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+        match self.0 {
+            None => quant::vec_dot_ref(t, w, a, n).unwrap_or(f32::NAN),
+            Some(f) => {
+                let ok = dot_row_bytes(t, n).is_ok_and(|(wb, ab)| w.len() == wb && a.len() == ab);
+                assert!(ok, "kernel called with wrong row lengths");
+                // SAFETY: lengths checked just above; `f` comes from a table built only for an
+                // ISA that `Isa::is_available` confirmed (see `kernels_for`).
+                unsafe { f(n, w, a) }
+            }
+        }
+    }
+}
+
+/// A resolved activation quantizer.
+#[derive(Clone, Copy)]
+pub(crate) struct ActCall(Option<QuantizeFn>);
+
+impl ActCall {
+    pub(crate) fn call(self, t: QuantType, x: &[f32], dst: &mut [u8]) {
+        let bs = t.block_size();
+        assert!(x.len().is_multiple_of(bs) && dst.len() == x.len() / bs * t.type_size(), "activation lengths");
+        match self.0 {
+            // Reference: rows are whole blocks, so one "row" of all values is equivalent.
+            None => quant::quantize_into(t, x, x.len().max(bs), None, quant::Path::Ref, dst, None)
+                .unwrap_or_else(|_| dst.fill(0)),
+            // SAFETY: lengths asserted above; ISA availability as in `DotCall::call`.
+            Some(f) => unsafe { f(x, dst) },
+        }
+    }
+}
+
+/// Bytes of one weight row and one activation row of `n` values for `t`.
+pub fn dot_row_bytes(t: QuantType, n: usize) -> Result<(usize, usize)> {
+    let dt = t.dot_type().ok_or(Error::Unsupported { ty: t, op: "vec_dot" })?;
+    let wb = t
+        .row_bytes(n)
+        .ok_or_else(|| Error::value(format!("{n} is not a multiple of the {t} block size {}", t.block_size())))?;
+    let ab = dt
+        .row_bytes(n)
+        .ok_or_else(|| Error::value(format!("{n} is not a multiple of the {dt} block size {}", dt.block_size())))?;
+    Ok((wb, ab))
+}
+
+/// Whether `crate::quant` has a scalar reference dot product for `t`: asked with an empty row,
+/// which `quant::vec_dot_ref` answers with `Unsupported` exactly when there is none.
+fn has_reference_dot(t: QuantType) -> bool {
+    quant::is_supported(t) && quant::vec_dot_ref(t, &[], &[], 0).is_ok()
+}
+
+/// Scalar ports of ggml's SIMD activation rounding, taken from the codec modules once they exist.
+fn scalar_act_quantizers() -> Vec<(QuantType, QuantizeFn)> {
+    Vec::new()
+}
+
+fn build(isa: Isa) -> Option<Kernels> {
+    if !isa.is_available() {
+        return None;
+    }
+    let k = Kernels::scalar();
+    Some(match isa {
+        Isa::Scalar => k,
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2/FMA/F16C availability checked by `is_available` above.
+        Isa::Avx2 => k.with(Isa::Avx2, unsafe { x86::avx2::overrides() }),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C checked by `is_available` above.
+        Isa::Avx512 => k
+            .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
+            .with(Isa::Avx512, unsafe { x86::avx512::overrides() }),
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON availability checked by `is_available` above.
+        Isa::Neon => k.with(Isa::Neon, unsafe { aarch64::neon::overrides() }),
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    })
+}
+
+static TABLES: [OnceLock<Option<Kernels>>; 4] = [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+
+/// The table of `isa`, or `None` if this machine cannot run it.
+pub fn kernels_for(isa: Isa) -> Option<&'static Kernels> {
+    TABLES[isa.index()].get_or_init(|| build(isa)).as_ref()
+}
+
+/// Every level this machine can run, lowest first (always starts with `Scalar`).
+pub fn available_isas() -> Vec<Isa> {
+    Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
+}
+
+/// The best level this machine runs.
+pub fn detected_isa() -> Isa {
+    static DETECTED: OnceLock<Isa> = OnceLock::new();
+    *DETECTED.get_or_init(|| available_isas().into_iter().max().unwrap_or(Isa::Scalar))
+}
+
+/// The level requested through `KQUANTS_ISA`, if set and recognized.
+pub fn requested_isa() -> Option<Isa> {
+    std::env::var("KQUANTS_ISA").ok().and_then(|s| Isa::from_name(&s))
+}
+
+/// The level in use: the detected one, lowered to `KQUANTS_ISA` when that is set (to the best
+/// available level not above the request). Read once per process.
+pub fn selected_isa() -> Isa {
+    static SELECTED: OnceLock<Isa> = OnceLock::new();
+    *SELECTED.get_or_init(|| match requested_isa() {
+        None => detected_isa(),
+        Some(req) => available_isas().into_iter().filter(|&i| i <= req).max().unwrap_or(Isa::Scalar),
+    })
+}
+
+/// The table in use (see [`selected_isa`]).
+pub fn kernels() -> &'static Kernels {
+    // The selected level is available by construction, and Scalar always is.
+    kernels_for(selected_isa()).or_else(|| kernels_for(Isa::Scalar)).expect("scalar table always builds")
+}
+
+/// Dot product of one row of `t` with one row of its activation type, using [`kernels`].
+pub fn vec_dot(t: QuantType, n: usize, w: &[u8], a: &[u8]) -> Result<f32> {
+    kernels().vec_dot(t, n, w, a)
+}
+
+/// Quantize activations to `t` (Q8_0/Q8_1/Q8_K) as ggml's matmul does, using [`kernels`].
+pub fn quantize_act(t: QuantType, x: &[f32], dst: &mut [u8]) -> Result<()> {
+    kernels().quantize_act(t, x, dst)
+}

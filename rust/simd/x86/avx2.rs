@@ -1,0 +1,704 @@
+//! AVX2 (+FMA, F16C) kernels on raw ggml block bytes.
+//!
+//! Every kernel is an `unsafe fn` with `#[target_feature]`; the dispatch table installs them
+//! only after run-time detection (`Isa::Avx2.is_available()`), so baseline x86-64 builds are safe.
+//! Integer partial sums are exact; only the final float accumulation order differs from the
+//! scalar references.
+
+use core::arch::x86_64::*;
+
+use crate::simd::Overrides;
+use crate::types::QuantType as T;
+
+/// The AVX2 entries of the dispatch table.
+///
+/// # Safety
+/// Only call after checking that AVX2, FMA and F16C are available: the returned kernels use them.
+pub(crate) unsafe fn overrides() -> Overrides {
+    Overrides {
+        dot: vec![
+            (T::Q8_0, dot_q8_0 as _),
+            (T::Q4_0, dot_q4_0 as _),
+            (T::Q4_1, dot_q4_1 as _),
+            (T::Q5_0, dot_q5_0 as _),
+            (T::Q5_1, dot_q5_1 as _),
+            (T::Q4_K, dot_q4_k as _),
+            (T::Q5_K, dot_q5_k as _),
+            (T::Q6_K, dot_q6_k as _),
+            (T::Q2_K, dot_q2_k as _),
+            (T::Q3_K, dot_q3_k as _),
+            (T::IQ4_NL, dot_iq4_nl as _),
+            (T::IQ4_XS, dot_iq4_xs as _),
+        ],
+        act: vec![(T::Q8_0, quantize_q8_0 as _), (T::Q8_1, quantize_q8_1 as _), (T::Q8_K, quantize_q8_k as _)],
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers. All are `#[inline]` + `#[target_feature]` so they fold into the kernels.
+
+/// Read a little-endian f16 at `p` as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees 2 readable bytes at `p`.
+    let bits = unsafe { core::ptr::read_unaligned(p as *const u16) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// Read a little-endian f32 at `p`.
+#[inline(always)]
+pub(crate) unsafe fn f32_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees 4 readable bytes at `p`.
+    f32::from_bits(u32::from_le(unsafe { core::ptr::read_unaligned(p as *const u32) }))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load256(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 32 readable bytes at `p`.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load128(p: *const u8) -> __m128i {
+    // SAFETY: the caller guarantees 16 readable bytes at `p`.
+    unsafe { _mm_loadu_si128(p as *const __m128i) }
+}
+
+/// Horizontal sum of 8 floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Horizontal sum of 8 i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Sums of adjacent groups of four `u8 * i8` products as 8 x i32 (`u` in 0..=127 keeps the
+/// intermediate i16 pair sums from saturating).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_u8i8(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// Signed x signed byte products summed by four: `|x| * (y with x's sign)`. Exact for
+/// x, y in -127..=127 (ggml's quantizers never emit -128).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_i8i8(x: __m256i, y: __m256i) -> __m256i {
+    dot_u8i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// 16 packed nibbles at `p` to 32 bytes: low nibbles in bytes 0..16, high nibbles in 16..32
+/// (the order of ggml's 32-value blocks).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    // SAFETY: 16 readable bytes at `p` (caller).
+    let lo = unsafe { load128(p) };
+    let both = _mm256_set_m128i(_mm_srli_epi16(lo, 4), lo);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// The product of the two f16 scales at `a` and `b`, broadcast.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale2(a: *const u8, b: *const u8) -> __m256 {
+    // SAFETY: two readable bytes at `a` and `b` (caller).
+    let (x, y) = unsafe { (core::ptr::read_unaligned(a as *const u16), core::ptr::read_unaligned(b as *const u16)) };
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128((x as u32 | (y as u32) << 16) as i32));
+    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantizers (ggml-cpu `quantize_row_q8_0/q8_1/q8_K`; bit-exact).
+
+/// Max |x| of 32 floats at `x`, and the four vectors.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32_amax(x: *const f32) -> ([__m256; 4], f32) {
+    // SAFETY: 32 readable floats at `x` (caller).
+    let v = unsafe { [_mm256_loadu_ps(x), _mm256_loadu_ps(x.add(8)), _mm256_loadu_ps(x.add(16)), _mm256_loadu_ps(x.add(24))] };
+    let sign = _mm256_set1_ps(-0.0);
+    let m = _mm256_max_ps(
+        _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+        _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])),
+    );
+    let m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    (v, _mm_cvtss_f32(m4))
+}
+
+/// Multiply by `id`, round half to even, convert: the four i32 vectors of a 32-value block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn round_block(v: [__m256; 4], id: f32) -> [__m256i; 4] {
+    let mul = _mm256_set1_ps(id);
+    let r = |x: __m256| {
+        _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(x, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    };
+    [r(v[0]), r(v[1]), r(v[2]), r(v[3])]
+}
+
+/// Pack 4 x 8 i32 (in order) into 32 i8 (saturating) in the original order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pack_i8(i: [__m256i; 4]) -> __m256i {
+    let a = _mm256_packs_epi32(i[0], i[1]);
+    let b = _mm256_packs_epi32(i[2], i[3]);
+    let p = _mm256_packs_epi16(a, b);
+    _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// Q8_0 activations: `d = amax/127`, `id = 127/amax`, round half to even.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_q8_0(x: &[f32], dst: &mut [u8]) {
+    for (xb, yb) in x.chunks_exact(32).zip(dst.chunks_exact_mut(34)) {
+        // SAFETY: `xb` has 32 floats.
+        let (v, amax) = unsafe { load32_amax(xb.as_ptr()) };
+        let d = amax / 127.0;
+        yb[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let q = pack_i8(round_block(v, id));
+        // SAFETY: `yb` has 34 bytes, 32 written from offset 2.
+        unsafe { _mm256_storeu_si256(yb.as_mut_ptr().add(2) as *mut __m256i, q) };
+    }
+}
+
+/// Q8_1 activations: as Q8_0 plus `s = f16(d * sum(q))`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_q8_1(x: &[f32], dst: &mut [u8]) {
+    for (xb, yb) in x.chunks_exact(32).zip(dst.chunks_exact_mut(36)) {
+        // SAFETY: `xb` has 32 floats.
+        let (v, amax) = unsafe { load32_amax(xb.as_ptr()) };
+        let d = amax / 127.0;
+        yb[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let i = round_block(v, id);
+        let sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3])));
+        yb[2..4].copy_from_slice(&half::f16::from_f32(d * sum as f32).to_bits().to_le_bytes());
+        let q = pack_i8(i);
+        // SAFETY: `yb` has 36 bytes, 32 written from offset 4.
+        unsafe { _mm256_storeu_si256(yb.as_mut_ptr().add(4) as *mut __m256i, q) };
+    }
+}
+
+/// Q8_K activations (`quantize_row_q8_K_ref`, which ggml's x86 build also uses for matmul):
+/// `iscale = -127/max` where `max` is the first value of largest magnitude, round half to even,
+/// `d = 1/iscale`, per-16 sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_q8_k(x: &[f32], dst: &mut [u8]) {
+    for (xb, yb) in x.chunks_exact(256).zip(dst.chunks_exact_mut(292)) {
+        let p = xb.as_ptr();
+        let sign = _mm256_set1_ps(-0.0);
+        let mut m = _mm256_setzero_ps();
+        for j in 0..32 {
+            // SAFETY: 8 floats at 8*j, j < 32, within the 256 of `xb`.
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, unsafe { _mm256_loadu_ps(p.add(8 * j)) }));
+        }
+        let m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+        if amax == 0.0 || amax.is_nan() {
+            // ggml: `if (!amax)` zeroes the block (a NaN row never reaches here from matmul,
+            // which rejects non-finite activations).
+            yb.fill(0);
+            continue;
+        }
+        // The first value whose magnitude equals the maximum (the reference scans with `>`).
+        let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+        let iscale = -127.0f32 / max;
+        let mul = _mm256_set1_ps(iscale);
+        let lim = _mm256_set1_epi32(127);
+        let mut qs = [0i8; 256];
+        for j in 0..8 {
+            let mut iv = [_mm256_setzero_si256(); 4];
+            for (k, ivk) in iv.iter_mut().enumerate() {
+                // SAFETY: 8 floats at 32*j + 8*k < 256.
+                let v = unsafe { _mm256_loadu_ps(p.add(32 * j + 8 * k)) };
+                let r = _mm256_round_ps(_mm256_mul_ps(v, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                *ivk = _mm256_min_epi32(_mm256_cvtps_epi32(r), lim);
+            }
+            // SAFETY: 32 bytes at 32*j within `qs`.
+            unsafe { _mm256_storeu_si256(qs.as_mut_ptr().add(32 * j) as *mut __m256i, pack_i8(iv)) };
+        }
+        yb[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+        for (d, s) in yb[4..260].iter_mut().zip(qs.iter()) {
+            *d = *s as u8;
+        }
+        for (j, c) in qs.chunks_exact(16).enumerate() {
+            let s: i16 = c.iter().map(|&v| v as i16).sum();
+            yb[260 + 2 * j..262 + 2 * j].copy_from_slice(&s.to_le_bytes());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 32-value block types against Q8_0 / Q8_1.
+
+/// Q8_0 x Q8_0.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for i in 0..nb {
+        // SAFETY: block i of 34 bytes is inside both rows (lengths guaranteed by the caller).
+        unsafe {
+            let (x, y) = (wp.add(34 * i), ap.add(34 * i));
+            let p = dot_i8i8(load256(x.add(2)), load256(y.add(2)));
+            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+        }
+    }
+    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// Q4_0 x Q8_0: `(q - 8)` computed as `q*y - 8*y` in 16-bit pair sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let eight = _mm256_set1_epi8(8);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for i in 0..nb {
+        // SAFETY: block i (18 bytes of Q4_0, 34 of Q8_0) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(18 * i), ap.add(34 * i));
+            let q = nibbles32(x.add(2));
+            let yv = load256(y.add(2));
+            let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
+            let p = _mm256_madd_epi16(s16, ones);
+            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+        }
+    }
+    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// The high bits of a Q5 block as 0x10 in each byte whose bit is set (32 bytes, value order).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_high(qh: *const u8) -> __m256i {
+    // SAFETY: 4 readable bytes at `qh` (caller).
+    let bits = unsafe { core::ptr::read_unaligned(qh as *const u32) };
+    // Spread bit j of `bits` to byte j, then test it.
+    let v = _mm256_set1_epi32(bits as i32);
+    let shuf = _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303);
+    let bytes = _mm256_shuffle_epi8(v, shuf);
+    let mask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, mask), mask);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// Q5_0 x Q8_0: `q = (low nibble | high bit << 4) - 16`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let sixteen = _mm256_set1_epi8(16);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for i in 0..nb {
+        // SAFETY: block i (22 bytes of Q5_0, 34 of Q8_0) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(22 * i), ap.add(34 * i));
+            let q = _mm256_or_si256(nibbles32(x.add(6)), q5_high(x.add(2)));
+            let yv = load256(y.add(2));
+            let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(sixteen, yv));
+            let p = _mm256_madd_epi16(s16, ones);
+            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+        }
+    }
+    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// Q4_1 x Q8_1: `d_w d_a sum(q y) + m_w s_a`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = _mm_setzero_ps();
+    for i in 0..nb {
+        // SAFETY: block i (20 bytes, 36 of Q8_1) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(20 * i), ap.add(36 * i));
+            // [d_w, m_w, d_a, s_a] in one conversion; lane 0 = d_w d_a, lane 1 = m_w s_a.
+            let hx = core::ptr::read_unaligned(x as *const u32) as u64;
+            let hy = core::ptr::read_unaligned(y as *const u32) as u64;
+            let v = _mm_cvtph_ps(_mm_cvtsi64_si128((hx | hy << 32) as i64));
+            let p = _mm_mul_ps(v, _mm_movehl_ps(v, v));
+            summs = _mm_add_ps(summs, p);
+            let q = nibbles32(x.add(4));
+            let pr = dot_u8i8(q, load256(y.add(4)));
+            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(pr), acc);
+        }
+    }
+    hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(summs))
+}
+
+/// Q5_1 x Q8_1.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = _mm_setzero_ps();
+    for i in 0..nb {
+        // SAFETY: block i (24 bytes, 36 of Q8_1) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(24 * i), ap.add(36 * i));
+            // [d_w, m_w, d_a, s_a] in one conversion; lane 0 = d_w d_a, lane 1 = m_w s_a.
+            let hx = core::ptr::read_unaligned(x as *const u32) as u64;
+            let hy = core::ptr::read_unaligned(y as *const u32) as u64;
+            let v = _mm_cvtph_ps(_mm_cvtsi64_si128((hx | hy << 32) as i64));
+            let p = _mm_mul_ps(v, _mm_movehl_ps(v, v));
+            summs = _mm_add_ps(summs, p);
+            let q = _mm256_or_si256(nibbles32(x.add(8)), q5_high(x.add(4)));
+            let pr = dot_u8i8(q, load256(y.add(4)));
+            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(pr), acc);
+        }
+    }
+    hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(summs))
+}
+
+/// The IQ4_NL / IQ4_XS codebook (ggml `kvalues_iq4nl`, format data).
+pub(crate) const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/// IQ4_NL x Q8_0: nibbles looked up in the codebook.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    // SAFETY: the table has 16 bytes.
+    let tbl = unsafe { _mm256_broadcastsi128_si256(load128(KVALUES_IQ4NL.as_ptr() as *const u8)) };
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for i in 0..nb {
+        // SAFETY: block i (18 bytes of IQ4_NL, 34 of Q8_0) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(18 * i), ap.add(34 * i));
+            let q = _mm256_shuffle_epi8(tbl, nibbles32(x.add(2)));
+            let p = dot_i8i8(q, load256(y.add(2)));
+            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+        }
+    }
+    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants against Q8_K (256-value super-blocks; Q8_K = f32 d, 256 i8, 16 i16 sums).
+
+/// Q8_K block offsets.
+const Q8K: usize = 292;
+
+/// Per-16 sums of a Q8_K block as 16 x i16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bsums(y: *const u8) -> __m256i {
+    // SAFETY: 32 bytes of sums at offset 260 (caller: `y` is a Q8_K block).
+    unsafe { load256(y.add(260)) }
+}
+
+/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (12 bytes at `p`) as
+/// (scales[0..8], mins[0..8]) bytes, unpacked four at a time in 32-bit words.
+#[inline(always)]
+pub(crate) unsafe fn k4_scales_mins(p: *const u8) -> [u8; 16] {
+    // SAFETY: 12 readable bytes at `p` (caller).
+    let s = unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) };
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a, b, c) = (w(0), w(1), w(2));
+    let sc_lo = a & 0x3f3f_3f3f;
+    let mn_lo = b & 0x3f3f_3f3f;
+    let sc_hi = (c & 0x0f0f_0f0f) | ((a >> 6) & 0x0303_0303) << 4;
+    let mn_hi = ((c >> 4) & 0x0f0f_0f0f) | ((b >> 6) & 0x0303_0303) << 4;
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&sc_lo.to_le_bytes());
+    out[4..8].copy_from_slice(&sc_hi.to_le_bytes());
+    out[8..12].copy_from_slice(&mn_lo.to_le_bytes());
+    out[12..].copy_from_slice(&mn_hi.to_le_bytes());
+    out
+}
+
+/// Broadcast 16-bit scale `k` of 8 (as i16 lanes) for a 32-value sub-block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale16(sc: &[u8; 16], k: usize) -> __m256i {
+    _mm256_set1_epi16(sc[k] as i16)
+}
+
+/// Sum over the 8 sub-blocks of `mins[j] * (bsums[2j] + bsums[2j+1])` (exact i32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mins_dot(y: *const u8, sm: &[u8; 16]) -> i32 {
+    // SAFETY: `y` is a Q8_K block (caller).
+    let b = unsafe { bsums(y) };
+    // Pairwise sums of the 16 per-16 sums -> 8 per-32 sums (i16 lanes 0..8 after hadd).
+    let pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    // SAFETY: 8 bytes read from the 16-byte array at offset 8.
+    let mins = _mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(sm.as_ptr().add(8) as *const __m128i) });
+    let p = _mm_madd_epi16(mins, pair);
+    let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
+    let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
+    _mm_cvtsi128_si32(p)
+}
+
+/// Q4_K x Q8_K.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0f);
+    let mut acc = _mm256_setzero_ps();
+    let mut accm = 0.0f32;
+    for i in 0..nb {
+        // SAFETY: super-block i (144 bytes of Q4_K, 292 of Q8_K) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(144 * i), ap.add(Q8K * i));
+            let yd = f32_at(y);
+            let d = yd * f16_at(x);
+            let dmin = yd * f16_at(x.add(2));
+            let sm = k4_scales_mins(x.add(4));
+            accm += dmin * mins_dot(y, &sm) as f32;
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let qb = load256(x.add(16 + 32 * j));
+                let lo = _mm256_and_si256(qb, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), scale16(&sm, 2 * j));
+                let ph =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))), scale16(&sm, 2 * j + 1));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    hsum_ps(acc) - accm
+}
+
+/// Q5_K x Q8_K.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0f);
+    let bit16 = _mm256_set1_epi8(16);
+    let mut acc = _mm256_setzero_ps();
+    let mut accm = 0.0f32;
+    for i in 0..nb {
+        // SAFETY: super-block i (176 bytes of Q5_K, 292 of Q8_K) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(176 * i), ap.add(Q8K * i));
+            let yd = f32_at(y);
+            let d = yd * f16_at(x);
+            let dmin = yd * f16_at(x.add(2));
+            let sm = k4_scales_mins(x.add(4));
+            accm += dmin * mins_dot(y, &sm) as f32;
+            let qh = load256(x.add(16));
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let qb = load256(x.add(48 + 32 * j));
+                // High bit of value l in sub-block 2j is bit 2j of qh[l], of sub-block 2j+1 bit 2j+1.
+                let hl = _mm256_and_si256(_mm256_slli_epi16(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), 4), bit16);
+                let hh = _mm256_and_si256(_mm256_slli_epi16(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), 4), bit16);
+                let lo = _mm256_or_si256(_mm256_and_si256(qb, m4), hl);
+                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), hh);
+                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), scale16(&sm, 2 * j));
+                let ph =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))), scale16(&sm, 2 * j + 1));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    hsum_ps(acc) - accm
+}
+
+/// Q6_K x Q8_K: `q = (4 low bits | 2 high bits << 4) - 32`, int8 scale per 16 values.
+/// Computed as `sum(q6 * y) - 32 * sum(y)` per 16 (the second term from the Q8_K sums).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m2 = _mm256_set1_epi8(0x30);
+    let mut acc = 0.0f32;
+    for i in 0..nb {
+        // SAFETY: super-block i (210 bytes of Q6_K, 292 of Q8_K) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(210 * i), ap.add(Q8K * i));
+            let d = f32_at(y) * f16_at(x.add(208));
+            // 16 int8 scales to i16.
+            let sc = _mm256_cvtepi8_epi16(load128(x.add(192)));
+            // Offset term: 32 * sum_k sc[k] * bsum[k].
+            let off = _mm256_madd_epi16(sc, bsums(y));
+            let mut sumi = _mm256_slli_epi32(off, 5);
+            sumi = _mm256_sub_epi32(_mm256_setzero_si256(), sumi);
+            let mut scv = [0i16; 16];
+            _mm256_storeu_si256(scv.as_mut_ptr() as *mut __m256i, sc);
+            for half in 0..2 {
+                let ql = x.add(64 * half);
+                let qh = load256(x.add(128 + 32 * half));
+                let q0 = load256(ql);
+                let q1 = load256(ql.add(32));
+                // Values l (0..32) of the four 32-groups of this half:
+                // g0: ql[l]&15 | (qh>>0&3)<<4; g1: ql[l+32]&15 | (qh>>2&3)<<4;
+                // g2: ql[l]>>4 | (qh>>4&3)<<4; g3: ql[l+32]>>4 | (qh>>6&3)<<4.
+                let g = [
+                    _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
+                    _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
+                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2),
+                    ),
+                ];
+                for (k, gk) in g.iter().enumerate() {
+                    let yv = load256(y.add(4 + 128 * half + 32 * k));
+                    let p16 = _mm256_maddubs_epi16(*gk, yv);
+                    // Two 16-value halves with scales 8*half + 2k and 8*half + 2k + 1.
+                    let s = 8 * half + 2 * k;
+                    let scl = _mm256_set_m128i(_mm_set1_epi16(scv[s + 1]), _mm_set1_epi16(scv[s]));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+                }
+            }
+            // Reduce exactly in integers first: lanes carry the large `-32 * sum` offset,
+            // so converting them to float one by one would round away the cancellation.
+            acc += d * hsum_epi32(sumi) as f32;
+        }
+    }
+    acc
+}
+
+/// Q2_K x Q8_K: `d * sc * q - dmin * m` per 16 values, 2-bit q.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q2_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m3 = _mm256_set1_epi8(3);
+    let mut acc = _mm256_setzero_ps();
+    let mut accm = 0.0f32;
+    for i in 0..nb {
+        // SAFETY: super-block i (84 bytes of Q2_K, 292 of Q8_K) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(84 * i), ap.add(Q8K * i));
+            let yd = f32_at(y);
+            let d = yd * f16_at(x.add(80));
+            let dmin = yd * f16_at(x.add(82));
+            let sb = load128(x);
+            let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(0x0f)));
+            let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0f)));
+            accm += dmin * hsum_epi32(_mm256_madd_epi16(mins, bsums(y))) as f32;
+            let mut scv = [0i16; 16];
+            _mm256_storeu_si256(scv.as_mut_ptr() as *mut __m256i, scales);
+            let mut sumi = _mm256_setzero_si256();
+            for half in 0..2 {
+                let qb = load256(x.add(16 + 32 * half));
+                for k in 0..4 {
+                    let q = _mm256_and_si256(_mm256_srl_epi16(qb, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                    let yv = load256(y.add(4 + 128 * half + 32 * k));
+                    let p16 = _mm256_maddubs_epi16(q, yv);
+                    let s = 8 * half + 2 * k;
+                    let scl = _mm256_set_m128i(_mm_set1_epi16(scv[s + 1]), _mm_set1_epi16(scv[s]));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+                }
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    hsum_ps(acc) - accm
+}
+
+/// The 16 six-bit signed scales of a Q3_K block (12 bytes at `p`), minus 32.
+#[inline(always)]
+unsafe fn q3k_scales(p: *const u8) -> [i16; 16] {
+    // SAFETY: 12 readable bytes at `p` (caller).
+    let s = unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) };
+    let mut out = [0i16; 16];
+    for j in 0..16 {
+        let low = if j < 8 { s[j] & 0x0f } else { s[j - 8] >> 4 };
+        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        out[j] = (low | (high << 4)) as i16 - 32;
+    }
+    out
+}
+
+/// Q3_K x Q8_K: `q = 2 low bits - (hmask bit clear ? 4 : 0)`, six-bit scales minus 32.
+/// Computed as `sum(q2 * y) - 4 * sum(y where the hmask bit is clear)`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q3_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m3 = _mm256_set1_epi8(3);
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        // SAFETY: super-block i (110 bytes of Q3_K, 292 of Q8_K) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(110 * i), ap.add(Q8K * i));
+            let d = f32_at(y) * f16_at(x.add(108));
+            let scv = q3k_scales(x.add(96));
+            let hm = load256(x);
+            let mut sumi = _mm256_setzero_si256();
+            for half in 0..2 {
+                let qb = load256(x.add(32 + 32 * half));
+                for k in 0..4 {
+                    let bit = 4 * half + k;
+                    let q = _mm256_and_si256(_mm256_srl_epi16(qb, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                    // 4 where the hmask bit is clear, else 0.
+                    let hb = _mm256_and_si256(hm, _mm256_set1_epi8(1 << bit));
+                    let sub4 = _mm256_and_si256(_mm256_cmpeq_epi8(hb, _mm256_setzero_si256()), _mm256_set1_epi8(4));
+                    let yv = load256(y.add(4 + 128 * half + 32 * k));
+                    let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(sub4, yv));
+                    let s = 8 * half + 2 * k;
+                    let scl = _mm256_set_m128i(_mm_set1_epi16(scv[s + 1]), _mm_set1_epi16(scv[s]));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+                }
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    hsum_ps(acc)
+}
+
+/// IQ4_XS x Q8_K: codebook nibbles, 6-bit scales (minus 32) per 32 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_iq4_xs(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    // SAFETY: the table has 16 bytes.
+    let tbl = unsafe { _mm256_broadcastsi128_si256(load128(KVALUES_IQ4NL.as_ptr() as *const u8)) };
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        // SAFETY: super-block i (136 bytes of IQ4_XS, 292 of Q8_K) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(136 * i), ap.add(Q8K * i));
+            let d = f32_at(y) * f16_at(x);
+            let sh = core::ptr::read_unaligned(x.add(2) as *const u16);
+            let sl = core::ptr::read_unaligned(x.add(4) as *const [u8; 4]);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..8 {
+                let ls = ((sl[j / 2] >> (4 * (j % 2))) & 0x0f) as i16 | ((((sh >> (2 * j)) & 3) as i16) << 4);
+                let q = _mm256_shuffle_epi8(tbl, nibbles32(x.add(8 + 16 * j)));
+                let yv = load256(y.add(4 + 32 * j));
+                let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(yv, q));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16(ls - 32)));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    hsum_ps(acc)
+}

@@ -1,0 +1,485 @@
+//! AVX-512 (F/BW/VL/VNNI) kernels: `vpdpbusd` replaces AVX2's `maddubs` + `madd` pair, and the
+//! activation quantizers narrow with `vpmovsdb`. Installed over the AVX2 table only after
+//! run-time detection; types without an entry here keep their AVX2 kernel.
+
+use core::arch::x86_64::*;
+
+use super::avx2::{f16_at, f32_at, k4_scales_mins, KVALUES_IQ4NL};
+use crate::simd::Overrides;
+use crate::types::QuantType as T;
+
+/// The AVX-512 entries of the dispatch table.
+///
+/// # Safety
+/// Only call after checking AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C: the kernels use them.
+pub(crate) unsafe fn overrides() -> Overrides {
+    Overrides {
+        dot: vec![
+            (T::Q8_0, dot_q8_0 as _),
+            (T::Q4_0, dot_q4_0 as _),
+            (T::IQ4_NL, dot_iq4_nl as _),
+            (T::Q4_K, dot_q4_k as _),
+            (T::Q5_K, dot_q5_k as _),
+            (T::Q6_K, dot_q6_k as _),
+            (T::IQ4_XS, dot_iq4_xs as _),
+        ],
+        act: vec![(T::Q8_0, quantize_q8_0 as _), (T::Q8_1, quantize_q8_1 as _), (T::Q8_K, quantize_q8_k as _)],
+    }
+}
+
+macro_rules! kernel {
+    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) $(-> $r:ty)? $body:block) => {
+        $(#[$m])*
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name($($a: $t),*) $(-> $r)? $body
+    };
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn load256(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 32 readable bytes at `p`.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// Two 32-byte loads (block `a` low, block `b` high) in one zmm.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn load2x256(a: *const u8, b: *const u8) -> __m512i {
+    // SAFETY: 32 readable bytes at `a` and at `b` (caller).
+    unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(load256(a)), load256(b), 1) }
+}
+
+/// 16 packed nibbles at `p` to 32 bytes in value order (low nibbles first).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    // SAFETY: 16 readable bytes at `p` (caller).
+    let lo = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(lo, 4), lo), _mm256_set1_epi8(0x0f))
+}
+
+/// Two blocks' nibbles (block `a` in the low half).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn nibbles2x32(a: *const u8, b: *const u8) -> __m512i {
+    // SAFETY: 16 readable bytes at `a` and `b` (caller).
+    unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(nibbles32(a)), nibbles32(b), 1) }
+}
+
+/// Scale products of two block pairs: `dx0*dy0` in lanes 0..8, `dx1*dy1` in lanes 8..16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn scale2x2(x0: *const u8, y0: *const u8, x1: *const u8, y1: *const u8) -> __m512 {
+    // SAFETY: 2 readable bytes at each pointer (caller).
+    let r = |p: *const u8| unsafe { core::ptr::read_unaligned(p as *const u16) } as u64;
+    let bits = r(x0) | r(y0) << 16 | r(x1) << 32 | r(y1) << 48;
+    let v = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64));
+    let p = _mm_mul_ps(v, _mm_movehdup_ps(v)); // lanes 0 and 2 hold the products
+    let lo = _mm256_broadcastss_ps(p);
+    let hi = _mm256_broadcastss_ps(_mm_movehl_ps(p, p));
+    _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum512(v: __m512) -> f32 {
+    _mm512_reduce_add_ps(v)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantizers (same arithmetic as ggml's AVX2 path, so bit-exact).
+
+kernel! {
+    /// Q8_0 (and, with `with_sum`, Q8_1) blocks: `id = 127/amax`, round half to even.
+    #[inline]
+    fn q8_blocks(x: &[f32], dst: &mut [u8], bsize: usize, with_sum: bool) {
+        let off = bsize - 32;
+        for (xb, yb) in x.chunks_exact(32).zip(dst.chunks_exact_mut(bsize)) {
+            // SAFETY: `xb` has 32 floats.
+            let (v0, v1) = unsafe { (_mm512_loadu_ps(xb.as_ptr()), _mm512_loadu_ps(xb.as_ptr().add(16))) };
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            let d = amax / 127.0;
+            yb[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+            let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            let r = |v: __m512| {
+                _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+            };
+            let (i0, i1) = (r(v0), r(v1));
+            if with_sum {
+                let s = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+                yb[2..4].copy_from_slice(&half::f16::from_f32(d * s as f32).to_bits().to_le_bytes());
+            }
+            // SAFETY: 32 bytes written at `off..off + 32` of the `bsize`-byte block.
+            unsafe {
+                _mm_storeu_si128(yb.as_mut_ptr().add(off) as *mut __m128i, _mm512_cvtsepi32_epi8(i0));
+                _mm_storeu_si128(yb.as_mut_ptr().add(off + 16) as *mut __m128i, _mm512_cvtsepi32_epi8(i1));
+            }
+        }
+    }
+}
+
+kernel! {
+    fn quantize_q8_0(x: &[f32], dst: &mut [u8]) {
+        // SAFETY: same features and contract.
+        unsafe { q8_blocks(x, dst, 34, false) }
+    }
+}
+
+kernel! {
+    fn quantize_q8_1(x: &[f32], dst: &mut [u8]) {
+        // SAFETY: same features and contract.
+        unsafe { q8_blocks(x, dst, 36, true) }
+    }
+}
+
+kernel! {
+    /// Q8_K (`quantize_row_q8_K_ref` arithmetic; see the AVX2 version).
+    fn quantize_q8_k(x: &[f32], dst: &mut [u8]) {
+        for (xb, yb) in x.chunks_exact(256).zip(dst.chunks_exact_mut(292)) {
+            let p = xb.as_ptr();
+            let mut m = _mm512_setzero_ps();
+            for j in 0..16 {
+                // SAFETY: 16 floats at 16*j < 256.
+                m = _mm512_max_ps(m, _mm512_abs_ps(unsafe { _mm512_loadu_ps(p.add(16 * j)) }));
+            }
+            let amax = _mm512_reduce_max_ps(m);
+            if amax == 0.0 || amax.is_nan() {
+                yb.fill(0);
+                continue;
+            }
+            let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+            let iscale = -127.0f32 / max;
+            let mul = _mm512_set1_ps(iscale);
+            let lim = _mm512_set1_epi32(127);
+            let mut sums = [0i16; 16];
+            for (j, s) in sums.iter_mut().enumerate() {
+                // SAFETY: 16 floats at 16*j < 256; 16 bytes stored at 4 + 16*j < 260.
+                unsafe {
+                    let v = _mm512_loadu_ps(p.add(16 * j));
+                    let r = _mm512_roundscale_ps(_mm512_mul_ps(v, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    let q = _mm512_min_epi32(_mm512_cvtps_epi32(r), lim);
+                    *s = _mm512_reduce_add_epi32(q) as i16;
+                    _mm_storeu_si128(yb.as_mut_ptr().add(4 + 16 * j) as *mut __m128i, _mm512_cvtsepi32_epi8(q));
+                }
+            }
+            yb[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+            for (j, s) in sums.iter().enumerate() {
+                yb[260 + 2 * j..262 + 2 * j].copy_from_slice(&s.to_le_bytes());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 32-value blocks, two per zmm.
+
+/// `sum(|x| * sign(y, x))` by fours: signed x signed bytes (exact for -127..=127).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_i8i8_512(x: __m512i, y: __m512i) -> __m512i {
+    let ax = _mm512_abs_epi8(x);
+    // y with x's sign: negate y where x < 0.
+    let neg = _mm512_movepi8_mask(x);
+    let sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy)
+}
+
+kernel! {
+    /// Q8_0 x Q8_0.
+    fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 32;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let mut acc = _mm512_setzero_ps();
+        let mut i = 0;
+        while i + 2 <= nb {
+            // SAFETY: blocks i and i+1 (34 bytes each) are inside both rows.
+            unsafe {
+                let (x0, y0, x1, y1) = (wp.add(34 * i), ap.add(34 * i), wp.add(34 * i + 34), ap.add(34 * i + 34));
+                let p = dot_i8i8_512(load2x256(x0.add(2), x1.add(2)), load2x256(y0.add(2), y1.add(2)));
+                acc = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), acc);
+            }
+            i += 2;
+        }
+        let mut s = hsum512(acc);
+        if i < nb {
+            // SAFETY: the last block is inside both rows.
+            unsafe {
+                let (x, y) = (wp.add(34 * i), ap.add(34 * i));
+                let xv = load256(x.add(2));
+                let sy = _mm256_sign_epi8(load256(y.add(2)), xv);
+                let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(xv), sy);
+                s += f16_at(x) * f16_at(y) * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(p)) as f32;
+            }
+        }
+        s
+    }
+}
+
+kernel! {
+    /// Q4_0 x Q8_0: `dpbusd(q, y) - dpbusd(8, y)`.
+    fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 32;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let eight = _mm512_set1_epi8(8);
+        let z = _mm512_setzero_si512();
+        let mut acc = _mm512_setzero_ps();
+        let mut i = 0;
+        while i + 2 <= nb {
+            // SAFETY: blocks i and i+1 are inside both rows (18 / 34 bytes each).
+            unsafe {
+                let (x0, y0, x1, y1) = (wp.add(18 * i), ap.add(34 * i), wp.add(18 * i + 18), ap.add(34 * i + 34));
+                let q = nibbles2x32(x0.add(2), x1.add(2));
+                let yv = load2x256(y0.add(2), y1.add(2));
+                let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, eight, yv));
+                acc = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), acc);
+            }
+            i += 2;
+        }
+        let mut s = hsum512(acc);
+        if i < nb {
+            // SAFETY: the last block is inside both rows.
+            unsafe {
+                let (x, y) = (wp.add(18 * i), ap.add(34 * i));
+                let yv = load256(y.add(2));
+                let z = _mm256_setzero_si256();
+                let p = _mm256_sub_epi32(
+                    _mm256_dpbusd_epi32(z, nibbles32(x.add(2)), yv),
+                    _mm256_dpbusd_epi32(z, _mm256_set1_epi8(8), yv),
+                );
+                s += f16_at(x) * f16_at(y) * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(p)) as f32;
+            }
+        }
+        s
+    }
+}
+
+kernel! {
+    /// IQ4_NL x Q8_0: codebook lookup with `vpshufb`.
+    fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 32;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        // SAFETY: the table has 16 bytes.
+        let tbl = _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i) });
+        let mut acc = _mm512_setzero_ps();
+        let mut i = 0;
+        while i + 2 <= nb {
+            // SAFETY: blocks i and i+1 are inside both rows (18 / 34 bytes each).
+            unsafe {
+                let (x0, y0, x1, y1) = (wp.add(18 * i), ap.add(34 * i), wp.add(18 * i + 18), ap.add(34 * i + 34));
+                let q = _mm512_shuffle_epi8(tbl, nibbles2x32(x0.add(2), x1.add(2)));
+                let p = dot_i8i8_512(q, load2x256(y0.add(2), y1.add(2)));
+                acc = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), acc);
+            }
+            i += 2;
+        }
+        let mut s = hsum512(acc);
+        if i < nb {
+            // SAFETY: the last block is inside both rows.
+            unsafe {
+                let (x, y) = (wp.add(18 * i), ap.add(34 * i));
+                let q = _mm256_shuffle_epi8(_mm512_castsi512_si256(tbl), nibbles32(x.add(2)));
+                let sy = _mm256_sign_epi8(load256(y.add(2)), q);
+                let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(q), sy);
+                s += f16_at(x) * f16_at(y) * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(p)) as f32;
+            }
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants: per 64 values, one zmm holds two 32-value sub-blocks; `dpbusd` gives per-4 sums,
+// multiplied by the sub-block scales in 32-bit lanes.
+
+/// Per-32 sums of a Q8_K block's per-16 sums, times the 8 mins, summed (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mins_dot(y: *const u8, sm: &[u8; 16]) -> i32 {
+    // SAFETY: `y` is a Q8_K block: 32 bytes of sums at 260 (caller).
+    let b = unsafe { load256(y.add(260)) };
+    let pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    // SAFETY: 8 bytes read at offset 8 of the 16-byte array.
+    let mins = _mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(sm.as_ptr().add(8) as *const __m128i) });
+    _mm512_reduce_add_epi32(_mm512_zextsi128_si512(_mm_madd_epi16(mins, pair)))
+}
+
+
+/// Shuffle selecting i16 element `2j` of a broadcast 8 x i16 vector into the low 256 bits and
+/// element `2j + 1` into the high 256 bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_shuffle(j: usize) -> __m512i {
+    let b = (4 * j) as i16;
+    let lo = _mm256_set1_epi16(b | (b + 1) << 8);
+    let hi = _mm256_set1_epi16((b + 2) | (b + 3) << 8);
+    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+}
+
+/// Eight u8 scales (at `p`) as i16, broadcast to all four 128-bit lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn scales8(p: *const u8) -> __m512i {
+    // SAFETY: 8 readable bytes at `p` (caller).
+    _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(p as *const __m128i) }))
+}
+
+kernel! {
+    /// Q4_K x Q8_K: per 64 values one `maddubs` (u4 x i8 pairs) and one `vpdpwssd` with the two
+    /// sub-block scales.
+    fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let m4 = _mm512_set1_epi8(0x0f);
+        let shuf = [pair_shuffle(0), pair_shuffle(1), pair_shuffle(2), pair_shuffle(3)];
+        let mut acc = _mm512_setzero_ps();
+        let mut accm = 0.0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (144 bytes of Q4_K, 292 of Q8_K) is inside both rows.
+            unsafe {
+                let (x, y) = (wp.add(144 * i), ap.add(292 * i));
+                let yd = f32_at(y);
+                let d = yd * f16_at(x);
+                let dmin = yd * f16_at(x.add(2));
+                let sm = k4_scales_mins(x.add(4));
+                accm += dmin * mins_dot(y, &sm) as f32;
+                let scb = scales8(sm.as_ptr());
+                let mut sumi = _mm512_setzero_si512();
+                for (j, sh) in shuf.iter().enumerate() {
+                    let qb = load256(x.add(16 + 32 * j));
+                    let q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qb), _mm256_srli_epi16(qb, 4), 1), m4);
+                    let p16 = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y.add(4 + 64 * j) as *const _));
+                    sumi = _mm512_dpwssd_epi32(sumi, p16, _mm512_shuffle_epi8(scb, *sh));
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+            }
+        }
+        _mm512_reduce_add_ps(acc) - accm
+    }
+}
+
+kernel! {
+    /// Q5_K x Q8_K (as Q4_K with the fifth bit from `qh`).
+    fn dot_q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let m4 = _mm512_set1_epi8(0x0f);
+        let b16 = _mm512_set1_epi8(0x10);
+        let shuf = [pair_shuffle(0), pair_shuffle(1), pair_shuffle(2), pair_shuffle(3)];
+        let mut acc = _mm512_setzero_ps();
+        let mut accm = 0.0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (176 bytes of Q5_K, 292 of Q8_K) is inside both rows.
+            unsafe {
+                let (x, y) = (wp.add(176 * i), ap.add(292 * i));
+                let yd = f32_at(y);
+                let d = yd * f16_at(x);
+                let dmin = yd * f16_at(x.add(2));
+                let sm = k4_scales_mins(x.add(4));
+                accm += dmin * mins_dot(y, &sm) as f32;
+                let scb = scales8(sm.as_ptr());
+                // qh in both halves, the high half pre-shifted by one bit: bit 2j of the low
+                // half and bit 2j+1 of the high half land on the same shift.
+                let qh1 = load256(x.add(16));
+                let mut qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh1), _mm256_srli_epi16(qh1, 1), 1);
+                let mut sumi = _mm512_setzero_si512();
+                for (j, sh) in shuf.iter().enumerate() {
+                    let qb = load256(x.add(48 + 32 * j));
+                    let lowq = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qb), _mm256_srli_epi16(qb, 4), 1), m4);
+                    // Bit 0 of each byte to bit 4 (16-bit shifts keep bytes apart for bit 0).
+                    let q = _mm512_or_si512(lowq, _mm512_and_si512(_mm512_slli_epi16(qh, 4), b16));
+                    qh = _mm512_srli_epi16(qh, 2);
+                    let p16 = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y.add(4 + 64 * j) as *const _));
+                    sumi = _mm512_dpwssd_epi32(sumi, p16, _mm512_shuffle_epi8(scb, *sh));
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+            }
+        }
+        _mm512_reduce_add_ps(acc) - accm
+    }
+}
+
+kernel! {
+    /// Q6_K x Q8_K: `sum(sc * q6 * y) - 32 * sum(sc * bsum)`, reduced exactly in integers
+    /// (the offset cancels most of the lanes' magnitude).
+    fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let m4 = _mm512_set1_epi8(0x0f);
+        let m2 = _mm512_set1_epi8(0x30);
+        // Scale index per 128-bit lane for (half, group pair): 8h + 4k2 + lane.
+        let idx = |b: i16| {
+            _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(b + 1), _mm_set1_epi16(b))),
+                _mm256_set_m128i(_mm_set1_epi16(b + 3), _mm_set1_epi16(b + 2)),
+                1,
+            )
+        };
+        let idxs = [idx(0), idx(4), idx(8), idx(12)];
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (210 bytes of Q6_K, 292 of Q8_K) is inside both rows.
+            unsafe {
+                let (x, y) = (wp.add(210 * i), ap.add(292 * i));
+                let d = f32_at(y) * f16_at(x.add(208));
+                let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.add(192) as *const __m128i));
+                let off = _mm256_madd_epi16(sc16, load256(y.add(260)));
+                let offs = _mm512_reduce_add_epi32(_mm512_zextsi256_si512(off)) * 32;
+                let sc512 = _mm512_castsi256_si512(sc16);
+                let mut sumi = _mm512_setzero_si512();
+                for half in 0..2 {
+                    let ql = _mm512_loadu_si512(x.add(64 * half) as *const _);
+                    let qh1 = load256(x.add(128 + 32 * half));
+                    let qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh1), _mm256_srli_epi16(qh1, 2), 1);
+                    let g01 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m2));
+                    let g23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(qh, m2));
+                    for (k2, g) in [g01, g23].into_iter().enumerate() {
+                        let p16 = _mm512_maddubs_epi16(g, _mm512_loadu_si512(y.add(4 + 128 * half + 64 * k2) as *const _));
+                        let scv = _mm512_permutexvar_epi16(idxs[2 * half + k2], sc512);
+                        sumi = _mm512_dpwssd_epi32(sumi, p16, scv);
+                    }
+                }
+                acc += d * (_mm512_reduce_add_epi32(sumi) - offs) as f32;
+            }
+        }
+        acc
+    }
+}
+
+kernel! {
+    /// IQ4_XS x Q8_K: codebook bytes times activations (`|q| * sign(y, q)` pairs), then
+    /// `vpdpwssd` with the two sub-block scales of each 64 values.
+    fn dot_iq4_xs(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        // SAFETY: the table has 16 bytes.
+        let tbl = _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i) });
+        let shuf = [pair_shuffle(0), pair_shuffle(1), pair_shuffle(2), pair_shuffle(3)];
+        let mut acc = _mm512_setzero_ps();
+        for i in 0..nb {
+            // SAFETY: super-block i (136 bytes of IQ4_XS, 292 of Q8_K) is inside both rows.
+            unsafe {
+                let (x, y) = (wp.add(136 * i), ap.add(292 * i));
+                let d = f32_at(y) * f16_at(x);
+                let sh = core::ptr::read_unaligned(x.add(2) as *const u16);
+                let sl = core::ptr::read_unaligned(x.add(4) as *const [u8; 4]);
+                let mut ls = [0i16; 8];
+                for (j, l) in ls.iter_mut().enumerate() {
+                    *l = (((sl[j / 2] >> (4 * (j % 2))) & 0x0f) as i16 | (((sh >> (2 * j)) & 3) as i16) << 4) - 32;
+                }
+                let scb = _mm512_broadcast_i32x4(_mm_loadu_si128(ls.as_ptr() as *const __m128i));
+                let mut sumi = _mm512_setzero_si512();
+                for (j, shj) in shuf.iter().enumerate() {
+                    let q = _mm512_shuffle_epi8(tbl, nibbles2x32(x.add(8 + 32 * j), x.add(8 + 32 * j + 16)));
+                    let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const _);
+                    let neg = _mm512_movepi8_mask(q);
+                    let sy = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
+                    let p16 = _mm512_maddubs_epi16(_mm512_abs_epi8(q), sy);
+                    sumi = _mm512_dpwssd_epi32(sumi, p16, _mm512_shuffle_epi8(scb, *shj));
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+            }
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+}

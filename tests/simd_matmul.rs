@@ -1,0 +1,57 @@
+//! `matmul` against ggml's golden weights: equals the per-pair kernel dot of the quantized
+//! activations (same kernel, so exactly), is independent of thread count and tiling, and stays
+//! within `error_bound` of the float64 product with the dequantized weights.
+
+mod common;
+
+use kquants::matmul::{self, error_bound};
+use kquants::simd;
+use kquants::QuantType;
+
+#[test]
+fn matmul_equals_pairwise_kernel_dots_and_error_bound() {
+    for name in ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"] {
+        let t = QuantType::from_name(name).unwrap();
+        let g = common::codec_golden(name);
+        for set in ["synth", "real"] {
+            let w = g[&format!("{set}_q")].u8();
+            let deq = g[&format!("{set}_deq")].f32();
+            let (n, k) = (g[&format!("{set}_deq")].rows(), g[&format!("{set}_deq")].cols());
+            let m = 6;
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i % 13) as f32)).collect();
+            let acts = matmul::quantize_activations(t, &x, k, m).unwrap();
+            let mut out1 = vec![0f32; m * n];
+            matmul::matmul_quantized(t, w, n, &acts, &mut out1, Some(1)).unwrap();
+            let mut out2 = vec![0f32; m * n];
+            matmul::matmul(t, w, n, k, &x, m, &mut out2, Some(2)).unwrap();
+            assert_eq!(out1, out2, "{name} {set}: thread count changed the result");
+            let (wrow, arow) = simd::dot_row_bytes(t, k).unwrap();
+            for j in 0..m {
+                for r in 0..n {
+                    let d = simd::vec_dot(t, k, &w[r * wrow..(r + 1) * wrow], &acts.data()[j * arow..(j + 1) * arow]).unwrap();
+                    assert_eq!(out1[j * n + r].to_bits(), d.to_bits(), "{name} {set} ({j},{r})");
+                    let xr = &x[j * k..(j + 1) * k];
+                    let wr = &deq[r * k..(r + 1) * k];
+                    let exact: f64 = xr.iter().zip(wr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                    let tol = error_bound(t, xr, wr);
+                    assert!((d as f64 - exact).abs() <= tol, "{name} {set} ({j},{r}): {d} vs {exact}, tol {tol}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_validates_shapes() {
+    let w = vec![0u8; 18 * 4];
+    let x = vec![0f32; 64];
+    let mut out = vec![0f32; 2];
+    assert!(matmul::matmul(QuantType::Q4_0, &w, 2, 64, &x, 1, &mut out, None).is_ok());
+    assert!(matmul::matmul(QuantType::Q4_0, &w, 3, 64, &x, 1, &mut out, None).is_err());
+    assert!(matmul::matmul(QuantType::Q4_0, &w, 2, 64, &x[1..], 1, &mut out, None).is_err());
+    assert!(matmul::matmul(QuantType::Q4_0, &w, 2, 64, &x, 1, &mut out[1..], None).is_err());
+    assert!(matmul::matmul(QuantType::Q4_0, &w, 2, 64, &x, 1, &mut out, Some(0)).is_err());
+    assert!(matmul::matmul(QuantType::F32, &w, 2, 64, &x, 1, &mut out, None).is_err());
+    let acts = matmul::quantize_activations(QuantType::Q4_K, &vec![0f32; 256], 256, 1).unwrap();
+    assert!(matmul::matmul_quantized(QuantType::Q4_0, &w, 2, &acts, &mut out, None).is_err());
+}
