@@ -226,14 +226,17 @@ fn signed_absmax(x: &[f32; QK]) -> f32 {
     x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0)
 }
 
+/// Lanes for [`min_max`] (4 measured faster than 8 on baseline x86-64).
+const MM_LANES: usize = 4;
+
 /// `(min, max)` of a block as Q4_1/Q5_1's sequential loop finds them (start at ±FLT_MAX, replace
 /// on strict comparison). Equal values only differ in bits for ±0, where the first one wins.
 #[inline(always)]
 fn min_max(x: &[f32; QK]) -> (f32, f32) {
-    let mut lo = [f32::MAX; LANES];
-    let mut hi = [-f32::MAX; LANES];
-    for c in x.chunks_exact(LANES) {
-        for k in 0..LANES {
+    let mut lo = [f32::MAX; MM_LANES];
+    let mut hi = [-f32::MAX; MM_LANES];
+    for c in x.chunks_exact(MM_LANES) {
+        for k in 0..MM_LANES {
             lo[k] = if c[k] < lo[k] { c[k] } else { lo[k] };
             hi[k] = if c[k] > hi[k] { c[k] } else { hi[k] };
         }
@@ -450,7 +453,8 @@ fn qx_0_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&
 fn qx_1_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&mut B, f32, f32, &[u8; QK])) {
     const G: usize = 8;
     let sigma2 = row_sigma2(x);
-    let nb = dst.len().min(x.len() / QK);
+    // Whole blocks present in all three (equal under the Block contract; never index past any).
+    let nb = dst.len().min(x.len() / QK).min(qw.len() / QK);
     let full = nb / G * G;
     let mut w = [0.0f32; G * QK];
     let mut l = [0u8; G * QK];
@@ -820,6 +824,21 @@ mod tests {
             let b = h.to_le_bytes();
             assert_eq!(half(b).to_bits(), f16_to_f32(b).to_bits(), "{h:#06x}");
         }
+    }
+
+    /// Mismatched lengths (outside the Block contract) truncate instead of panicking.
+    #[test]
+    fn mismatched_lengths_do_not_panic() {
+        let x = vec![0.5f32; 32 * 20];
+        let w = vec![1.0f32; 32 * 3];
+        let mut q41 = vec![BlockQ4_1::default(); 17];
+        BlockQ4_1::quantize_row(&x, &mut q41, Some(&w));
+        let mut q50 = vec![BlockQ5_0::default(); 25];
+        BlockQ5_0::quantize_row(&x, &mut q50, Some(&w));
+        BlockQ5_0::quantize_row(&x[..40], &mut q50, None);
+        let mut out = vec![0.0f32; 100];
+        BlockQ5_0::dequantize_row(&q50, &mut out);
+        let _ = BlockQ4_1::vec_dot_ref(&q41, &[BlockQ8_1::default(); 2]);
     }
 
     #[test]
