@@ -92,18 +92,19 @@ def run_demo(
             log(f"collecting an importance matrix on {calib_chunks} x {ctx} tokens of stdlib docstrings")
             imatrix(base, calib, imat_path, ctx=ctx, max_chunks=calib_chunks, dataset="python-stdlib-docstrings", progress=False)
 
-        def measure(name: str, path: Path, m: "Model") -> DemoRow:
+        def measure(name: str, path: Path, m: "Model", against_base: bool = True) -> DemoRow:
             log(f"measuring {name}")
-            p = perplexity(m, evaltext, ctx=ctx, base=base, max_chunks=eval_chunks, progress=False)
-            gen = m.generate(m.apply_chat_template([{"role": "user", "content": SAMPLE_PROMPT}]) if m.chat_template else SAMPLE_PROMPT,
-                             max_tokens=gen_tokens)
+            p = perplexity(m, evaltext, ctx=ctx, base=base if against_base else None, max_chunks=eval_chunks, progress=False)
+            prompt = m.apply_chat_template([{"role": "user", "content": SAMPLE_PROMPT}]) if m.chat_template else SAMPLE_PROMPT
+            gen = m.generate(prompt, max_tokens=gen_tokens)
             sample = "".join(gen)
             _, _, n_gen, t_gen = gen.timings
             size, n_el = _size(path)
-            return DemoRow(name, size / 2**20, 8.0 * size / max(n_el, 1), p["ppl"], p.get("kld", 0.0), p.get("top1", 1.0),
+            kld, top1 = (p["mean_kld"], p["same_top1"]) if against_base else (0.0, 1.0)
+            return DemoRow(name, size / 2**20, 8.0 * size / max(n_el, 1), p["ppl"], kld, top1,
                            n_gen / t_gen if t_gen > 0 else 0.0, " ".join(sample.split()))
 
-        rows = [measure("F32 (base)", base_path, base)]
+        rows = [measure("F32 (base)", base_path, base, against_base=False)]
         for t in types:
             mix, _, flag = t.partition("+")
             out = wd / f"model-{t.replace('+', '-')}.gguf"
