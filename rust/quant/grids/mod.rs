@@ -14,8 +14,13 @@
 
 use std::sync::OnceLock;
 
+pub mod iq1s;
 pub mod tables;
+pub use iq1s::*;
 pub use tables::*;
+
+/// Points of the IQ1_S / IQ1_M grid (ggml `NGRID_IQ1S`).
+pub const NGRID_IQ1S: usize = 2048;
 
 /// Values per super-block of every IQ grid type.
 pub(crate) const QK_K: usize = 256;
@@ -319,6 +324,12 @@ pub fn iq3s() -> &'static Lattice<4> {
     L.get_or_init(|| Lattice::build(&KGRID_IQ3S, 3, 8, 3))
 }
 
+/// The IQ1_S / IQ1_M lattice (2048 points in 8 dimensions, levels 0..=2, ggml `nwant` 3).
+pub fn iq1s() -> &'static Lattice<8> {
+    static L: OnceLock<Lattice<8>> = OnceLock::new();
+    L.get_or_init(|| Lattice::build(&KGRID_IQ1S, 2, 3, 3))
+}
+
 /// Bytes of a little-endian grid word: coordinate `i` of the dequantization grid point.
 #[inline(always)]
 pub fn grid8(g: u64) -> [u8; 8] {
@@ -397,6 +408,7 @@ mod tests {
         check_lattice(iq2s(), 3, 1);
         check_lattice(iq3xxs(), 8, 2);
         check_lattice(iq3s(), 8, 3);
+        check_lattice(iq1s(), 3, 3);
     }
 
     fn both_searches_agree<const D: usize>(lat: &Lattice<D>, seed: u64) {
