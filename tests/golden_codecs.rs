@@ -38,6 +38,7 @@ const IMPLEMENTED: &[&str] = &[
     "IQ3_XXS",
     "IQ3_S",
     "IQ1_S",
+    "IQ1_M",
 ];
 
 #[test]

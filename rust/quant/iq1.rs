@@ -320,3 +320,272 @@ impl DotBlock for BlockIQ1S {
         sumf
     }
 }
+
+/// The shift table of a sub-block of 16 for shift choice `k` (bit 1: first group of 8 negative,
+/// bit 0: second group), as in ggml's 0..4 code.
+#[inline(always)]
+fn iq1m_xx<'a>(k: usize, group: usize, x_p: &'a [f32; 3], x_m: &'a [f32; 3]) -> &'a [f32; 3] {
+    let positive = if group == 0 { k < 2 } else { k % 2 == 0 };
+    if positive {
+        x_p
+    } else {
+        x_m
+    }
+}
+
+/// IQ1_M sub-block weights: `qw * sqrt(sigma2 + x^2)` with an imatrix, `x^2` without.
+#[inline(always)]
+fn iq1m_weights(xb: &[f32], qw: Option<&[f32]>, sigma2: f32, weight: &mut [f32; 16]) {
+    match qw {
+        Some(qw) => {
+            for i in 0..16 {
+                weight[i] = qw[i] * (sigma2 + xb[i] * xb[i]).sqrt();
+            }
+        }
+        None => {
+            for i in 0..16 {
+                weight[i] = xb[i] * xb[i];
+            }
+        }
+    }
+}
+
+fn quantize_block_m(xbl: &[f32], qwbl: Option<&[f32]>, y: &mut BlockIQ1M) {
+    const BS: usize = 16;
+    let lat = grids::iq1s();
+    let x_p = [-1.0 + IQ1M_DELTA, IQ1M_DELTA, 1.0 + IQ1M_DELTA];
+    let x_m = [-1.0 - IQ1M_DELTA, -IQ1M_DELTA, 1.0 - IQ1M_DELTA];
+    const MASKS: [u8; 4] = [0x00, 0x80, 0x08, 0x88];
+    *y = bytemuck::Zeroable::zeroed();
+    let mut scales = [0f32; QK_K / BS];
+    let mut shifts = [0usize; QK_K / BS];
+    let mut weight = [0f32; BS];
+    let mut l = [0i8; BS];
+    let mut index = [0u16; BS / 8];
+    let mut max_scale = 0f32;
+    let sigma2 = sigma2_of(xbl);
+    let qw_of = |ib: usize| qwbl.map(|w| &w[BS * ib..BS * ib + BS]);
+    for ib in 0..QK_K / BS {
+        let xb = &xbl[BS * ib..BS * ib + BS];
+        iq1m_weights(xb, qw_of(ib), sigma2, &mut weight);
+        let max = xb[1..].iter().fold(xb[0].abs(), |m, &v| fmax(m, v.abs()));
+        if max < GROUP_MAX_EPS_IQ1_M {
+            scales[ib] = 0.0;
+            shifts[ib] = 0;
+            continue;
+        }
+        let idx = sorted_indices::<BS>(xb);
+        // Prefix sums of w*x and w over the sorted values, kept per half (each group of 8 has
+        // its own shift sign).
+        let mut px = [[0f32; BS + 1]; 2];
+        let mut pw = [[0f32; BS + 1]; 2];
+        for j in 0..BS {
+            let i = idx[j];
+            let h = usize::from(i >= BS / 2);
+            px[h][j + 1] = px[h][j] + weight[i] * xb[i];
+            px[1 - h][j + 1] = px[1 - h][j];
+            pw[h][j + 1] = pw[h][j] + weight[i];
+            pw[1 - h][j + 1] = pw[1 - h][j];
+        }
+        let txs = [px[0][BS], px[1][BS]];
+        let tws = [pw[0][BS], pw[1][BS]];
+        let (p2, m2) = (x_p[2], x_m[2]);
+        let cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1];
+        let cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
+        let cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
+        let cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
+        let mut best_score = -f32::MAX;
+        let mut scale = max;
+        let (mut besti1, mut besti2, mut best_k) = (-1i32, -1i32, -1i32);
+        for i1 in 0..=BS {
+            for i2 in i1..=BS {
+                let (mut qx_p, mut qx_m, mut q2_p, mut q2_m) = ([0f32; 2], [0f32; 2], [0f32; 2], [0f32; 2]);
+                for h in 0..2 {
+                    let sx = px[h][i1] + px[h][i2];
+                    qx_p[h] = txs[h] * p2 - sx;
+                    qx_m[h] = txs[h] * m2 - sx;
+                    q2_p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
+                    q2_m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
+                }
+                let sumqx = [qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]];
+                let sumq2 = [q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]];
+                for k in 0..4 {
+                    if sumq2[k] > 0.0 && sumqx[k] * sumqx[k] > best_score * sumq2[k] {
+                        scale = sumqx[k] / sumq2[k];
+                        best_score = scale * sumqx[k];
+                        (besti1, besti2, best_k) = (i1 as i32, i2 as i32, k as i32);
+                    }
+                }
+            }
+        }
+        if besti1 < 0 || besti2 < 0 || best_k < 0 {
+            scales[ib] = 0.0;
+            shifts[ib] = 0;
+            continue;
+        }
+        let (b1, b2) = (besti1 as usize, besti2 as usize);
+        let mut best_k = best_k as usize;
+        for j in 0..BS {
+            l[idx[j]] = if j < b1 { 0 } else if j < b2 { 1 } else { 2 };
+        }
+        if scale < 0.0 {
+            for v in &mut l {
+                *v = 2 - *v;
+            }
+            scale = -scale;
+            best_k = 3 - best_k;
+        }
+        let mut all_on_grid = true;
+        for k in 0..BS / 8 {
+            let xx = iq1m_xx(best_k, k, &x_p, &x_m);
+            let g = 8 * k..8 * k + 8;
+            index[k] = match lat.slot(lat.code(&l[g.clone()])) {
+                Slot::OnGrid(j) => j,
+                Slot::Off(c) => {
+                    all_on_grid = false;
+                    best_neighbour(lat, c, &xb[g.clone()], &weight[g.clone()], scale, xx, &mut l[g])
+                }
+            };
+        }
+        if !all_on_grid {
+            let (mut sumqx, mut sumq2) = (0f32, 0f32);
+            for k in 0..BS / 8 {
+                let xx = iq1m_xx(best_k, k, &x_p, &x_m);
+                let lv = grid_levels(lat, index[k]);
+                for j in 0..8 {
+                    let w = weight[8 * k + j];
+                    let q = xx[(lv[j] as usize).min(2)];
+                    sumqx += w * q * xb[8 * k + j];
+                    sumq2 += w * q * q;
+                }
+            }
+            if sumqx > 0.0 && sumq2 > 0.0 {
+                scale = sumqx / sumq2;
+            }
+        }
+        y.qs[2 * ib] = (index[0] & 255) as u8;
+        y.qs[2 * ib + 1] = (index[1] & 255) as u8;
+        y.qh[ib] = ((index[0] >> 8) | ((index[1] >> 8) << 4)) as u8;
+        scales[ib] = scale;
+        shifts[ib] = best_k;
+        max_scale = fmax(max_scale, scale);
+    }
+    if max_scale == 0.0 {
+        return;
+    }
+    let mut sc = [0u16; 4];
+    let mut d = max_scale / 15.0;
+    let id = 1.0 / d;
+    let (mut sumqx, mut sumq2) = (0f32, 0f32);
+    for ib in 0..QK_K / BS {
+        let ls = nearest_int(0.5 * (id * scales[ib] - 1.0)).clamp(0, 7);
+        sc[ib / 4] |= (ls as u16) << (3 * (ib % 4));
+        y.qh[ib] |= MASKS[shifts[ib]];
+        let xb = &xbl[BS * ib..BS * ib + BS];
+        iq1m_weights(xb, qw_of(ib), sigma2, &mut weight);
+        for k in 0..BS / 8 {
+            let xx = iq1m_xx(shifts[ib], k, &x_p, &x_m);
+            let j = y.qs[2 * ib + k] as u16 | (((y.qh[ib] as u16) << (8 - 4 * k)) & 0x700);
+            let lv = grid_levels(lat, j);
+            for i in 0..8 {
+                let w = weight[8 * k + i];
+                let q = xx[(lv[i] as usize).min(2)] * (2 * ls + 1) as f32;
+                sumqx += w * q * xb[8 * k + i];
+                sumq2 += w * q * q;
+            }
+        }
+    }
+    if sumq2 > 0.0 {
+        d = sumqx / sumq2;
+    }
+    let s = u16::from_le_bytes(f32_to_f16(d * 1.1125));
+    sc[0] |= (s & 0x000f) << 12;
+    sc[1] |= (s & 0x00f0) << 8;
+    sc[2] |= (s & 0x0f00) << 4;
+    sc[3] |= s & 0xf000;
+    for (dst, v) in y.scales.chunks_exact_mut(2).zip(sc) {
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// The four little-endian u16 of an IQ1_M `scales` field and the f16 super-block scale they carry.
+#[inline(always)]
+fn iq1m_scales(x: &BlockIQ1M) -> ([u16; 4], f32) {
+    let sc: [u16; 4] = core::array::from_fn(|i| u16::from_le_bytes([x.scales[2 * i], x.scales[2 * i + 1]]));
+    let s = (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+    (sc, f16_to_f32(s.to_le_bytes()))
+}
+
+/// Grid index of group `l` (0..4) of IQ1_M sub-block `ib` (0..8).
+#[inline(always)]
+fn iq1m_index(x: &BlockIQ1M, ib: usize, l: usize) -> usize {
+    let qh = x.qh[2 * ib + l / 2] as usize;
+    x.qs[4 * ib + l] as usize | ((qh << (8 - 4 * (l % 2))) & 0x700)
+}
+
+/// Whether group `l` of IQ1_M sub-block `ib` uses the negative shift.
+#[inline(always)]
+fn iq1m_negative(x: &BlockIQ1M, ib: usize, l: usize) -> bool {
+    x.qh[2 * ib + l / 2] & (0x08 << (4 * (l % 2))) != 0
+}
+
+impl Block for BlockIQ1M {
+    const TYPE: QuantType = QuantType::IQ1_M;
+
+    /// ggml `quantize_iq1_m` (with or without `imatrix`; `_ref` is the same without).
+    fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
+        for (ibl, (xbl, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
+            quantize_block_m(xbl, imatrix.map(|w| &w[QK_K * ibl..QK_K * (ibl + 1)]), y);
+        }
+    }
+
+    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+        for (x, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+            let (sc, d) = iq1m_scales(x);
+            for ib in 0..8 {
+                let dl = [
+                    d * (2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 7) + 1) as f32,
+                    d * (2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7) + 1) as f32,
+                ];
+                for l in 0..4 {
+                    let delta = if iq1m_negative(x, ib, l) { -IQ1M_DELTA } else { IQ1M_DELTA };
+                    let grid = grids::IQ1S_GRID[iq1m_index(x, ib, l)].to_le_bytes();
+                    let out = &mut y[32 * ib + 8 * l..32 * ib + 8 * l + 8];
+                    for k in 0..8 {
+                        out[k] = dl[l / 2] * (grid[k] as i8 as f32 + delta);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl DotBlock for BlockIQ1M {
+    type Dot = BlockQ8K;
+
+    /// ggml `ggml_vec_dot_iq1_m_q8_K_generic`.
+    fn vec_dot_ref(lhs: &[Self], rhs: &[BlockQ8K]) -> f32 {
+        let mut sumf = 0f32;
+        for (x, y) in lhs.iter().zip(rhs) {
+            let (sc, d) = iq1m_scales(x);
+            let (mut sumi1, mut sumi2) = (0i32, 0i32);
+            for ib in 0..8 {
+                let (mut sum1, mut sum2) = ([0i32; 2], [0i32; 2]);
+                for l in 0..4 {
+                    let q8 = &y.qs[32 * ib + 8 * l..32 * ib + 8 * l + 8];
+                    let lsum1 = group_dot(grids::IQ1S_GRID[iq1m_index(x, ib, l)], q8);
+                    let lsum2: i32 = q8.iter().map(|&v| v as i32).sum();
+                    let delta = if iq1m_negative(x, ib, l) { -1 } else { 1 };
+                    sum1[l / 2] += lsum1;
+                    sum2[l / 2] += lsum2 * delta;
+                }
+                let ls1 = 2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 7) as i32 + 1;
+                let ls2 = 2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7) as i32 + 1;
+                sumi1 += sum1[0] * ls1 + sum1[1] * ls2;
+                sumi2 += sum2[0] * ls1 + sum2[1] * ls2;
+            }
+            sumf += d * y.d() * (sumi1 as f32 + IQ1M_DELTA * sumi2 as f32);
+        }
+        sumf
+    }
+}

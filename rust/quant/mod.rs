@@ -143,6 +143,7 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
         T::IQ3_XXS => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3XXS>(); &C }
         T::IQ3_S => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3S>(); &C }
         T::IQ1_S => { static C: Codec = Codec::of_dot::<iq1::BlockIQ1S>(); &C }
+        T::IQ1_M => { static C: Codec = Codec::of_dot::<iq1::BlockIQ1M>(); &C }
         _ => return None,
     })
 }
