@@ -325,7 +325,7 @@ impl DotBlock for BlockIQ1S {
 /// bit 0: second group), as in ggml's 0..4 code.
 #[inline(always)]
 fn iq1m_xx<'a>(k: usize, group: usize, x_p: &'a [f32; 3], x_m: &'a [f32; 3]) -> &'a [f32; 3] {
-    let positive = if group == 0 { k < 2 } else { k % 2 == 0 };
+    let positive = if group == 0 { k < 2 } else { k.is_multiple_of(2) };
     if positive {
         x_p
     } else {
