@@ -163,13 +163,20 @@ fn quantize_block_s(xbl: &[f32], qw: &[f32], y: &mut BlockIQ1S) {
         let mut best_score = -f32::MAX;
         let mut scale = max;
         let (mut besti1, mut besti2, mut best_shift) = (-1i32, -1i32, 0i8);
+        // ggml's sums `(a*x0 + b*x1) + c*x2` (and `(a*x0*x0 + b*x1*x1) + c*x2*x2`) for the
+        // three groups of a split (i1, i2); the first term depends on i1 only and the last on i2
+        // only, so they are computed once each, with the same operations (hence the same floats).
+        let tail: [[[f32; 2]; BS + 1]; 2] = core::array::from_fn(|s| {
+            let xs = if s == 0 { &x_p } else { &x_m };
+            core::array::from_fn(|i2| [(sumx[BS] - sumx[i2]) * xs[2], (sumw[BS] - sumw[i2]) * xs[2] * xs[2]])
+        });
         for i1 in 0..=BS {
+            let head = [&x_p, &x_m].map(|xs| [(sumx[i1] - sumx[0]) * xs[0], (sumw[i1] - sumw[0]) * xs[0] * xs[0]]);
             for i2 in i1..=BS {
-                for (xs, shift) in [(&x_p, 1i8), (&x_m, -1i8)] {
-                    let sumqx = (sumx[i1] - sumx[0]) * xs[0] + (sumx[i2] - sumx[i1]) * xs[1] + (sumx[BS] - sumx[i2]) * xs[2];
-                    let sumq2 = (sumw[i1] - sumw[0]) * xs[0] * xs[0]
-                        + (sumw[i2] - sumw[i1]) * xs[1] * xs[1]
-                        + (sumw[BS] - sumw[i2]) * xs[2] * xs[2];
+                let (bx, bw) = (sumx[i2] - sumx[i1], sumw[i2] - sumw[i1]);
+                for (s, (xs, shift)) in [(&x_p, 1i8), (&x_m, -1i8)].into_iter().enumerate() {
+                    let sumqx = head[s][0] + bx * xs[1] + tail[s][i2][0];
+                    let sumq2 = head[s][1] + bw * xs[1] * xs[1] + tail[s][i2][1];
                     if sumq2 > 0.0 && sumqx * sumqx > best_score * sumq2 {
                         scale = sumqx / sumq2;
                         best_score = scale * sumqx;
