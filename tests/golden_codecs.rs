@@ -37,6 +37,8 @@ const IMPLEMENTED: &[&str] = &[
     "IQ2_S",
     "IQ3_XXS",
     "IQ3_S",
+    "IQ1_S",
+    "IQ1_M",
 ];
 
 #[test]

@@ -1,4 +1,4 @@
-//! Properties of the grid-codebook IQ types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S) beyond the
+//! Properties of the grid-codebook IQ types (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S) beyond the
 //! golden bytes: determinism across runs and thread counts, round-trip error within ggml's
 //! `test-quantize-fns` thresholds, zero blocks, and no panic on extreme values.
 
@@ -9,9 +9,17 @@ use proptest::prelude::*;
 /// Types covered here, with their round-trip RMSE threshold from `tests/test-quantize-fns.cpp`
 /// (ggml 0.25.3): `MAX_QUANTIZATION_TOTAL_ERROR_3BITS_XXS` = 0.005 for IQ3_XXS,
 /// `_3BITS` = 0.004 for IQ3_S, `_2BITS` = 0.0075 for IQ2_S. ggml no longer runs that test for
-/// IQ2_XXS/IQ2_XS (no CPU `from_float`); they get the 2-bit threshold.
-const TYPES: &[(&str, f32)] =
-    &[("IQ2_XXS", 0.0075), ("IQ2_XS", 0.0075), ("IQ2_S", 0.0075), ("IQ3_XXS", 0.005), ("IQ3_S", 0.004)];
+/// IQ2_XXS/IQ2_XS (no CPU `from_float`); they get the 2-bit threshold. It never ran for IQ1_S /
+/// IQ1_M either; they get the 1-bit `MAX_QUANTIZATION_TOTAL_ERROR_BINARY` = 0.025 (Q1_0).
+const TYPES: &[(&str, f32)] = &[
+    ("IQ2_XXS", 0.0075),
+    ("IQ2_XS", 0.0075),
+    ("IQ2_S", 0.0075),
+    ("IQ3_XXS", 0.005),
+    ("IQ3_S", 0.004),
+    ("IQ1_S", 0.025),
+    ("IQ1_M", 0.025),
+];
 
 fn ty(name: &str) -> QuantType {
     QuantType::from_name(name).unwrap()

@@ -14,6 +14,7 @@ use crate::types::QuantType;
 
 pub mod float;
 pub mod grids;
+pub mod iq1;
 pub mod iq2;
 pub mod iq3;
 pub mod k;
@@ -141,6 +142,8 @@ fn lookup(t: QuantType) -> Option<&'static Codec> {
         T::IQ2_S => { static C: Codec = Codec::of_dot::<iq2::BlockIQ2S>(); &C }
         T::IQ3_XXS => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3XXS>(); &C }
         T::IQ3_S => { static C: Codec = Codec::of_dot::<iq3::BlockIQ3S>(); &C }
+        T::IQ1_S => { static C: Codec = Codec::of_dot::<iq1::BlockIQ1S>(); &C }
+        T::IQ1_M => { static C: Codec = Codec::of_dot::<iq1::BlockIQ1M>(); &C }
         _ => return None,
     })
 }
