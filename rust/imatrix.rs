@@ -269,14 +269,15 @@ impl Imatrix {
         let i32_of = |v: usize, what: &str| i32::try_from(v).map_err(|_| Error::value(format!("imatrix {what} {v} does not fit the .dat format")));
         let mut out = Vec::new();
         out.extend_from_slice(&i32_of(self.entries.len(), "entry count")?.to_le_bytes());
-        let cs = self.chunk_size.max(1) as i64;
+        let cs = u64::from(self.chunk_size.max(1));
         for (name, e) in &self.entries {
             let &[count] = e.counts.as_slice() else {
                 return Err(Error::value(format!("imatrix entry {name} has {} expert counts; the .dat format holds one", e.counts.len())));
             };
             out.extend_from_slice(&i32_of(name.len(), "name length")?.to_le_bytes());
             out.extend_from_slice(name.as_bytes());
-            let ncall = if self.is_legacy { count } else { count.max(0).div_euclid(cs) + i64::from(count.max(0) % cs != 0) }.max(1);
+            // Legacy call counts are kept; collected token counts become whole chunks, rounded up.
+            let ncall = if self.is_legacy { count } else { (count.max(0) as u64).div_ceil(cs) as i64 }.max(1);
             let ncall = i32::try_from(ncall).map_err(|_| Error::value(format!("imatrix entry {name}: call count {ncall} does not fit the .dat format")))?;
             out.extend_from_slice(&ncall.to_le_bytes());
             out.extend_from_slice(&i32_of(e.sums.len(), "value count")?.to_le_bytes());
