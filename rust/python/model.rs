@@ -11,7 +11,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::error::Error;
-use crate::model::imatrix::{Collector, Imatrix};
+use crate::imatrix::Imatrix;
+use crate::model::imatrix::Collector;
 use crate::model::perplexity::perplexity;
 use crate::model::sampling::{Sampler, SamplerConfig};
 use crate::model::tokenizer::Utf8Stream;
@@ -333,7 +334,7 @@ impl PyGenerator {
 /// Read an importance matrix (GGUF or legacy `.dat`): `{weight name: mean squared activation}`.
 #[pyfunction]
 fn load_imatrix<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    let im = py.detach(|| Imatrix::read(&path))?;
+    let im = py.detach(|| Imatrix::load(&path))?;
     let d = PyDict::new(py);
     let means: BTreeMap<String, Vec<f32>> = im.means();
     for (k, v) in means {
