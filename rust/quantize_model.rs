@@ -204,9 +204,9 @@ pub fn quantize_model(
     let f = GgufFile::open(input)?;
     let (choices, needs_imatrix) = plan_model(&f, opts)?;
     let imatrix = opts.imatrix.as_ref().filter(|m| !m.weights.is_empty());
-    if needs_imatrix && !opts.dry_run {
-        let c = choices.iter().find(|c| c.allows_quantization && c.requires_imatrix).map(|c| (&f.tensors()[c.index].name, c.target));
-        let (name, ty) = c.expect("needs_imatrix implies such a choice");
+    let missing = choices.iter().find(|c| c.allows_quantization && c.requires_imatrix);
+    if let (true, false, Some(c)) = (needs_imatrix, opts.dry_run, missing) {
+        let (name, ty) = (&f.tensors()[c.index].name, c.target);
         return Err(Error::value(format!(
             "this quantization requires an importance matrix (imatrix=...): tensor {name} would be {ty}"
         )));
@@ -274,7 +274,7 @@ pub fn quantize_model(
             }
         }
         bytes_done += t.nbytes;
-        report.tensors.push(TensorReport {
+        let tensor = TensorReport {
             name: t.name.clone(),
             shape: t.shape(),
             from: t.ty,
@@ -282,8 +282,9 @@ pub fn quantize_model(
             bytes_in: t.nbytes,
             bytes_out: out_bytes,
             used_imatrix,
-        });
-        progress(&Progress { done: i + 1, total: choices.len(), tensor: report.tensors.last().expect("just pushed"), bytes_done, bytes_total })?;
+        };
+        progress(&Progress { done: i + 1, total: choices.len(), tensor: &tensor, bytes_done, bytes_total })?;
+        report.tensors.push(tensor);
     }
     if let Some(w) = writer {
         w.finish()?;
