@@ -404,3 +404,26 @@ def test_inferred_metadata_round_trips_through_gguf_py(tmp_path_factory, values)
             assert same_value(ours, theirs), (v, ours, theirs)
             plain = ours.tolist() if isinstance(ours, np.ndarray) else ours
             assert plain == v  # f32 inputs are exactly representable: no rounding expected
+
+
+def test_killed_writer_leaves_no_file_under_the_target_name(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    if not hasattr(signal, "SIGKILL"):
+        pytest.skip("needs SIGKILL")
+    target = tmp_path / "killed.gguf"
+    code = (
+        "import os, signal, numpy as np, kquants\n"
+        f"w = kquants.GGUFWriter({str(target)!r})\n"
+        "w.add_metadata('a', 1)\n"
+        "w.add_tensor_info('t', (1024, 1024), 'F32')\n"
+        "w.write_tensor_data(np.zeros((512, 1024), np.float32))\n"  # half the data is on disk
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], timeout=120)
+    assert r.returncode == -signal.SIGKILL
+    assert not target.exists()
+    # At most a hidden temporary file remains (none where the OS supports anonymous files).
+    assert all(p.name.startswith(".killed.gguf.") for p in tmp_path.iterdir())
