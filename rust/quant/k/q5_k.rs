@@ -83,21 +83,13 @@ impl Block for BlockQ5K {
         for (b, y) in src.iter().zip(super_blocks_mut(dst)) {
             let d = f16_to_f32(b.d);
             let min = f16_to_f32(b.dmin);
-            for p in 0..QK_K / 64 {
-                let (sc1, m1) = get_scale_min_k4(2 * p, &b.scales);
-                let (sc2, m2) = get_scale_min_k4(2 * p + 1, &b.scales);
-                let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
-                let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
-                let (u1, u2) = (1u8 << (2 * p), 2u8 << (2 * p));
-                let q = &b.qs[32 * p..32 * p + 32];
-                let (lo, hi) = y[64 * p..64 * p + 64].split_at_mut(32);
-                for ((o, &v), &h) in lo.iter_mut().zip(q).zip(&b.qh) {
-                    let h1 = if h & u1 != 0 { 16 } else { 0 };
-                    *o = d1 * ((v & 0xF) + h1) as f32 - m1;
-                }
-                for ((o, &v), &h) in hi.iter_mut().zip(q).zip(&b.qh) {
-                    let h2 = if h & u2 != 0 { 16 } else { 0 };
-                    *o = d2 * ((v >> 4) + h2) as f32 - m2;
+            // Unpack the 5-bit levels first (byte operations), then scale each sub-block of 32.
+            let a = levels(b);
+            for (j, (out, q)) in y.chunks_exact_mut(32).zip(a.chunks_exact(32)).enumerate() {
+                let (sc, m) = get_scale_min_k4(j, &b.scales);
+                let (dl, ml) = (d * sc as f32, min * m as f32);
+                for (o, &v) in out.iter_mut().zip(q) {
+                    *o = dl * v as f32 - ml;
                 }
             }
         }

@@ -387,32 +387,3 @@ mod lanes {
         }
     }
 }
-
-mod q3_lanes {
-    use crate::quant::search::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        #[test]
-        fn q3_lanes_equal_scalar(
-            x in prop::collection::vec(prop_oneof![6 => -2.0f32..2.0, 1 => Just(0.0f32), 1 => -1e-16f32..1e-16], 256),
-            zero_group in 0usize..20,
-        ) {
-            let mut x = x;
-            if zero_group < 16 {
-                x[16 * zero_group..16 * zero_group + 16].fill(0.0);
-            }
-            let xt = to_lanes::<16, 16>(&x);
-            let mut lt = [[0i8; 16]; 16];
-            let s = make_q3_quants_lanes::<16, 16>(4, &xt, &mut lt);
-            for g in 0..16 {
-                let mut l = [0i8; 16];
-                let s2 = make_q3_quants(4, &x[16 * g..16 * g + 16], &mut l, true);
-                prop_assert_eq!(s[g].to_bits(), s2.to_bits(), "group {}", g);
-                prop_assert_eq!(l, core::array::from_fn(|i| lt[i][g]));
-            }
-        }
-    }
-}
