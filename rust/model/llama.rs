@@ -411,7 +411,7 @@ impl Model {
         let mut hn = vec![0f32; m * d];
         rms_norm(rows, &self.output_norm, c.rms_eps, &mut hn);
         let mut logits = vec![0f32; m * c.n_vocab];
-        if let Some(obs) = observer.as_deref_mut() {
+        if let Some(obs) = observer {
             obs.observe(&self.output, &hn, m);
         }
         self.output.forward(data, &hn, m, &mut logits, None)?;
