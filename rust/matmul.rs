@@ -157,6 +157,9 @@ pub(crate) fn rows_per_task(n: usize, row_bytes: usize, threads: usize) -> usize
     by_size.min(by_balance)
 }
 
+/// Weight rows per call of a multi-row kernel.
+const GEMM_ROWS: usize = 4;
+
 /// Activation rows run together over one weight tile.
 const ACT_TILE: usize = 4;
 
@@ -182,7 +185,7 @@ pub fn matmul_quantized_with(
     if m.checked_mul(n) != Some(out.len()) {
         return Err(Error::value(format!("output has {} values, expected {m} x {n}", out.len())));
     }
-    let dot = RowDot::new(kern.dot_fn(w_ty)?, w_ty, k)?;
+    let dot = kern.row_dot(w_ty, k)?;
     if n == 0 || m == 0 {
         return Ok(());
     }
@@ -232,14 +235,26 @@ pub(crate) fn gemm_tile(dot: RowDot, w: &[u8], rows: Range<usize>, a: &[u8], m: 
     let wt = &w[rows.start * wrow..rows.end * wrow];
     assert_eq!(out.len(), rows.len() * m, "tile output size");
     let end = w.as_ptr().wrapping_add(w.len());
+    let ahead = |p: *const u8, len: usize| {
+        let p = p.wrapping_add(PREFETCH_AHEAD);
+        if p < end {
+            simd::prefetch(p, len.min(end as usize - p as usize));
+        }
+    };
+    if dot.has_gemm() {
+        // Multi-row kernel: GEMM_ROWS weight rows at a time against every activation row.
+        let a = &a[..m * arow];
+        for (wg, og) in wt.chunks(GEMM_ROWS * wrow).zip(out.chunks_mut(GEMM_ROWS * m)) {
+            ahead(wg.as_ptr(), wg.len());
+            dot.gemm(wg, a, m, og);
+        }
+        return;
+    }
     for a0 in (0..m).step_by(ACT_TILE) {
         let a1 = (a0 + ACT_TILE).min(m);
         for (r, wr) in wt.chunks_exact(wrow).enumerate() {
             if a0 == 0 {
-                let p = wr.as_ptr().wrapping_add(PREFETCH_AHEAD);
-                if p < end {
-                    simd::prefetch(p, wrow.min(end as usize - p as usize));
-                }
+                ahead(wr.as_ptr(), wrow);
             }
             for j in a0..a1 {
                 out[r * m + j] = dot.dot(wr, &a[j * arow..(j + 1) * arow]);

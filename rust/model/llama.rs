@@ -90,7 +90,7 @@ impl Linear {
         }
         let kern = crate::simd::kernels();
         let act_ty = self.ty.dot_type().ok_or(Error::Unsupported { ty: self.ty, op: "matmul" })?;
-        let dot = RowDot::new(kern.dot_fn(self.ty)?, self.ty, self.cols)?;
+        let dot = kern.row_dot(self.ty, self.cols)?;
         let act = kern.act_fn(act_ty)?;
         let act_row = act_ty
             .row_bytes(self.cols)

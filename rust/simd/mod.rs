@@ -22,6 +22,7 @@ use crate::types::QuantType;
 mod x86 {
     pub mod avx2;
     pub mod avx512;
+    pub mod gemm_avx512;
 }
 #[cfg(target_arch = "aarch64")]
 mod aarch64 {
@@ -112,6 +113,14 @@ pub(crate) type VecDotFn = unsafe fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 /// As for [`VecDotFn`]: lengths exact, ISA available.
 pub(crate) type QuantizeFn = unsafe fn(x: &[f32], dst: &mut [u8]);
 
+/// Raw multi-row kernel: `out[i * m + j] = dot(w row i, a row j)` for `nr` weight rows (`w`,
+/// rows of `t.row_bytes(k)`) and `m` activation rows (`a`, rows of the activation type).
+/// Each output is computed the same way whatever `nr` and `m` are.
+///
+/// # Safety
+/// Lengths exact (`w` = `nr` rows, `a` = `m` rows, `out` = `nr * m`), ISA available.
+pub(crate) type GemmFn = unsafe fn(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, out: &mut [f32]);
+
 /// How one table entry computes.
 #[derive(Clone, Copy)]
 enum DotImpl {
@@ -140,6 +149,7 @@ pub struct Kernels {
     dot_isa: [Isa; SLOTS],
     act: [ActImpl; SLOTS],
     act_isa: [Isa; SLOTS],
+    gemm: [Option<GemmFn>; SLOTS],
 }
 
 /// A level's overrides, filled by the per-ISA modules.
@@ -160,6 +170,7 @@ impl Kernels {
             dot_isa: [Isa::Scalar; SLOTS],
             act: [ActImpl::None; SLOTS],
             act_isa: [Isa::Scalar; SLOTS],
+            gemm: [None; SLOTS],
         };
         for &t in QuantType::ALL {
             if t.dot_type().is_some() && has_reference_dot(t) {
@@ -183,6 +194,28 @@ impl Kernels {
             self.act_isa[slot(t)] = isa;
         }
         self
+    }
+
+    /// Add multi-row kernels (they must compute exactly what the table's dot kernel of the
+    /// same type is replaced by in matmuls: see [`GemmFn`]).
+    #[allow(dead_code)] // no multi-row kernels on some targets
+    fn with_gemm(mut self, g: Vec<(QuantType, GemmFn)>) -> Kernels {
+        for (t, f) in g {
+            self.gemm[slot(t)] = Some(f);
+        }
+        self
+    }
+
+    /// Whether matmuls of `t` use a multi-row kernel at this level.
+    pub fn has_gemm(&self, t: QuantType) -> bool {
+        self.gemm[slot(t)].is_some()
+    }
+
+    /// The kernels a matmul of `t` with rows of `n` values uses.
+    pub(crate) fn row_dot(&self, t: QuantType, n: usize) -> Result<RowDot> {
+        let mut d = RowDot::new(self.dot_fn(t)?, t, n)?;
+        d.gemm = self.gemm[slot(t)];
+        Ok(d)
     }
 
     /// The level of this table.
@@ -289,13 +322,38 @@ pub(crate) struct RowDot {
     n: usize,
     wb: usize,
     ab: usize,
+    gemm: Option<GemmFn>,
 }
 
 impl RowDot {
     /// Bind `call` (the kernel of `t`) to rows of `n` values.
     pub(crate) fn new(call: DotCall, t: QuantType, n: usize) -> Result<RowDot> {
         let (wb, ab) = dot_row_bytes(t, n)?;
-        Ok(RowDot { call, t, n, wb, ab })
+        Ok(RowDot { call, t, n, wb, ab, gemm: None })
+    }
+
+    /// Whether a multi-row kernel computes these products (then [`RowDot::gemm`] is used for
+    /// every output, single rows included, so that batch size never changes a result).
+    pub(crate) fn has_gemm(&self) -> bool {
+        self.gemm.is_some()
+    }
+
+    /// `out[i * m + j] = w_i · a_j` for the `w.len() / wb` weight rows and `m` activation rows,
+    /// with the multi-row kernel when there is one, else one dot product per pair.
+    pub(crate) fn gemm(&self, w: &[u8], a: &[u8], m: usize, out: &mut [f32]) {
+        let nr = w.len() / self.wb.max(1);
+        assert!(w.len() == nr * self.wb && a.len() == m * self.ab && out.len() == nr * m, "gemm lengths");
+        match self.gemm {
+            // SAFETY: lengths asserted above; `g` comes from the table of an available ISA.
+            Some(g) => unsafe { g(self.n, w, nr, a, m, out) },
+            None => {
+                for (i, wr) in w.chunks_exact(self.wb).enumerate() {
+                    for (j, ar) in a.chunks_exact(self.ab).enumerate() {
+                        out[i * m + j] = self.dot(wr, ar);
+                    }
+                }
+            }
+        }
     }
 
     /// Bytes of one weight row and one activation row.
@@ -386,7 +444,8 @@ fn build(isa: Isa) -> Option<Kernels> {
         // SAFETY: AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C checked by `is_available` above.
         Isa::Avx512 => k
             .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
-            .with(Isa::Avx512, unsafe { x86::avx512::overrides() }),
+            .with(Isa::Avx512, unsafe { x86::avx512::overrides() })
+            .with_gemm(unsafe { x86::gemm_avx512::gemm_overrides() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.
         Isa::Neon => k.with(Isa::Neon, unsafe { aarch64::neon::overrides() }),
