@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::simd::{self, Kernels, RowDot};
+use crate::simd::{self, Kernels, RowDot, PREFETCH_AHEAD};
 use crate::types::QuantType;
 
 /// Activation rows quantized for one weight type's dot product.
@@ -157,9 +157,6 @@ pub(crate) fn rows_per_task(n: usize, row_bytes: usize, threads: usize) -> usize
     by_size.min(by_balance)
 }
 
-/// Weight rows per call of a multi-row kernel.
-const GEMM_ROWS: usize = 4;
-
 /// Activation rows run together over one weight tile.
 const ACT_TILE: usize = 4;
 
@@ -218,10 +215,6 @@ pub fn matmul_quantized_with(
     })
 }
 
-/// How far ahead of the row being multiplied the weight bytes are prefetched. Measured on a
-/// one-thread GEMV over 115 MB of Q4_1 (200000 x 576): 43 ns/256 values without a software
-/// prefetch, 33 / 28 / 25 / 25 ns with 1, 2, 4 and 8 KiB (18 ns when the weight sits in L2).
-pub(crate) const PREFETCH_AHEAD: usize = 4096;
 
 /// The products of weight rows `rows` (rows of `wrow` bytes inside `w`) with all `m` activation
 /// rows of `a` (rows of `arow` bytes), written to `out` transposed: `out[r * m + j]` for the
@@ -242,12 +235,8 @@ pub(crate) fn gemm_tile(dot: RowDot, w: &[u8], rows: Range<usize>, a: &[u8], m: 
         }
     };
     if dot.has_gemm() {
-        // Multi-row kernel: GEMM_ROWS weight rows at a time against every activation row.
-        let a = &a[..m * arow];
-        for (wg, og) in wt.chunks(GEMM_ROWS * wrow).zip(out.chunks_mut(GEMM_ROWS * m)) {
-            ahead(wg.as_ptr(), wg.len());
-            dot.gemm(wg, a, m, og);
-        }
+        // Multi-row kernel over the whole tile (it prefetches ahead itself).
+        dot.gemm(wt, &a[..m * arow], m, out);
         return;
     }
     for a0 in (0..m).step_by(ACT_TILE) {

@@ -129,11 +129,16 @@ impl Linear {
                 } else {
                     let mut tile = vec![0f32; nr * n];
                     matmul::gemm_tile(*dot, w, rs.clone(), acts, n, &mut tile);
-                    for (i, r) in rs.enumerate() {
-                        let b = self.bias.as_ref().map_or(0.0, |b| b[r]);
-                        for t in 0..n {
-                            // SAFETY: column r belongs to this chunk.
-                            unsafe { out.write(t * self.rows + r, tile[i * n + t] + b) };
+                    for t in 0..n {
+                        // SAFETY: columns `rs` of every output row belong to this chunk.
+                        let o = unsafe { out.part(t * self.rows + rs.start..t * self.rows + rs.end) };
+                        for (i, v) in o.iter_mut().enumerate() {
+                            *v = tile[i * n + t];
+                        }
+                        if let Some(b) = &self.bias {
+                            for (v, bv) in o.iter_mut().zip(&b[rs.clone()]) {
+                                *v += bv;
+                            }
                         }
                     }
                 }

@@ -503,6 +503,11 @@ pub fn quantize_act(t: QuantType, x: &[f32], dst: &mut [u8]) -> Result<()> {
     kernels().quantize_act(t, x, dst)
 }
 
+/// How far ahead of the weight row being multiplied its bytes are prefetched. Measured on a
+/// one-thread GEMV over 115 MB of Q4_1 (200000 x 576): 43 ns/256 values without a software
+/// prefetch, 33 / 28 / 25 / 25 ns with 1, 2, 4 and 8 KiB (18 ns when the weight sits in L2).
+pub(crate) const PREFETCH_AHEAD: usize = 4096;
+
 /// Ask the cache hierarchy to start loading the bytes `[p, p + len)` (one hint per 64-byte
 /// line). A hint only: it never faults, so the range may extend past the end of a buffer, and it
 /// does nothing on targets without a prefetch instruction.

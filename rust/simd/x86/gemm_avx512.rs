@@ -155,6 +155,69 @@ unsafe fn decode<const K: u8>(a: *const u8, b: *const u8) -> __m512i {
     }
 }
 
+/// One activation row's pass data for a pair of blocks: the 64 signed bytes, `d_a` per half,
+/// the integer start `−off·Σa` per lane, and (Q8_1) `s_a` per half. Built once per call for all
+/// activation rows, then read by every weight row.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct ActPass {
+    q: __m512i,
+    d: __m512,
+    base: __m512i,
+    s: __m512,
+}
+
+/// The pass data of `m` activation rows (`nb` blocks each) at `a`.
+///
+/// # Safety
+/// As [`gemm`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn act_panel<const K: u8>(nb: usize, a: &[u8], m: usize) -> Vec<ActPass> {
+    let ab = if q8_1(K) { 36 } else { 34 };
+    let aq = if q8_1(K) { 4 } else { 2 };
+    let passes = nb.div_ceil(2);
+    let ones = _mm512_set1_epi8(1);
+    let shift = _mm_cvtsi32_si128(offset(K).trailing_zeros() as i32);
+    // Permutations of a 4-lane [x0, y0, x1, y1] vector: both halves' first values broadcast;
+    // both halves' second values broadcast. For Q8_0 headers the lanes are [d0, d1].
+    let first = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+    let first_q8_0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    let second = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+    let mut out = Vec::with_capacity(m * passes);
+    for j in 0..m {
+        let row = &a[j * nb * ab..(j + 1) * nb * ab];
+        for p in 0..passes {
+            let (b0, b1) = (2 * p, (2 * p + 1).min(nb - 1));
+            // SAFETY: blocks b0, b1 < nb are inside the row; the loads read 32 quants and the
+            // 2- or 4-byte header of a block.
+            unsafe {
+                let (y0, y1) = (row.as_ptr().add(b0 * ab), row.as_ptr().add(b1 * ab));
+                let lo = _mm256_loadu_si256(y0.add(aq) as *const __m256i);
+                let hi = _mm256_loadu_si256(y1.add(aq) as *const __m256i);
+                let q = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                let (d, s) = if q8_1(K) {
+                    let v = _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128(
+                        (read_u32(y0) as u64 | (read_u32(y1) as u64) << 32) as i64,
+                    )));
+                    (_mm512_permutexvar_ps(first, v), _mm512_permutexvar_ps(second, v))
+                } else {
+                    let v = _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((read_u16(y0) | read_u16(y1) << 16) as i32)));
+                    (_mm512_permutexvar_ps(first_q8_0, v), _mm512_setzero_ps())
+                };
+                let base = if offset(K) != 0 {
+                    // −off·Σa per lane (off is a power of two).
+                    let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, q);
+                    _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sll_epi32(sum, shift))
+                } else {
+                    _mm512_setzero_si512()
+                };
+                out.push(ActPass { q, d, base, s });
+            }
+        }
+    }
+    out
+}
+
 /// `out[i * m + j] = w_i · a_j` for `nr` weight rows of `w` and `m` activation rows of `a`
 /// (`k` values each).
 ///
@@ -163,29 +226,42 @@ unsafe fn decode<const K: u8>(a: *const u8, b: *const u8) -> __m512i {
 /// row size for `k` (a multiple of 32); `out` holds `nr * m` values.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, out: &mut [f32]) {
-    let wrow = k / 32 * block_bytes(K);
-    let arow = k / 32 * if q8_1(K) { 36 } else { 34 };
+    let nb = k / 32;
+    let wrow = nb * block_bytes(K);
+    let arow = nb * if q8_1(K) { 36 } else { 34 };
     assert!(w.len() >= nr * wrow && a.len() >= m * arow && out.len() >= nr * m, "gemm buffer sizes");
+    if nb == 0 {
+        out[..nr * m].fill(0.0);
+        return;
+    }
+    // SAFETY: lengths checked above.
+    let panel = unsafe { act_panel::<K>(nb, a, m) };
+    let passes = nb.div_ceil(2);
+    // Tile shapes: few activation rows (generation) -> 4 weight rows per pass over one
+    // activation row; many (prompts) -> 2 weight rows x 8 activation rows.
+    let (rt, ct) = if m >= 8 { (2, 8) } else { (4, 1) };
     let mut i = 0;
     while i < nr {
-        let r = if nr - i >= 4 { 4 } else { 1 };
+        let r = if nr - i >= rt { rt } else { 1 };
+        let wp = w[i * wrow..].as_ptr();
         let mut j = 0;
         while j < m {
-            let c = if m - j >= 4 { 4 } else { 1 };
-            let wp = w[i * wrow..].as_ptr();
-            let ap = a[j * arow..].as_ptr();
-            // SAFETY: rows i..i+r of w and j..j+c of a are inside the checked buffers.
-            let res: [[f32; 4]; 4] = unsafe {
+            let c = if m - j >= ct { ct } else { 1 };
+            let ap = &panel[j * passes..];
+            let mut res = [0f32; 16];
+            // SAFETY: rows i..i+r of w are inside the checked buffer; panel rows j..j+c exist.
+            unsafe {
                 match (r, c) {
-                    (4, 4) => tile::<K, 4, 4>(k, wp, wrow, ap, arow),
-                    (4, _) => tile::<K, 4, 1>(k, wp, wrow, ap, arow),
-                    (_, 4) => tile::<K, 1, 4>(k, wp, wrow, ap, arow),
-                    _ => tile::<K, 1, 1>(k, wp, wrow, ap, arow),
+                    (2, 8) => tile::<K, 2, 8>(nb, wp, wrow, ap, passes, &mut res),
+                    (1, 8) => tile::<K, 1, 8>(nb, wp, wrow, ap, passes, &mut res),
+                    (4, _) => tile::<K, 4, 1>(nb, wp, wrow, ap, passes, &mut res),
+                    (2, _) => tile::<K, 2, 1>(nb, wp, wrow, ap, passes, &mut res),
+                    _ => tile::<K, 1, 1>(nb, wp, wrow, ap, passes, &mut res),
                 }
-            };
-            for (ri, row) in res.iter().enumerate().take(r) {
-                for (ci, v) in row.iter().enumerate().take(c) {
-                    out[(i + ri) * m + j + ci] = *v;
+            }
+            for ri in 0..r {
+                for ci in 0..c {
+                    out[(i + ri) * m + j + ci] = res[ri * c + ci];
                 }
             }
             j += c;
@@ -194,34 +270,37 @@ unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, o
     }
 }
 
-/// `R` weight rows times `C` activation rows; result `[row][act]`.
+/// `R` weight rows at `w` (stride `wrow`) times the `C` activation rows of `ap` (stride
+/// `passes`); result `res[row * C + act]`.
 ///
 /// # Safety
-/// As [`gemm`], for `R` rows at `w` (stride `wrow`) and `C` rows at `a` (stride `arow`).
+/// As [`gemm`]; `ap` holds `C * passes` entries.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<const K: u8, const R: usize, const C: usize>(
-    k: usize,
+    nb: usize,
     w: *const u8,
     wrow: usize,
-    a: *const u8,
-    arow: usize,
-) -> [[f32; 4]; 4] {
-    let nb = k / 32;
-    let (wb, ab) = (block_bytes(K), if q8_1(K) { 36 } else { 34 });
-    let aq = if q8_1(K) { 4 } else { 2 };
-    let ones = _mm512_set1_epi8(1);
-    let shift = _mm_cvtsi32_si128(offset(K).trailing_zeros() as i32);
+    ap: &[ActPass],
+    passes: usize,
+    res: &mut [f32; 16],
+) {
+    let wb = block_bytes(K);
     let mut acc = [[_mm512_setzero_ps(); C]; R];
-    // Permutations of a 4-lane [x0, y0, x1, y1] vector (upper lanes zero): both halves' first
-    // values broadcast; both halves' second values broadcast; second values in lanes 0 and 8 only.
+    // Permutations of the 4-lane weight header vector [d0, m0, d1, m1] (Q4_1/Q5_1; upper lanes
+    // zero) or [d0, d1]: d per half; m in lanes 0 and 8 only.
     let first = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     let first_q8_0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    let second = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
     let second_lane = _mm512_set_epi32(4, 4, 4, 4, 4, 4, 4, 3, 4, 4, 4, 4, 4, 4, 4, 1);
-    let mut b = 0;
-    while b < nb {
-        // Blocks b and b+1, or block b twice with the second half's scale zero.
+    // Prefetch the bytes PREFETCH_AHEAD past these rows a few lines per pass, spread over the
+    // passes (a burst of prefetches stalls once the line-fill buffers are full).
+    let pf = w.wrapping_add(crate::simd::PREFETCH_AHEAD);
+    let pf_lines = (R * wrow).div_ceil(64);
+    let pf_per_pass = pf_lines.div_ceil(passes);
+    for p in 0..passes {
+        crate::simd::prefetch(pf.wrapping_add(p * pf_per_pass * 64), pf_per_pass * 64);
+        // Blocks 2p and 2p+1, or block 2p twice with the second half's scale zero.
+        let b = 2 * p;
         let two = b + 1 < nb;
         let b2 = if two { b + 1 } else { b };
         // SAFETY: blocks b and b2 < nb of every row are inside the rows; each header read is
@@ -233,7 +312,6 @@ unsafe fn tile<const K: u8, const R: usize, const C: usize>(
             for r in 0..R {
                 let (x0, x1) = (w.add(r * wrow + b * wb), w.add(r * wrow + b2 * wb));
                 wv[r] = decode::<K>(x0, x1);
-                // [d0, m0, d1, m1] (Q4_1/Q5_1) or [d0, d1] as f16 words, converted at once.
                 let (h0, h1) = if q8_1(K) { (read_u32(x0), read_u32(x1)) } else { (read_u16(x0), read_u16(x1)) };
                 let h1 = if two { h1 } else { 0 };
                 let v = _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128(
@@ -247,48 +325,20 @@ unsafe fn tile<const K: u8, const R: usize, const C: usize>(
                 }
             }
             for c in 0..C {
-                let (y0, y1) = (a.add(c * arow + b * ab), a.add(c * arow + b2 * ab));
-                let lo = _mm256_loadu_si256(y0.add(aq) as *const __m256i);
-                let hi = _mm256_loadu_si256(y1.add(aq) as *const __m256i);
-                let av = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                // Activation headers: [d0, s0, d1, s1] (Q8_1) or [d0, d1] (Q8_0).
-                let (sa, da);
-                if q8_1(K) {
-                    let v = _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128(
-                        (read_u32(y0) as u64 | (read_u32(y1) as u64) << 32) as i64,
-                    )));
-                    da = _mm512_permutexvar_ps(first, v);
-                    sa = _mm512_permutexvar_ps(second, v);
-                } else {
-                    let v = _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(
-                        (read_u16(y0) | read_u16(y1) << 16) as i32,
-                    )));
-                    da = _mm512_permutexvar_ps(first_q8_0, v);
-                    sa = _mm512_setzero_ps();
-                }
-                let base = if offset(K) != 0 {
-                    // −off·Σa per lane (off is a power of two).
-                    let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, av);
-                    _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sll_epi32(sum, shift))
-                } else {
-                    _mm512_setzero_si512()
-                };
+                let x = ap.get_unchecked(c * passes + p);
                 for r in 0..R {
-                    let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, wv[r], av));
-                    acc[r][c] = _mm512_fmadd_ps(p, _mm512_mul_ps(dw[r], da), acc[r][c]);
+                    let i = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(x.base, wv[r], x.q));
+                    acc[r][c] = _mm512_fmadd_ps(i, _mm512_mul_ps(dw[r], x.d), acc[r][c]);
                     if q8_1(K) {
-                        acc[r][c] = _mm512_fmadd_ps(mw[r], sa, acc[r][c]);
+                        acc[r][c] = _mm512_fmadd_ps(mw[r], x.s, acc[r][c]);
                     }
                 }
             }
         }
-        b += 2;
     }
-    let mut res = [[0f32; 4]; 4];
     for r in 0..R {
         for c in 0..C {
-            res[r][c] = _mm512_reduce_add_ps(acc[r][c]);
+            res[r * C + c] = _mm512_reduce_add_ps(acc[r][c]);
         }
     }
-    res
 }
