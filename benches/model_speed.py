@@ -2,9 +2,15 @@
 llama.cpp's llama-bench medians on this machine kind (shared/anchors/llamacpp.md §4b).
 
     python benches/model_speed.py [MODEL ...] [--threads 2] [--reps 5]
+    python benches/model_speed.py --variants DIR [--threads 2] [--reps 5]
 
-Without MODEL, runs the bundled Q4_1 file. pp64 = 64 prompt tokens in one batch from an empty
-cache; tg32 = 32 single-token steps after a 1-token prompt (as llama-bench's -n 32). Medians.
+Without MODEL, runs the bundled Q4_1 file. With `--variants DIR` it first writes (once, reused
+afterwards) the files llama.cpp's figures were measured on: the bundled model dequantized to an
+F32 base, and that base quantized to Q8_0, Q4_K_M, Q4_0 and IQ4_XS by `kquants.quantize_model`
+(same mixes as llama-quantize), then runs the bundled file and all of them.
+pp64 = 64 prompt tokens in one batch from an empty cache; tg32 = 32 single-token steps after a
+1-token prompt (as llama-bench's -n 32). Medians. Timings need a quiet machine: other load on
+the 2 cores halves them.
 """
 
 from __future__ import annotations
@@ -41,16 +47,39 @@ def bench(path, threads: int, reps: int):
     return statistics.median(pp), statistics.median(tg)
 
 
+def variants(d: Path, threads: int) -> tuple[list[str], list[str]]:
+    """The bundled model plus its F32 base and four quantizations in `d` (made if missing)."""
+    from kquants import quantize_model
+    from kquants._models import default_model_path
+
+    d.mkdir(parents=True, exist_ok=True)
+    src = default_model_path()
+    base = d / "smollm2-f32.gguf"
+    if not base.exists():
+        quantize_model(src, base, "F32", allow_requantize=True, threads=threads)
+    models, labels = [str(src)], ["Q4_1"]
+    for t in ["Q8_0", "Q4_K_M", "Q4_0", "IQ4_XS"]:
+        out = d / f"smollm2-{t}.gguf"
+        if not out.exists():
+            quantize_model(base, out, t, threads=threads)
+        models.append(str(out))
+        labels.append(t)
+    return models + [str(base)], labels + ["F32"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--label", action="append", default=None, help="llama.cpp row for each model (default Q4_1)")
+    ap.add_argument("--variants", metavar="DIR", help="write and run the F32/Q8_0/Q4_K_M/Q4_0/IQ4_XS versions in DIR")
     a = ap.parse_args()
-    if not a.models:
-        from kquants._models import default_model_path
+    from kquants._models import default_model_path
 
+    if a.variants:
+        a.models, a.label = variants(Path(a.variants), a.threads)
+    if not a.models:
         a.models = [str(default_model_path())]
     labels = a.label or ["Q4_1"] * len(a.models)
     print(f"{'model':40s} {'pp64 t/s':>10s} {'llama.cpp':>10s} {'tg32 t/s':>10s} {'llama.cpp':>10s}  (threads={a.threads})")

@@ -154,7 +154,8 @@ pub fn matmul_quantized(
 pub(crate) fn rows_per_task(n: usize, row_bytes: usize, threads: usize) -> usize {
     let by_size = (65536 / row_bytes.max(1)).max(1);
     let by_balance = (n / (8 * threads.max(1))).max(1);
-    by_size.min(by_balance)
+    // A multiple of the row group (see `simd::ROW_GROUP`).
+    by_size.min(by_balance).next_multiple_of(simd::ROW_GROUP)
 }
 
 /// Activation rows run together over one weight tile.

@@ -69,9 +69,10 @@ fn matmul_validates_shapes() {
 
 #[test]
 fn multi_row_kernels_handle_odd_blocks_and_ragged_tiles() {
-    // k = 5 blocks of 32 (a last pass with one block), 7 weight rows and 5 activation rows (tiles
-    // of 4 plus remainders): batch equals single rows, all within the error bound.
-    let (n, k, m) = (7usize, 160usize, 5usize);
+    // k = 5 blocks of 32 (a last pass with one block); 37 weight rows (two groups of 16 for the
+    // 16-row kernels plus 5 rows for the row-by-row ones) and 11 activation rows (a tile of 8 plus
+    // remainders): batch equals single rows and 1 thread equals 2, all within the error bound.
+    let (n, k, m) = (37usize, 160usize, 11usize);
     let wf: Vec<f32> = (0..n * k).map(|i| ((i * 2654435761usize % 1000) as f32 / 500.0 - 1.0) * 0.05).collect();
     let x: Vec<f32> = (0..m * k).map(|i| ((i * 40503 % 997) as f32 / 498.5 - 1.0) * (1.0 + (i % 7) as f32)).collect();
     for t in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0, QuantType::IQ4_NL] {
@@ -80,6 +81,9 @@ fn multi_row_kernels_handle_odd_blocks_and_ragged_tiles() {
         let acts = matmul::quantize_activations(t, &x, k, m).unwrap();
         let mut out = vec![0f32; m * n];
         matmul::matmul_quantized(t, &w, n, &acts, &mut out, Some(1)).unwrap();
+        let mut out2 = vec![0f32; m * n];
+        matmul::matmul_quantized(t, &w, n, &acts, &mut out2, Some(2)).unwrap();
+        assert_eq!(out, out2, "{t}: thread count changed the result");
         for j in 0..m {
             let single = matmul::quantize_activations(t, &x[j * k..(j + 1) * k], k, 1).unwrap();
             let mut one = vec![0f32; n];

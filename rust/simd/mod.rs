@@ -22,6 +22,7 @@ use crate::types::QuantType;
 mod x86 {
     pub mod avx2;
     pub mod avx512;
+    pub mod gemm16_avx512;
     pub mod gemm_avx512;
 }
 #[cfg(target_arch = "aarch64")]
@@ -445,13 +446,23 @@ fn build(isa: Isa) -> Option<Kernels> {
         Isa::Avx512 => k
             .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
             .with(Isa::Avx512, unsafe { x86::avx512::overrides() })
-            .with_gemm(unsafe { x86::gemm_avx512::gemm_overrides() }),
+            .with_gemm(if gemm_enabled() { unsafe { x86::gemm_avx512::gemm_overrides() } } else { Vec::new() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.
         Isa::Neon => k.with(Isa::Neon, unsafe { aarch64::neon::overrides() }),
         #[allow(unreachable_patterns)]
         _ => return None,
     })
+}
+
+/// Whether the multi-row kernels are used: only with `KQUANTS_GEMM=1`. They are off by default
+/// because of an unexplained intermittent disagreement: some runs of the SmolLM2 golden test
+/// gave logits 0.24 away from llama.cpp's with them (KL 7.6e-4 at position 0) while the
+/// row-by-row kernels, and other runs of the same binary, agreed to 1e-5. Until the cause is
+/// found they stay opt-in.
+#[allow(dead_code)] // x86-64 only
+fn gemm_enabled() -> bool {
+    std::env::var("KQUANTS_GEMM").is_ok_and(|v| v.trim() == "1")
 }
 
 static TABLES: [OnceLock<Option<Kernels>>; 4] = [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
@@ -502,6 +513,11 @@ pub fn vec_dot(t: QuantType, n: usize, w: &[u8], a: &[u8]) -> Result<f32> {
 pub fn quantize_act(t: QuantType, x: &[f32], dst: &mut [u8]) -> Result<()> {
     kernels().quantize_act(t, x, dst)
 }
+
+/// Weight rows are split between threads and tiles only at multiples of this many rows of a
+/// matrix: multi-row kernels that work on groups of 16 rows then see the same groups whatever
+/// the split, so the thread count never changes a result.
+pub(crate) const ROW_GROUP: usize = 16;
 
 /// How far ahead of the weight row being multiplied its bytes are prefetched. Measured on a
 /// one-thread GEMV over 115 MB of Q4_1 (200000 x 576): 43 ns/256 values without a software

@@ -241,6 +241,15 @@ unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, o
     // activation row; many (prompts) -> 2 weight rows x 8 activation rows.
     let (rt, ct) = if m >= 8 { (2, 8) } else { (4, 1) };
     let mut i = 0;
+    // Complete groups of 16 rows (the caller starts `w` at a multiple of 16 rows of its matrix).
+    if super::gemm16_avx512::has_kernel(K) && wrow * 16 <= i32::MAX as usize {
+        while nr - i >= crate::simd::ROW_GROUP {
+            // SAFETY: rows i..i+16 are inside `w` (checked length), `out` has rows i..i+16 of
+            // `m` values; `16 * wrow` fits an i32 (checked above).
+            unsafe { super::gemm16_avx512::gemm16::<K>(nb, w[i * wrow..].as_ptr(), wrow, a, m, &mut out[i * m..], m) };
+            i += crate::simd::ROW_GROUP;
+        }
+    }
     while i < nr {
         let r = if nr - i >= rt { rt } else { 1 };
         let wp = w[i * wrow..].as_ptr();

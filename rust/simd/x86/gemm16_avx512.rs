@@ -1,0 +1,226 @@
+//! AVX-512 VNNI kernels over groups of 16 weight rows for the 4-bit 32-value block types
+//! (Q4_0, Q4_1, IQ4_NL), the "interleaved" form of ggml's repacked GEMM done in registers: the
+//! 16 bytes of quants of one block of 16 rows are transposed (8 `vpermt2d`) so that each zmm
+//! holds the same 4 quant positions of all 16 rows. One `vpdpbusd` with a broadcast activation
+//! dword then advances 16 outputs at once, and one int32 lane ends up with a block's exact sum
+//! `Σ (u − off)·a` for one row: the float work (convert, scale by `d_w·d_a`, add) is one
+//! instruction per 16 outputs per block instead of per output.
+//!
+//! Which kernel computes a row must not depend on the batch or the thread count: the caller
+//! passes row ranges starting at multiples of [`crate::simd::ROW_GROUP`] rows of the matrix, so
+//! a row is in a complete group of 16 (this kernel) or in the matrix's last, partial group (the
+//! row-by-row kernels) whatever the split.
+
+use core::arch::x86_64::*;
+
+use super::avx2::KVALUES_IQ4NL;
+
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const IQ4NL: u8 = 5;
+
+/// Bytes of one weight block.
+const fn block_bytes(kind: u8) -> usize {
+    match kind {
+        Q4_1 => 20,
+        _ => 18,
+    }
+}
+
+/// Offset of the 16 quant bytes in a block.
+const fn quants_at(kind: u8) -> usize {
+    match kind {
+        Q4_1 => 4,
+        _ => 2,
+    }
+}
+
+/// Whether the activations are Q8_1 (36-byte blocks with `s = d·Σa`) rather than Q8_0.
+const fn q8_1(kind: u8) -> bool {
+    kind == Q4_1
+}
+
+/// The offset removed from the decoded unsigned values.
+const fn offset(kind: u8) -> i32 {
+    match kind {
+        Q4_0 => 8,
+        IQ4NL => 128,
+        _ => 0,
+    }
+}
+
+/// Per activation row and block: `d_a`, the integer start `−off·Σa`, and `s_a` (Q8_1).
+#[derive(Clone, Copy, Default)]
+struct ActBlock {
+    d: f32,
+    base: i32,
+    s: f32,
+}
+
+/// Whether `kind` has a 16-row kernel (see [`gemm16`]).
+pub(crate) const fn has_kernel(kind: u8) -> bool {
+    matches!(kind, Q4_0 | Q4_1 | IQ4NL)
+}
+
+/// `out[i * ldo + j] = w_i · a_j` for the 16 weight rows at `w` (stride `wrow`) and the `m`
+/// activation rows of `a`, `nb` blocks each.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI available; 16 rows of `nb` blocks at `w` with stride `wrow` (`16 *
+/// wrow` fits an i32), `a` holds `m` rows of `nb` activation blocks; `out` has `15 * ldo + m`
+/// values.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn gemm16<const K: u8>(nb: usize, w: *const u8, wrow: usize, a: &[u8], m: usize, out: &mut [f32], ldo: usize) {
+    let ab = if q8_1(K) { 36 } else { 34 };
+    assert!(a.len() >= m * nb * ab && out.len() >= 15 * ldo + m && m <= ldo, "gemm16 buffer sizes");
+    // Per-block activation data, built once for all row groups of the call.
+    let mut panel = vec![ActBlock::default(); m * nb];
+    let ones = _mm256_set1_epi8(1);
+    for (pj, row) in panel.chunks_exact_mut(nb).zip(a.chunks_exact(nb * ab)) {
+        for (p, blk) in pj.iter_mut().zip(row.chunks_exact(ab)) {
+            let h = |i: usize| half::f16::from_bits(u16::from_le_bytes([blk[i], blk[i + 1]])).to_f32();
+            // SAFETY: 32 quant bytes at the end of the block.
+            let q = unsafe { _mm256_loadu_si256(blk[ab - 32..].as_ptr() as *const __m256i) };
+            // Σa of the 32 signed quants: vpdpbusd with ones, then a horizontal add.
+            let sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q);
+            let s128 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+            let s64 = _mm_add_epi32(s128, _mm_unpackhi_epi64(s128, s128));
+            let total = _mm_cvtsi128_si32(_mm_add_epi32(s64, _mm_shuffle_epi32(s64, 0b01)));
+            *p = ActBlock { d: h(0), base: -offset(K) * total, s: if q8_1(K) { h(2) } else { 0.0 } };
+        }
+    }
+    let mut j = 0;
+    while j < m {
+        let c = if m - j >= 8 { 8 } else { 1 };
+        let ap = &a[j * nb * ab..];
+        let pp = &panel[j * nb..];
+        let mut res = [[0f32; 16]; 8];
+        // SAFETY: activation rows j..j+c exist; weight rows as the caller guarantees.
+        unsafe {
+            if c == 8 {
+                group::<K, 8>(nb, w, wrow, ap, pp, &mut res);
+            } else {
+                group::<K, 1>(nb, w, wrow, ap, pp, &mut res);
+            }
+        }
+        for (ci, col) in res.iter().enumerate().take(c) {
+            for (r, v) in col.iter().enumerate() {
+                out[r * ldo + j + ci] = *v;
+            }
+        }
+        j += c;
+    }
+}
+
+/// 16 bytes at `p`, `p + stride`, `p + 2 stride`, `p + 3 stride` as the four 128-bit lanes.
+///
+/// # Safety
+/// 16 readable bytes at each address.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn four(p: *const u8, stride: usize) -> __m512i {
+    // SAFETY: by the caller.
+    unsafe {
+        let ld = |i: usize| p.add(i * stride) as *const __m128i;
+        let z = _mm512_castsi128_si512(_mm_loadu_si128(ld(0)));
+        let z = _mm512_inserti32x4(z, _mm_loadu_si128(ld(1)), 1);
+        let z = _mm512_inserti32x4(z, _mm_loadu_si128(ld(2)), 2);
+        _mm512_inserti32x4(z, _mm_loadu_si128(ld(3)), 3)
+    }
+}
+
+/// 16 weight rows times `C` activation rows; `res[act][row]`.
+///
+/// # Safety
+/// As [`gemm16`], with `C` rows at `a` (stride `nb` blocks) and `C * nb` panel entries.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn group<const K: u8, const C: usize>(
+    nb: usize,
+    w: *const u8,
+    wrow: usize,
+    a: &[u8],
+    panel: &[ActBlock],
+    res: &mut [[f32; 16]; 8],
+) {
+    let (wb, qa) = (block_bytes(K), quants_at(K));
+    let ab = if q8_1(K) { 36 } else { 34 };
+    let aq = ab - 32;
+    let nib = _mm512_set1_epi8(0x0f);
+    // SAFETY (both tables): 16 readable bytes.
+    let tbl = unsafe {
+        _mm512_broadcast_i32x4(_mm_add_epi8(
+            _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i),
+            _mm_set1_epi8(-128),
+        ))
+    };
+    // Gather offsets of the 16 rows' block headers.
+    let rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(wrow as i32));
+    // Transposition indices (vpermt2d: 0..15 first source, 16..31 second).
+    // Step 1: rows 0..7 (or 8..15) of two 4-row registers, dwords k and k+1: out = (k-k0)*8 + r.
+    let idx_a0 = _mm512_set_epi32(29, 25, 21, 17, 13, 9, 5, 1, 28, 24, 20, 16, 12, 8, 4, 0);
+    let idx_a1 = _mm512_set_epi32(31, 27, 23, 19, 15, 11, 7, 3, 30, 26, 22, 18, 14, 10, 6, 2);
+    // Step 2: dword k of rows 0..7 (first) and 8..15 (second).
+    let idx_lo = _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 7, 6, 5, 4, 3, 2, 1, 0);
+    let idx_hi = _mm512_set_epi32(31, 30, 29, 28, 27, 26, 25, 24, 15, 14, 13, 12, 11, 10, 9, 8);
+    let mut acc = [_mm512_setzero_ps(); C];
+    for b in 0..nb {
+        // SAFETY: block b of each of the 16 rows is inside the rows (caller); gathers read the
+        // first 4 bytes of a block, loads its 16 quant bytes.
+        unsafe {
+            let blk = w.add(b * wb);
+            let hdr = _mm512_i32gather_epi32::<1>(rows, blk as *const i32);
+            let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hdr));
+            let mw = if q8_1(K) { _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hdr, 16))) } else { _mm512_setzero_ps() };
+            let q = blk.add(qa);
+            let (z0, z1, z2, z3) = (four(q, wrow), four(q.add(4 * wrow), wrow), four(q.add(8 * wrow), wrow), four(q.add(12 * wrow), wrow));
+            // The same block of the next group of rows, a line at a time (a hint: may pass the end).
+            if (b * wb) % 64 < wb {
+                let next = blk.wrapping_add(16 * wrow);
+                for r in 0..16 {
+                    crate::simd::prefetch(next.wrapping_add(r * wrow), 1);
+                }
+            }
+            let a01 = _mm512_permutex2var_epi32(z0, idx_a0, z1);
+            let b01 = _mm512_permutex2var_epi32(z2, idx_a0, z3);
+            let a23 = _mm512_permutex2var_epi32(z0, idx_a1, z1);
+            let b23 = _mm512_permutex2var_epi32(z2, idx_a1, z3);
+            let v = [
+                _mm512_permutex2var_epi32(a01, idx_lo, b01),
+                _mm512_permutex2var_epi32(a01, idx_hi, b01),
+                _mm512_permutex2var_epi32(a23, idx_lo, b23),
+                _mm512_permutex2var_epi32(a23, idx_hi, b23),
+            ];
+            // Values 4k..4k+4 (low nibbles) and 16+4k..16+4k+4 (high nibbles) of every row.
+            let mut lo = [_mm512_setzero_si512(); 4];
+            let mut hi = [_mm512_setzero_si512(); 4];
+            for k in 0..4 {
+                lo[k] = _mm512_and_si512(v[k], nib);
+                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), nib);
+                if K == IQ4NL {
+                    lo[k] = _mm512_shuffle_epi8(tbl, lo[k]);
+                    hi[k] = _mm512_shuffle_epi8(tbl, hi[k]);
+                }
+            }
+            for c in 0..C {
+                let y = a.as_ptr().add((c * nb + b) * ab + aq) as *const i32;
+                let p = panel.get_unchecked(c * nb + b);
+                let mut s0 = _mm512_set1_epi32(p.base);
+                let mut s1 = _mm512_setzero_si512();
+                for k in 0..4 {
+                    s0 = _mm512_dpbusd_epi32(s0, lo[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(k))));
+                    s1 = _mm512_dpbusd_epi32(s1, hi[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(4 + k))));
+                }
+                let isum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+                acc[c] = _mm512_fmadd_ps(isum, _mm512_mul_ps(dw, _mm512_set1_ps(p.d)), acc[c]);
+                if q8_1(K) {
+                    acc[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(p.s), acc[c]);
+                }
+            }
+        }
+    }
+    for c in 0..C {
+        // SAFETY: 16 floats into a [f32; 16].
+        unsafe { _mm512_storeu_ps(res[c].as_mut_ptr(), acc[c]) };
+    }
+}
