@@ -61,6 +61,9 @@ impl HfConfig {
     /// Load `config.json` from `dir` and check the architecture is one `convert` supports.
     pub fn load(dir: &Path) -> Result<HfConfig> {
         let path = dir.join("config.json");
+        if !path.is_file() {
+            return Err(Error::value(format!("{}: config.json is missing", dir.display())));
+        }
         let Json::Object(hparams) = read_json(&path)? else {
             return Err(Error::value(format!("{}: expected a JSON object", path.display())));
         };
