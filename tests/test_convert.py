@@ -63,6 +63,8 @@ def _train_tokenizer(kind: str):
         )
     tok.decoder = decoders.ByteLevel()
     specials = ["<|bos|>", "<|eos|>", "<|start|>", "<|end|>"]
+    if kind == "qwen2":
+        specials.append("<|endoftext|>")  # every Qwen2 vocabulary has it (transformers adds it otherwise)
     trainer = tokenizers.trainers.BpeTrainer(
         vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
@@ -152,7 +154,7 @@ def make_model(
         "torch_dtype": "float32",
     }
     (path / "config.json").write_text(json.dumps(cfg))
-    tcfg = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "add_bos_token": pre == "llama-bpe", "chat_template": TEMPLATE}
+    tcfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|bos|>", "eos_token": "<|eos|>", "add_bos_token": pre == "llama-bpe", "chat_template": TEMPLATE}
     (path / "tokenizer_config.json").write_text(json.dumps(tcfg))
     return {"weights": w, "tok": tok, "n_vocab": nv, "n_tok": n_tok}
 
@@ -318,11 +320,12 @@ def test_metadata_and_names_follow_gguf_py(tmp_path, arch):
     assert val(f"{arch}.attention.layer_norm_rms_epsilon") == pytest.approx(EPS)
     assert val("general.file_type") == gguf.LlamaFileType.MOSTLY_F16
     assert val("general.quantization_version") == gguf.GGML_QUANT_VERSION
-    if arch == "llama":  # LlamaModel adds these; qwen2's converter does not
+    if arch == "llama":  # LlamaModel adds these (and AutoConfig's head_dim default); qwen2's does not
         assert val("llama.vocab_size") == m["n_vocab"]
         assert val("llama.rope.dimension_count") == HD
+        assert val("llama.attention.key_length") == HD and val("llama.attention.value_length") == HD
     else:
-        assert "qwen2.vocab_size" not in fields and "qwen2.rope.dimension_count" not in fields
+        assert not {"qwen2.vocab_size", "qwen2.rope.dimension_count", "qwen2.attention.key_length"} & set(fields)
     # Tokenizer: every HF token in id order, padding tokens after, HF's merges as strings.
     tj = json.loads((tmp_path / "hf" / "tokenizer.json").read_text())
     by_id = {i: t for t, i in m["tok"].get_vocab(with_added_tokens=True).items()}
@@ -331,8 +334,9 @@ def test_metadata_and_names_follow_gguf_py(tmp_path, arch):
     assert val("tokenizer.ggml.pre") == ("qwen2" if arch == "qwen2" else "llama-bpe")
     assert val("tokenizer.ggml.tokens") == expect
     types = val("tokenizer.ggml.token_type")
-    assert types[:4] == [gguf.TokenType.CONTROL] * 4
-    assert set(types[4 : m["n_tok"]]) == {gguf.TokenType.NORMAL}
+    n_special = 5 if arch == "qwen2" else 4
+    assert types[:n_special] == [gguf.TokenType.CONTROL] * n_special
+    assert set(types[n_special : m["n_tok"]]) == {gguf.TokenType.NORMAL}
     assert set(types[m["n_tok"] :]) == {gguf.TokenType.UNUSED}
     merges = [" ".join(p) if isinstance(p, list) else p for p in tj["model"]["merges"]]
     assert val("tokenizer.ggml.merges") == merges

@@ -242,7 +242,15 @@ fn model_metadata(kv: &mut Kv, cfg: &HfConfig, dir: &Path, opts: &ConvertOptions
             return Err(Error::value(format!("{}: mixture-of-experts models are not supported", cfg.path.display())));
         }
     }
-    if let Some(hd) = cfg.find_u32(&["head_dim"])? {
+    // llama.cpp reads config.json through transformers' AutoConfig, whose LlamaConfig and
+    // MistralConfig fill in head_dim = hidden_size / num_attention_heads when it is absent
+    // (Qwen2Config has no head_dim), so llama files always get key/value lengths.
+    let hd = match cfg.find_u32(&["head_dim"])? {
+        Some(hd) => Some(hd),
+        None if cfg.arch.permutes_qk() => Some(head_dim(cfg)?),
+        None => None,
+    };
+    if let Some(hd) = hd {
         kv.set(&format!("{a}.attention.key_length"), Value::U32(hd));
         kv.set(&format!("{a}.attention.value_length"), Value::U32(hd));
     }
