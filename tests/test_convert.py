@@ -137,7 +137,7 @@ def make_model(
         index = {"metadata": {}, "weight_map": {k: f for f, part in zip(files, parts) for k in part}}
         (path / "model.safetensors.index.json").write_text(json.dumps(index))
     cfg = {
-        "architectures": ["Qwen2ForCausalLM" if arch == "qwen2" else "LlamaForCausalLM"],
+        "architectures": [{"qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM"}.get(arch, "LlamaForCausalLM")],
         "model_type": arch,
         "hidden_size": D,
         "intermediate_size": FF,
@@ -232,7 +232,7 @@ IDS = [0, 5, 9, 31, 77, 120, 2, 7, 7, 40, 200, 11, 3, 150]
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch,tied", [("llama", True), ("llama", False), ("qwen2", False)])
+@pytest.mark.parametrize("arch,tied", [("llama", True), ("llama", False), ("mistral", False), ("qwen2", False)])
 def test_f32_logits_match_hf_numpy(tmp_path, arch, tied):
     m = make_model(tmp_path / "hf", arch, tied=tied)
     out = tmp_path / "m.gguf"
@@ -588,3 +588,44 @@ def test_progress_abort_leaves_nothing(tmp_path):
         kquants.convert(tmp_path / "hf", out, "Q4_K_M", progress=stop)
     assert list(out.parent.iterdir()) == []
     assert os.path.isdir(tmp_path / "hf")
+
+
+@pytest.mark.parametrize("outtype,at", [("f16", 3), ("Q4_K_M", 3), ("Q4_K_M", 30)])
+def test_kill_9_leaves_nothing(tmp_path, outtype, at):
+    """SIGKILL in the middle of a conversion (for a mix: during the F32 pass, then during the
+    quantization pass) leaves no file of any name beside the output."""
+    import subprocess
+    import sys
+
+    make_model(tmp_path / "hf", "llama")
+    out = tmp_path / "o" / "m.gguf"
+    out.parent.mkdir()
+    code = (
+        "import os, signal, sys, kquants\n"
+        "def cb(done, total, *_):\n"
+        f"    if done == {at}:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"kquants.convert(sys.argv[1], sys.argv[2], {outtype!r}, progress=cb)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "hf"), str(out)], capture_output=True, timeout=300)
+    assert r.returncode == -9, r.stderr.decode()
+    assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("arch,ctx,kv", [("llama", 2048, NH), ("qwen2", 32768, 32)])
+def test_absent_keys_take_transformers_defaults(tmp_path, arch, ctx, kv):
+    """llama.cpp reads config.json through transformers' AutoConfig, so absent keys take the
+    config class's defaults (LlamaConfig / Qwen2Config: max_position_embeddings 2048 / 32768,
+    rms_norm_eps 1e-6, rope_theta 10000, num_key_value_heads num_attention_heads / 32; checked
+    with scripts/compare_convert_llamacpp.py against transformers 5.23)."""
+    make_model(tmp_path / "hf", arch, tied=(arch == "llama"))
+    _edit_json(tmp_path / "hf" / "config.json", max_position_embeddings=None, rms_norm_eps=None, rope_theta=None,
+               num_key_value_heads=None)
+    # num_key_value_heads = num_attention_heads changes the k/v shapes the config implies, not
+    # the file's tensors; only the metadata is looked at here.
+    kquants.convert(tmp_path / "hf", tmp_path / "m.gguf")
+    rd = gguf.GGUFReader(tmp_path / "m.gguf")
+    assert rd.fields[f"{arch}.context_length"].contents() == ctx
+    assert rd.fields[f"{arch}.attention.layer_norm_rms_epsilon"].contents() == pytest.approx(1e-6)
+    assert rd.fields[f"{arch}.rope.freq_base"].contents() == 10000.0
+    assert rd.fields[f"{arch}.attention.head_count_kv"].contents() == kv

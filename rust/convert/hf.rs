@@ -83,7 +83,40 @@ impl HfConfig {
                 )))
             }
         };
-        Ok(HfConfig { path, arch, arch_name, hparams })
+        let mut cfg = HfConfig { path, arch, arch_name, hparams };
+        cfg.fill_transformers_defaults();
+        Ok(cfg)
+    }
+
+    /// llama.cpp reads `config.json` through transformers' `AutoConfig(...).to_dict()`, which
+    /// fills in the config class's defaults for absent keys. The scalar ones that reach the
+    /// metadata are filled in here the same way (`LlamaConfig`, `MistralConfig`, `Qwen2Config`);
+    /// missing dimensions are still errors.
+    fn fill_transformers_defaults(&mut self) {
+        let max_pos: u64 = match self.arch {
+            HfArch::Llama => 2048,
+            HfArch::Mistral => 4096 * 32,
+            HfArch::Qwen2 => 32768,
+        };
+        let has_theta = self.hparams.contains_key("rope_theta")
+            || self.hparams.get("rope_parameters").and_then(|p| p.get("rope_theta")).is_some();
+        let h = &mut self.hparams;
+        h.entry("max_position_embeddings").or_insert(Json::from(max_pos));
+        h.entry("rms_norm_eps").or_insert(Json::from(1e-6));
+        if !has_theta {
+            h.insert("rope_theta".into(), Json::from(10000.0));
+        }
+        // The classes differ here: LlamaConfig copies num_attention_heads, MistralConfig's
+        // default is 8 and Qwen2Config's 32 (an explicit null means num_attention_heads in all).
+        let kv_default = match (self.arch, h.contains_key("num_key_value_heads")) {
+            (HfArch::Mistral, false) => Some(Json::from(8)),
+            (HfArch::Qwen2, false) => Some(Json::from(32)),
+            (_, _) if h.get("num_key_value_heads").is_some_and(|v| !v.is_null()) => None,
+            _ => h.get("num_attention_heads").cloned(),
+        };
+        if let Some(v) = kv_default {
+            h.insert("num_key_value_heads".into(), v);
+        }
     }
 
     /// The value of the first of `keys` present (llama.cpp's `find_hparam`); `null` counts as

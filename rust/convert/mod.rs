@@ -12,7 +12,7 @@
 //! `--outtype` `f32`, `f16` (default), `bf16` and `q8_0` are written directly, with 1-D tensors,
 //! norms and biases in F32 as llama.cpp writes them (and Q8_0 falling back to F16 for rows that
 //! are not whole blocks). Any llama-quantize mix (`Q4_K_M`, `IQ4_XS`, ...) converts to an F32 GGUF
-//! in a hidden temporary directory beside the output, then runs [`quantize_model`] on it: the
+//! in a hidden temporary file beside the output, then runs [`quantize_model`] on it: the
 //! result is what `convert_hf_to_gguf.py --outtype f32` followed by `llama-quantize` gives.
 //!
 //! Differences from llama.cpp's converter, all in metadata: `general.name` is the directory name
@@ -361,11 +361,11 @@ pub fn convert(
                 _ => std::path::PathBuf::from("."),
             };
             let stem = output.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let tmp = tempfile::Builder::new()
-                .prefix(&format!(".{stem}.convert."))
-                .tempdir_in(&parent)
-                .map_err(|e| Error::io(format!("creating a temporary directory in {}", parent.display()), e))?;
-            let f32_path = tmp.path().join("model-f32.gguf");
+            // The F32 intermediate is written like any output (nameless until complete), named
+            // beside the output only for the moment it takes to reopen it, then unlinked and read
+            // through /proc/self/fd; so an error, Ctrl-C or kill leaves nothing behind.
+            let f32_path = parent.join(format!(".{stem}.convert-f32.{}.gguf", std::process::id()));
+            let _guard = RemoveOnDrop(f32_path.clone());
             let mut sub = opts.clone();
             sub.outtype = OutType::F32;
             let mut n_total = 0usize;
@@ -375,16 +375,18 @@ pub fn convert(
                 bytes_first = p.bytes_total;
                 progress(&Progress { done: p.done, total: p.total * 2, tensor: p.tensor, bytes_done: p.bytes_done, bytes_total: p.bytes_total * 2 })
             })?;
+            let (input, _open) = detach_name(&f32_path);
             let mut qopts = QuantizeOptions::new(ft);
             qopts.threads = opts.threads;
             let n_first = first.tensors.len();
-            let mut report = quantize_model(&f32_path, output, &qopts, &mut |p: &Progress<'_>| {
+            let mut report = quantize_model(&input, output, &qopts, &mut |p: &Progress<'_>| {
                 let total = n_total.max(n_first + p.total);
                 progress(&Progress {
                     done: n_first + p.done,
                     total,
                     tensor: p.tensor,
-                    bytes_done: bytes_first + p.bytes_done * bytes_first / p.bytes_total.max(1),
+                    // The quantization pass reads the F32 file; scale its bytes to the input's.
+                    bytes_done: bytes_first + (p.bytes_done as u128 * bytes_first as u128 / p.bytes_total.max(1) as u128) as usize,
                     bytes_total: bytes_first * 2,
                 })
             })?;
@@ -395,11 +397,35 @@ pub fn convert(
                     t.bytes_in = src.bytes_in;
                 }
             }
-            drop(tmp);
             Ok(report)
         }
         _ => write_direct(model_dir, &cfg, output, opts, progress),
     }
+}
+
+/// Removes a file when dropped (if it still exists).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// On Linux: open `path`, unlink it, and return a `/proc/self/fd` path that still reaches it
+/// (with the open file that keeps it alive). Elsewhere, or if that fails, `path` itself.
+fn detach_name(path: &Path) -> (std::path::PathBuf, Option<std::fs::File>) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        if let Ok(f) = std::fs::File::open(path) {
+            let proc_path = std::path::PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+            if std::fs::metadata(&proc_path).is_ok() && std::fs::remove_file(path).is_ok() {
+                return (proc_path, Some(f));
+            }
+        }
+    }
+    (path.to_path_buf(), None)
 }
 
 /// Convert with an F32/F16/BF16/Q8_0 outtype, streaming into `output`.
@@ -564,6 +590,9 @@ fn write_tensor(
         Some(h) => hf::perm_row(r, rows, h),
         None => r,
     };
+    // Indexing below is in bounds: `data` holds exactly `rows` rows (checked above) and
+    // `src_of` maps 0..rows onto 0..rows (`perm_row` permutes within each head, and the planner
+    // checked `rows` is a whole number of heads of even size).
     let same = dtype_qt(p.dtype) == p.ty;
     if same && p.permute.is_none() {
         return w.write_tensor_data(data);

@@ -264,6 +264,12 @@ fn detect_pre(path: &Path, tj: &Json) -> Result<String> {
 
 /// llama.cpp's fingerprint: encode the check text with special tokens, sha256 of `str(ids)`.
 fn pre_by_hash(path: &Path) -> Option<&'static str> {
+    // The HF tokenizer library parses an untrusted file here; should it panic rather than return
+    // an error, fall back to the pattern detection instead of letting the panic reach Python.
+    std::panic::catch_unwind(|| pre_by_hash_inner(path)).ok().flatten()
+}
+
+fn pre_by_hash_inner(path: &Path) -> Option<&'static str> {
     let tok = tokenizers::Tokenizer::from_file(path).ok()?;
     let enc = tok.encode(CHECK_TEXT, true).ok()?;
     let ids: Vec<String> = enc.get_ids().iter().map(|i| i.to_string()).collect();
