@@ -37,8 +37,9 @@ use crate::quant::{self, Path as QPath};
 use crate::quantize_model::{quantize_model, Progress, QuantizeOptions, Report, TensorReport, QUANTIZATION_VERSION};
 use crate::types::QuantType;
 
-/// Largest f32 slab converted at once (bytes), bounding memory for large tensors.
-const SLAB_BYTES: usize = 64 << 20;
+/// Largest f32 slab converted at once (bytes), bounding memory for large tensors. Larger slabs
+/// do not convert faster: the work per row is a few operations per value.
+const SLAB_BYTES: usize = 16 << 20;
 
 /// What to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -609,6 +610,8 @@ fn write_tensor(
                 out_buf.extend_from_slice(&data[s..s + src_row]);
             }
         } else {
+            f32_buf.clear();
+            f32_buf.try_reserve(n * cols).map_err(|_| Error::value(format!("out of memory converting {:?}", p.hf)))?;
             f32_buf.resize(n * cols, 0.0);
             for (k, dst) in f32_buf.chunks_exact_mut(cols).enumerate() {
                 let s = src_of(r0 + k) * src_row;
@@ -621,6 +624,8 @@ fn write_tensor(
                 }
             } else {
                 let rb = p.ty.row_bytes(cols).ok_or_else(|| Error::value(format!("tensor {:?}: rows do not fit {}", p.name, p.ty)))?;
+                out_buf.clear();
+                out_buf.try_reserve(n * rb).map_err(|_| Error::value(format!("out of memory converting {:?}", p.hf)))?;
                 out_buf.resize(n * rb, 0);
                 quant::quantize_into(p.ty, f32_buf, cols, None, QPath::Chunk, out_buf, threads)
                     .map_err(|e| Error::value(format!("tensor {:?}: {e}", p.hf)))?;
