@@ -49,7 +49,9 @@ def _train_tokenizer(kind: str):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
-    if kind == "smollm":
+    if kind == "gpt-2":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    elif kind == "smollm":
         tok.pre_tokenizer = pre_tokenizers.Sequence(
             [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
         )
@@ -402,9 +404,9 @@ def test_tensor_bytes_equal_llama_cpp_conversion(tmp_path, outtype):
 
 def test_tokenizer_round_trip(tmp_path):
     """The converted vocabulary tokenizes like the HF tokenizer it came from."""
-    for pre in ["llama-bpe", "smollm"]:
+    for arch, pre in [("llama", "llama-bpe"), ("llama", "smollm"), ("llama", "gpt-2"), ("qwen2", "qwen2")]:
         d = tmp_path / pre
-        m = make_model(d, "llama", pre=pre)
+        m = make_model(d, arch, pre=pre, tied=(arch == "llama"))
         kquants.convert(d, d / "m.gguf")
         model = kquants.Model.load(d / "m.gguf")
         with kquants.GGUFFile(d / "m.gguf") as f:
