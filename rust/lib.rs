@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod atomic_file;
+pub mod convert;
 pub mod error;
 pub mod gguf;
 pub mod imatrix;

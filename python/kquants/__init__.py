@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._kquants import GGUFError, __version__
 from ._quantize_model import MIXES, QuantizeReport, TensorChange, quantize_model
+from ._convert import convert
 from ._kquants import matmul, quantize_activations, simd_info, vec_dot
 from ._quant import QTensor, dequantize, quantize
 from ._types import QuantType, quant_types
@@ -22,6 +23,7 @@ __all__ = [
     "QuantizeReport",
     "TensorChange",
     "quantize_model",
+    "convert",
     "GGUFError",
     "GGUFFile",
     "GGUFWriter",

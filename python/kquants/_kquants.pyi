@@ -185,3 +185,16 @@ def _quantize_model(
     progress: Any = None,
 ) -> tuple[list[tuple[str, list[int], str, str, int, int, bool]], int, bool]:
     """Quantize a GGUF model file; returns (per-tensor rows, number of weights, needs_imatrix)."""
+
+# Hugging Face safetensors -> GGUF (rust/python/convert.rs); the public API is kquants.convert.
+def _convert(
+    model_dir: str,
+    output: str,
+    outtype: str,
+    *,
+    threads: int | None = None,
+    model_name: str | None = None,
+    tokenizer_pre: str | None = None,
+    progress: Any = None,
+) -> tuple[list[tuple[str, list[int], str, str, int, int]], int]:
+    """Convert a Hugging Face model directory to GGUF; returns (per-tensor rows, number of weights)."""

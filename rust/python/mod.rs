@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod convert;
 mod error;
 mod gguf;
 mod model;
@@ -19,6 +20,7 @@ fn _kquants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GGUFError", m.py().get_type::<GGUFError>())?;
     quant::register(m)?;
     quantize::register(m)?;
+    convert::register(m)?;
     gguf::register(m)?;
     model::register(m)?;
     simd::register(m)?;

@@ -9,7 +9,7 @@ import sys
 from typing import Sequence
 
 # Module names under kquants.cli, in the order ``kquants --help`` lists them.
-_COMMANDS: list[str] = ["demo", "run", "quantize", "inspect", "perplexity", "imatrix"]
+_COMMANDS: list[str] = ["demo", "run", "quantize", "convert", "inspect", "perplexity", "imatrix"]
 
 
 def build_parser() -> argparse.ArgumentParser:
