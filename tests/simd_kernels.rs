@@ -12,8 +12,12 @@ use kquants::simd::{self, available_isas, kernels_for, Isa, Kernels};
 use kquants::QuantType;
 
 /// Types with SIMD kernels and golden data.
-const DOT_TYPES: &[&str] =
-    &["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"];
+const DOT_TYPES: &[&str] = &[
+    "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
+    // rust/simd/x86/avx2_iq.rs
+    "IQ2_XXS", "IQ3_XXS", "IQ2_XS", "IQ2_S", "IQ3_S", "TQ2_0", "TQ1_0", "IQ1_S", "IQ1_M", "MXFP4", "NVFP4", "Q1_0",
+    "Q2_0",
+];
 
 fn simd_tables() -> Vec<&'static Kernels> {
     available_isas().into_iter().filter(|&i| i != Isa::Scalar).filter_map(kernels_for).collect()
@@ -206,6 +210,9 @@ fn f16_fields(t: QuantType) -> &'static [usize] {
         T::Q2_K => &[80, 82],
         T::Q3_K => &[108],
         T::Q6_K => &[208],
+        T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S | T::IQ1_S | T::Q1_0 | T::Q2_0 => &[0],
+        T::TQ1_0 => &[52],
+        T::TQ2_0 => &[64],
         _ => &[],
     }
 }
@@ -217,6 +224,19 @@ fn random_weights(t: QuantType, n: usize, rng: &mut Rng) -> Vec<u8> {
         for &o in f16_fields(t) {
             let v = half::f16::from_f32(rng.normal() * 0.01);
             b[o..o + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        match t {
+            // E8M0 exponent near 2^0 (random bytes reach 2^127 and overflow the sums).
+            QuantType::MXFP4 => b[0] = 120 + (rng.next() % 16) as u8,
+            // The f16 super-block scale lives in the top nibbles of the four scale words.
+            QuantType::IQ1_M => {
+                let d = half::f16::from_f32(rng.normal() * 0.01).to_bits();
+                for k in 0..4 {
+                    let o = 48 + 2 * k + 1;
+                    b[o] = (b[o] & 0x0f) | ((((d >> (4 * k)) & 0xf) as u8) << 4);
+                }
+            }
+            _ => {}
         }
     }
     w
@@ -284,4 +304,52 @@ fn vec_dot_validates_lengths() {
     assert!(k.vec_dot(QuantType::Q8_K, 256, &[0; 292], &[0; 292]).is_err());
     let mut q = vec![0u8; 33];
     assert!(k.quantize_act(QuantType::Q8_0, &[0.0; 32], &mut q).is_err());
+}
+
+/// The 256-value kernels of `rust/simd/x86/avx2_iq.rs` reduce each block's integer sum exactly
+/// and accumulate `d * sum` in block order, the scalar reference's float operations: they must
+/// equal it bit for bit (on random blocks and on the golden rows).
+#[test]
+fn grid_and_ternary_kernels_equal_reference_bit_for_bit() {
+    const EXACT: &[&str] = &["IQ2_XXS", "IQ3_XXS", "IQ2_XS", "IQ2_S", "IQ3_S", "TQ2_0", "TQ1_0", "IQ1_S", "IQ1_M"];
+    let scalar = kernels_for(Isa::Scalar).unwrap();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut fails = Vec::new();
+    for name in EXACT {
+        let t = QuantType::from_name(name).unwrap();
+        let at = t.dot_type().unwrap();
+        let mut cases: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+        for &n in &[256usize, 1024, 2816] {
+            let w = random_weights(t, n, &mut rng);
+            let x: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+            let mut a = vec![0u8; at.row_bytes(n).unwrap()];
+            scalar.quantize_act(at, &x, &mut a).unwrap();
+            cases.push((n, w, a));
+        }
+        let g = common::codec_golden(name);
+        for set in ["synth", "real"] {
+            let n = g[&format!("{set}_x")].cols();
+            let (wrow, arow) = simd::dot_row_bytes(t, n).unwrap();
+            let aq = g[&format!("{set}_act_q")].u8();
+            for qk in ["q", "q_imat"] {
+                let Some(q) = g.get(&format!("{set}_{qk}")) else { continue };
+                for r in 0..q.rows() {
+                    cases.push((n, q.u8()[r * wrow..(r + 1) * wrow].to_vec(), aq[r * arow..(r + 1) * arow].to_vec()));
+                }
+            }
+        }
+        for tab in simd_tables() {
+            if tab.vec_dot_isa(t) == Some(Isa::Scalar) {
+                continue;
+            }
+            for (n, w, a) in &cases {
+                let want = scalar.vec_dot(t, *n, w, a).unwrap();
+                let got = tab.vec_dot(t, *n, w, a).unwrap();
+                if got.to_bits() != want.to_bits() {
+                    fails.push(format!("{} {name} n={n}: {got} != reference {want}", tab.isa()));
+                }
+            }
+        }
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
 }

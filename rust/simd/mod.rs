@@ -21,6 +21,7 @@ use crate::types::QuantType;
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     pub mod avx2;
+    pub mod avx2_iq;
     pub mod avx512;
 }
 #[cfg(target_arch = "aarch64")]
@@ -345,11 +346,14 @@ fn build(isa: Isa) -> Option<Kernels> {
         Isa::Scalar => k,
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2/FMA/F16C availability checked by `is_available` above.
-        Isa::Avx2 => k.with(Isa::Avx2, unsafe { x86::avx2::overrides() }),
+        Isa::Avx2 => k
+            .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
+            .with(Isa::Avx2, unsafe { x86::avx2_iq::overrides() }),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C checked by `is_available` above.
         Isa::Avx512 => k
             .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
+            .with(Isa::Avx2, unsafe { x86::avx2_iq::overrides() })
             .with(Isa::Avx512, unsafe { x86::avx512::overrides() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.
