@@ -15,7 +15,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{f16_at, f32_at, hsum_ps};
-use crate::quant::fp4::{e8m0_to_f32_half, KVALUES_FP4};
+use crate::quant::fp4::KVALUES_FP4;
 use crate::quant::grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
 use crate::simd::Overrides;
 use crate::types::QuantType as T;
@@ -96,6 +96,20 @@ const fn ue4m3_table() -> [f32; 256] {
             };
             raw * 0.5
         };
+        x += 1;
+    }
+    t
+}
+
+/// E8M0 byte to `2^(e - 128)` (the table of `quant::fp4::e8m0_to_f32_half`, checked equal below).
+static E8M0_HALF: [f32; 256] = e8m0_table();
+
+const fn e8m0_table() -> [f32; 256] {
+    let mut t = [0f32; 256];
+    let mut x = 0;
+    while x < 256 {
+        let bits = if x < 2 { 0x0020_0000u32 << x } else { ((x - 1) as u32) << 23 };
+        t[x] = f32::from_bits(bits);
         x += 1;
     }
     t
@@ -419,7 +433,13 @@ unsafe fn dot_iq1_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let (x, y) = (wp.add(50 * i), ap.add(Q8K * i));
             let (qs, qhp) = (x.add(2), x.add(34));
             let mut sumi = _mm256_setzero_si256();
-            let mut sumi1 = 0i32;
+            // Shift part: sum over sub-blocks of (2s + 1) * sign * (bsums[2ib] + bsums[2ib + 1]).
+            let hv = load128(qhp);
+            let ls = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
+            let neg = _mm_srai_epi16(hv, 15);
+            let lsg = _mm_sub_epi16(_mm_xor_si128(ls, neg), neg);
+            let lsg2 = _mm256_set_m128i(_mm_unpackhi_epi16(lsg, lsg), _mm_unpacklo_epi16(lsg, lsg));
+            let sumi1 = hsum_i32(_mm256_madd_epi16(lsg2, load256(y.add(260))));
             for ib in (0..8).step_by(2) {
                 let grid = |ib: usize| {
                     // (In the enclosing unsafe block) ib < 8: 4 index bytes and one u16 inside the block.
@@ -434,13 +454,9 @@ unsafe fn dot_iq1_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
                 let p1 = _mm256_madd_epi16(d1, _mm256_set1_epi16(ls1 as i16));
                 let p2 = _mm256_madd_epi16(d2, _mm256_set1_epi16(ls2 as i16));
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
-                let bs = |k: usize| rd16(y.add(260 + 2 * k)) as u16 as i16 as i32;
-                let sg = |h: i32| if h & 0x8000 != 0 { -1 } else { 1 };
-                sumi1 += (bs(2 * ib) + bs(2 * ib + 1)) * sg(h1) * ls1 + (bs(2 * ib + 2) + bs(2 * ib + 3)) * sg(h2) * ls2;
             }
             let d = f32_at(y) * f16_at(x);
             acc += d * (hsum_i32(sumi) as f32 + 0.125 * sumi1 as f32);
-
         }
     }
     acc
@@ -459,6 +475,12 @@ unsafe fn dot_iq1_m(n: usize, w: &[u8], a: &[u8]) -> f32 {
     // 64-bit lanes: scales of even sub-blocks' first half (shift 0), odd sub-blocks' first
     // half (6), even sub-blocks' second half (3), odd sub-blocks' second half (9).
     let shifts = _mm256_set_epi64x(9, 3, 6, 0);
+    // Group l of sub-block ib reads qh byte 2ib + l/2, bit 3 (l even) or 7 (l odd).
+    let spread_a = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    );
+    let spread_b = _mm256_add_epi8(spread_a, two8);
+    let dmask = _mm256_setr_epi64x(0x0808_0808_0808_0808, 0x8080_8080_8080_8080u64 as i64, 0x0808_0808_0808_0808, 0x8080_8080_8080_8080u64 as i64);
     let mut acc = 0f32;
 
     for i in 0..nb {
@@ -483,18 +505,16 @@ unsafe fn dot_iq1_m(n: usize, w: &[u8], a: &[u8]) -> f32 {
                     let g = |l: usize, h: usize| IQ1S_GRID[((q >> (8 * l)) & 0xff) as usize | ((h << (8 - 4 * (l % 2))) & 0x700)];
                     set4(g(0, h0), g(1, h0), g(2, h1), g(3, h1))
                 };
-                let delta = |ib: usize| {
-                    // (In the enclosing unsafe block) ib < 8: bytes inside the block.
-                    let (h0, h1) = (*qh.add(2 * ib), *qh.add(2 * ib + 1));
-                    let m = |neg: bool| if neg { -1i64 } else { 0x0101_0101_0101_0101 };
-                    _mm256_set_epi64x(m(h1 & 0x80 != 0), m(h1 & 0x08 != 0), m(h0 & 0x80 != 0), m(h0 & 0x08 != 0))
-                };
+                // Shift signs of the 8 groups: bit 3 / bit 7 of qh bytes 2ib..2ib+4, as 0xff bytes.
+                let hv = _mm256_set1_epi32(rd32(qh.add(2 * ib)) as i32);
+                let neg1 = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(hv, spread_a), dmask), dmask);
+                let neg2 = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(hv, spread_b), dmask), dmask);
                 let y1 = load256(y.add(4 + 32 * ib));
                 let y2 = load256(y.add(36 + 32 * ib));
                 let d1 = mul_add_i8(grid(ib), y1);
                 let d2 = mul_add_i8(grid(ib + 1), y2);
-                let d3 = _mm256_maddubs_epi16(one8, _mm256_sign_epi8(y1, delta(ib)));
-                let d4 = _mm256_maddubs_epi16(one8, _mm256_sign_epi8(y2, delta(ib + 1)));
+                let d3 = _mm256_maddubs_epi16(one8, _mm256_sub_epi8(_mm256_xor_si256(y1, neg1), neg1));
+                let d4 = _mm256_maddubs_epi16(one8, _mm256_sub_epi8(_mm256_xor_si256(y2, neg2), neg2));
                 let sc1 = _mm256_shuffle_epi8(scales, idx1);
                 let sc2 = _mm256_shuffle_epi8(scales, idx2);
                 idx1 = _mm256_add_epi8(idx1, two8);
@@ -658,7 +678,7 @@ unsafe fn dot_mxfp4(n: usize, w: &[u8], a: &[u8]) -> f32 {
         unsafe {
             let (x, y) = (wp.add(17 * i), ap.add(Q80 * i));
             let p = _mm256_madd_epi16(mul_add_i8(fp4_values(x.add(1), tbl), load256(y.add(2))), ones);
-            let d = f16_at(y) * e8m0_to_f32_half(*x);
+            let d = f16_at(y) * E8M0_HALF[*x as usize];
             acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc[i & 1]);
         }
     }
@@ -775,6 +795,13 @@ mod tests {
                 let neg = KSIGNS_IQ2XS[i] & (1 << j) != 0;
                 assert_eq!(b as i8, if neg { -1 } else { 1 }, "entry {i} byte {j}");
             }
+        }
+    }
+
+    #[test]
+    fn e8m0_table_matches_codec() {
+        for x in 0..=255u8 {
+            assert_eq!(E8M0_HALF[x as usize].to_bits(), crate::quant::fp4::e8m0_to_f32_half(x).to_bits(), "{x:#x}");
         }
     }
 
