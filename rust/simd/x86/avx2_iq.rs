@@ -427,13 +427,8 @@ unsafe fn dot_iq3_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
 unsafe fn dot_iq1_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    // u16 lanes: each of 4 index words repeated 4 times (words 0,1 in the low lane, 2,3 high).
-    let rep4 = _mm256_setr_epi8(
-        0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7,
-    );
-    let shl = _mm256_setr_epi16(256, 32, 4, 0, 256, 32, 4, 0, 256, 32, 4, 0, 256, 32, 4, 0);
-    let m700 = _mm256_set1_epi16(0x700);
     let mut acc = 0f32;
+
     for i in 0..nb {
         // SAFETY: super-block i (50 bytes of IQ1_S, 292 of Q8_K) is inside both rows.
         unsafe {
@@ -447,19 +442,11 @@ unsafe fn dot_iq1_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let lsg = _mm_sub_epi16(_mm_xor_si128(ls, neg), neg);
             let lsg2 = _mm256_set_m128i(_mm_unpackhi_epi16(lsg, lsg), _mm_unpacklo_epi16(lsg, lsg));
             let sumi1 = hsum_i32(_mm256_madd_epi16(lsg2, load256(y.add(260))));
-            // Grid indices of the 32 groups: qs[g] | (qh[g / 4] >> 3 (g % 4) & 7) << 8, the
-            // variable shifts done as multiplies (left) and one blended right shift.
-            let hv2 = _mm256_set_m128i(hv, hv);
-            let mut idx = [0u16; 32];
-            for j in 0..2 {
-                let hx = _mm256_shuffle_epi8(hv2, _mm256_add_epi8(rep4, _mm256_set1_epi8(8 * j as i8)));
-                let r = _mm256_blend_epi16(_mm256_mullo_epi16(hx, shl), _mm256_srli_epi16(hx, 1), 0b1000_1000);
-                let r = _mm256_or_si256(_mm256_and_si256(r, m700), _mm256_cvtepu8_epi16(load128(qs.add(16 * j))));
-                _mm256_storeu_si256(idx.as_mut_ptr().add(16 * j) as *mut __m256i, r);
-            }
             for ib in (0..8).step_by(2) {
                 let grid = |ib: usize| {
-                    let g = |k: usize| IQ1S_GRID[(idx[4 * ib + k] & 0x7ff) as usize];
+                    // (In the enclosing unsafe block) ib < 8: 4 index bytes and one u16 inside the block.
+                    let (q, h) = (rd32(qs.add(4 * ib)), rd16(qhp.add(2 * ib)) as usize);
+                    let g = |l: usize| IQ1S_GRID[((q >> (8 * l)) & 0xff) as usize | (((h >> (3 * l)) & 7) << 8)];
                     set4(g(0), g(1), g(2), g(3))
                 };
                 let (h1, h2) = (rd16(qhp.add(2 * ib)) as i32, rd16(qhp.add(2 * ib + 2)) as i32);
@@ -484,7 +471,6 @@ unsafe fn dot_iq1_m(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m7 = _mm256_set1_epi16(7);
-    let m7b = _mm_set1_epi8(7);
     let one16 = _mm256_set1_epi16(1);
     let one8 = _mm256_set1_epi8(1);
     let two8 = _mm256_set1_epi8(2);
@@ -510,26 +496,16 @@ unsafe fn dot_iq1_m(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let s64 = core::ptr::read_unaligned(scp as *const u64);
             let scales = _mm256_srlv_epi64(_mm256_set1_epi64x(s64 as i64), shifts);
             let scales = _mm256_add_epi16(_mm256_slli_epi16(_mm256_and_si256(scales, m7), 1), one16);
-            // Grid indices of the 32 groups: qs[g] | (qh[g / 2] >> 4 (g % 2) & 7) << 8.
-            let hb = load128(qh);
-            let hl = _mm_and_si128(hb, m7b);
-            let hh = _mm_and_si128(_mm_srli_epi16(hb, 4), m7b);
-            let (h_lo, h_hi) = (_mm_unpacklo_epi8(hl, hh), _mm_unpackhi_epi8(hl, hh));
-            let (q_lo, q_hi) = (load128(qs), load128(qs.add(16)));
-            let mut idx = [0u16; 32];
-            let ip = idx.as_mut_ptr() as *mut __m128i;
-            _mm_storeu_si128(ip, _mm_unpacklo_epi8(q_lo, h_lo));
-            _mm_storeu_si128(ip.add(1), _mm_unpackhi_epi8(q_lo, h_lo));
-            _mm_storeu_si128(ip.add(2), _mm_unpacklo_epi8(q_hi, h_hi));
-            _mm_storeu_si128(ip.add(3), _mm_unpackhi_epi8(q_hi, h_hi));
             let mut idx1 = _mm256_set1_epi16(0x0100);
             let mut idx2 = _mm256_add_epi8(idx1, _mm256_set1_epi8(8));
             let mut sumi1 = _mm256_setzero_si256();
             let mut sumi2 = _mm256_setzero_si256();
             for ib in (0..8).step_by(2) {
                 let grid = |ib: usize| {
-                    let g = |k: usize| IQ1S_GRID[(idx[4 * ib + k] & 0x7ff) as usize];
-                    set4(g(0), g(1), g(2), g(3))
+                    // (In the enclosing unsafe block) ib < 8: 4 index bytes and 2 qh bytes inside the block.
+                    let (q, h0, h1) = (rd32(qs.add(4 * ib)), *qh.add(2 * ib) as usize, *qh.add(2 * ib + 1) as usize);
+                    let g = |l: usize, h: usize| IQ1S_GRID[((q >> (8 * l)) & 0xff) as usize | ((h << (8 - 4 * (l % 2))) & 0x700)];
+                    set4(g(0, h0), g(1, h0), g(2, h1), g(3, h1))
                 };
                 // Shift signs of the 8 groups: bit 3 / bit 7 of qh bytes 2ib..2ib+4, as 0xff bytes.
                 let hv = _mm256_set1_epi32(rd32(qh.add(2 * ib)) as i32);
