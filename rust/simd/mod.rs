@@ -23,6 +23,7 @@ mod x86 {
     pub mod avx2;
     pub mod avx2_iq;
     pub mod avx512;
+    pub mod avx512_iq;
 }
 #[cfg(target_arch = "aarch64")]
 mod aarch64 {
@@ -354,7 +355,8 @@ fn build(isa: Isa) -> Option<Kernels> {
         Isa::Avx512 => k
             .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
             .with(Isa::Avx2, unsafe { x86::avx2_iq::overrides() })
-            .with(Isa::Avx512, unsafe { x86::avx512::overrides() }),
+            .with(Isa::Avx512, unsafe { x86::avx512::overrides() })
+            .with(Isa::Avx512, unsafe { x86::avx512_iq::overrides() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.
         Isa::Neon => k.with(Isa::Neon, unsafe { aarch64::neon::overrides() }),

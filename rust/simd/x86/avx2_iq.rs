@@ -1,5 +1,6 @@
 //! AVX2 (+FMA, F16C) kernels for the grid types (IQ1/IQ2/IQ3), the ternary types (TQ1_0,
-//! TQ2_0), the FP4 types (MXFP4, NVFP4) and the 1/2-bit types (Q1_0, Q2_0).
+//! TQ2_0), the FP4 types (MXFP4, NVFP4), the 1/2-bit types (Q1_0, Q2_0) and the float types
+//! (F16, BF16, F32 against themselves).
 //!
 //! Same contract as [`super::avx2`]: every kernel is an `unsafe fn` with `#[target_feature]`,
 //! installed in the dispatch table only after run-time detection. The integer part of every
@@ -40,6 +41,9 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::NVFP4, dot_nvfp4 as _),
             (T::Q1_0, dot_q1_0 as _),
             (T::Q2_0, dot_q2_0 as _),
+            (T::F16, dot_f16 as _),
+            (T::BF16, dot_bf16 as _),
+            (T::F32, dot_f32 as _),
         ],
         act: vec![],
     }
@@ -77,7 +81,7 @@ const fn keven_signs() -> [u64; 128] {
 
 /// UE4M3 byte to f32 (halved, as NVFP4 stores it): the table of `quant::fp4::ue4m3_to_f32`
 /// (checked equal for all 256 bytes in the tests below).
-static UE4M3_HALF: [f32; 256] = ue4m3_table();
+pub(super) static UE4M3_HALF: [f32; 256] = ue4m3_table();
 
 const fn ue4m3_table() -> [f32; 256] {
     let mut t = [0f32; 256];
@@ -102,7 +106,7 @@ const fn ue4m3_table() -> [f32; 256] {
 }
 
 /// E8M0 byte to `2^(e - 128)` (the table of `quant::fp4::e8m0_to_f32_half`, checked equal below).
-static E8M0_HALF: [f32; 256] = e8m0_table();
+pub(super) static E8M0_HALF: [f32; 256] = e8m0_table();
 
 const fn e8m0_table() -> [f32; 256] {
     let mut t = [0f32; 256];
@@ -783,6 +787,75 @@ unsafe fn dot_q2_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
         }
     }
     hsum_ps(acc)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float types against themselves: 32 values per step in four f32 accumulators (ggml's
+// `GGML_F16_STEP` layout), the scalar tail in f32.
+
+/// Shared loop: `load(p, k)` gives 8 floats of row `p` starting at value `k`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_float(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    load: impl Fn(*const u8, usize) -> __m256,
+    scalar: impl Fn(*const u8, usize) -> f32,
+) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let n32 = n / 32 * 32;
+    let mut k = 0;
+    while k < n32 {
+        for (j, accj) in acc.iter_mut().enumerate() {
+            *accj = _mm256_fmadd_ps(load(w, k + 8 * j), load(a, k + 8 * j), *accj);
+        }
+        k += 32;
+    }
+    let mut tail = 0f32;
+    for k in n32..n {
+        tail += scalar(w, k) * scalar(a, k);
+    }
+    hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + tail
+}
+
+/// F16 x F16.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    // SAFETY: both rows hold 2n bytes; `dot_float` reads values 0..n only.
+    unsafe {
+        dot_float(
+            n,
+            w.as_ptr(),
+            a.as_ptr(),
+            |p, k| _mm256_cvtph_ps(load128(p.add(2 * k))),
+            |p, k| f16_at(p.add(2 * k)),
+        )
+    }
+}
+
+/// BF16 x BF16 (a bf16 is the top half of an f32).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_bf16(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    // SAFETY: both rows hold 2n bytes; `dot_float` reads values 0..n only.
+    unsafe {
+        dot_float(
+            n,
+            w.as_ptr(),
+            a.as_ptr(),
+            |p, k| _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p.add(2 * k))), 16)),
+            |p, k| f32::from_bits(rd16(p.add(2 * k)) << 16),
+        )
+    }
+}
+
+/// F32 x F32.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f32(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    // SAFETY: both rows hold 4n bytes; `dot_float` reads values 0..n only.
+    unsafe {
+        dot_float(n, w.as_ptr(), a.as_ptr(), |p, k| _mm256_loadu_ps(p.add(4 * k) as *const f32), |p, k| f32_at(p.add(4 * k)))
+    }
 }
 
 #[cfg(test)]
