@@ -36,7 +36,7 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::TQ2_0, dot_tq2_0 as _),
             (T::TQ1_0, dot_tq1_0 as _),
             (T::IQ1_S, dot_iq1_s as _),
-            (T::IQ1_M, dot_iq1_m as _),
+            (T::IQ1_M, if std::arch::is_x86_feature_detected!("bmi2") { dot_iq1_m_bmi2 as _ } else { dot_iq1_m as _ }),
             (T::MXFP4, dot_mxfp4 as _),
             (T::NVFP4, dot_nvfp4 as _),
             (T::Q1_0, dot_q1_0 as _),
@@ -468,10 +468,29 @@ unsafe fn dot_iq1_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
     acc
 }
 
-/// IQ1_M x Q8_K (56-byte blocks: 32 low index bytes, 16 bytes of 2 x (3 index bits + shift
-/// sign), 8 bytes of 3-bit scales with the f16 super-block scale in the top nibbles).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_iq1_m(n: usize, w: &[u8], a: &[u8]) -> f32 {
+/// The four grid entries of IQ1_M sub-block `ib`: index `l` is `qs[4ib + l]` with 3 bits of
+/// `qh[2ib + l/2]` (low nibble for even `l`, high for odd) on top. With BMI2 the four 11-bit
+/// indices are assembled in one u64 by two `pdep`s.
+macro_rules! iq1m_grid {
+    (plain, $qs:ident, $qh:ident, $ib:expr) => {{
+        let (q, h0, h1) = (rd32($qs.add(4 * $ib)), *$qh.add(2 * $ib) as usize, *$qh.add(2 * $ib + 1) as usize);
+        let g = |l: usize, h: usize| IQ1S_GRID[((q >> (8 * l)) & 0xff) as usize | ((h << (8 - 4 * (l % 2))) & 0x700)];
+        set4(g(0, h0), g(1, h0), g(2, h1), g(3, h1))
+    }};
+    (bmi2, $qs:ident, $qh:ident, $ib:expr) => {{
+        let q = rd32($qs.add(4 * $ib)) as u64;
+        let h = rd16($qh.add(2 * $ib)) as u64 & 0x7777;
+        let packed = _pdep_u64(q, 0x00ff_00ff_00ff_00ff) | _pdep_u64(h, 0x0f00_0f00_0f00_0f00);
+        let g = |k: u32| IQ1S_GRID[((packed >> (16 * k)) & 0x7ff) as usize];
+        set4(g(0), g(1), g(2), g(3))
+    }};
+}
+
+macro_rules! iq1m_kernel {
+    ($(#[$m:meta])* $name:ident, $feat:literal, $v:ident) => {
+$(#[$m])*
+#[target_feature(enable = $feat)]
+unsafe fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m7 = _mm256_set1_epi16(7);
@@ -505,12 +524,8 @@ unsafe fn dot_iq1_m(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let mut sumi1 = _mm256_setzero_si256();
             let mut sumi2 = _mm256_setzero_si256();
             for ib in (0..8).step_by(2) {
-                let grid = |ib: usize| {
-                    // (In the enclosing unsafe block) ib < 8: 4 index bytes and 2 qh bytes inside the block.
-                    let (q, h0, h1) = (rd32(qs.add(4 * ib)), *qh.add(2 * ib) as usize, *qh.add(2 * ib + 1) as usize);
-                    let g = |l: usize, h: usize| IQ1S_GRID[((q >> (8 * l)) & 0xff) as usize | ((h << (8 - 4 * (l % 2))) & 0x700)];
-                    set4(g(0, h0), g(1, h0), g(2, h1), g(3, h1))
-                };
+                // (In the enclosing unsafe block) ib < 8: 4 index bytes and 2 qh bytes inside the block.
+                let grid = |ib: usize| iq1m_grid!($v, qs, qh, ib);
                 // Shift signs of the 8 groups: bit 3 / bit 7 of qh bytes 2ib..2ib+4, as 0xff bytes.
                 let hv = _mm256_set1_epi32(rd32(qh.add(2 * ib)) as i32);
                 let neg1 = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(hv, spread_a), dmask), dmask);
@@ -530,11 +545,22 @@ unsafe fn dot_iq1_m(n: usize, w: &[u8], a: &[u8]) -> f32 {
             }
             let d = dx * f32_at(y);
             acc += d * (hsum_i32(sumi1) as f32 + 0.125 * hsum_i32(sumi2) as f32);
-
         }
     }
     acc
 }
+    };
+}
+
+iq1m_kernel!(
+    /// IQ1_M x Q8_K (56-byte blocks: 32 low index bytes, 16 bytes of 2 x (3 index bits + shift
+    /// sign), 8 bytes of 3-bit scales with the f16 super-block scale in the top nibbles).
+    dot_iq1_m, "avx2,fma,f16c", plain
+);
+iq1m_kernel!(
+    /// [`dot_iq1_m`] with BMI2 index assembly (installed when the CPU has BMI2).
+    dot_iq1_m_bmi2, "avx2,fma,f16c,bmi2", bmi2
+);
 
 // ---------------------------------------------------------------------------------------------
 // Ternary types against Q8_K.
@@ -638,8 +664,9 @@ unsafe fn dot_tq1_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let r0 = _mm256_set_m128i(r0, r0);
             let r1 = times3(r0);
             let r01 = _mm256_blend_epi32(r0, r1, 0xf0);
-            let r23 = _mm256_blend_epi32(times9(r0), times9(r1), 0xf0);
-            let r4 = _mm256_castsi256_si128(times9(times9(r0)));
+            let r0x9 = times9(r0);
+            let r23 = _mm256_blend_epi32(r0x9, times9(r1), 0xf0);
+            let r4 = _mm256_castsi256_si128(times9(r0x9));
             let h = _mm256_cvtepu8_epi16(_mm_set1_epi32(rd32(x.add(48)) as i32));
             let h = _mm256_mullo_epi16(h, _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27));
             let h = _mm256_and_si256(h, _mm256_set1_epi16(0xff));
@@ -900,6 +927,24 @@ mod tests {
     fn ue4m3_table_matches_codec() {
         for x in 0..=255u8 {
             assert_eq!(UE4M3_HALF[x as usize].to_bits(), crate::quant::fp4::ue4m3_to_f32(x).to_bits(), "{x:#x}");
+        }
+    }
+
+    #[test]
+    fn iq1_m_plain_and_bmi2_variants_equal_reference() {
+        if !crate::simd::Isa::Avx2.is_available() {
+            return;
+        }
+        let n = 2048;
+        let x: Vec<f32> = (0..2 * n).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * (1.0 + (i % 37) as f32)).collect();
+        let w = crate::quant::quantize(T::IQ1_M, &x[..n], n, None, None).unwrap();
+        let a = crate::quant::quantize(T::Q8_K, &x[n..], n, None, None).unwrap();
+        let want = crate::quant::vec_dot_ref(T::IQ1_M, &w, &a, n).unwrap();
+        // SAFETY: AVX2/FMA/F16C checked above; row lengths are exact.
+        assert_eq!(unsafe { dot_iq1_m(n, &w, &a) }.to_bits(), want.to_bits());
+        if std::arch::is_x86_feature_detected!("bmi2") {
+            // SAFETY: as above, plus BMI2 checked.
+            assert_eq!(unsafe { dot_iq1_m_bmi2(n, &w, &a) }.to_bits(), want.to_bits());
         }
     }
 
