@@ -22,6 +22,7 @@ pub mod imatrix;
 pub mod matmul;
 pub mod mix;
 pub mod model;
+pub mod parallel;
 pub mod quant;
 pub mod quantize_model;
 pub mod simd;

@@ -18,12 +18,13 @@
 //! [`matmul_quantized`]), e.g. Q/K/V or gate/up projections sharing their input.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::simd::{self, Kernels};
+use crate::simd::{self, Kernels, RowDot, PREFETCH_AHEAD};
 use crate::types::QuantType;
 
 /// Activation rows quantized for one weight type's dot product.
@@ -150,7 +151,7 @@ pub fn matmul_quantized(
 
 /// Weight rows per task: about 64 KiB of weights (L2-resident while activations stream by),
 /// and at least 8 tasks per thread for balance when the matrix is small.
-fn rows_per_task(n: usize, row_bytes: usize, threads: usize) -> usize {
+pub(crate) fn rows_per_task(n: usize, row_bytes: usize, threads: usize) -> usize {
     let by_size = (65536 / row_bytes.max(1)).max(1);
     let by_balance = (n / (8 * threads.max(1))).max(1);
     by_size.min(by_balance)
@@ -171,7 +172,7 @@ pub fn matmul_quantized_with(
 ) -> Result<()> {
     let k = acts.k;
     let m = acts.m;
-    let (wrow, arow) = simd::dot_row_bytes(w_ty, k)?;
+    let (wrow, _) = simd::dot_row_bytes(w_ty, k)?;
     if w_ty.dot_type() != Some(acts.ty) {
         return Err(Error::value(format!("{w_ty} weights need {:?} activations, got {}", w_ty.dot_type(), acts.ty)));
     }
@@ -181,7 +182,7 @@ pub fn matmul_quantized_with(
     if m.checked_mul(n) != Some(out.len()) {
         return Err(Error::value(format!("output has {} values, expected {m} x {n}", out.len())));
     }
-    let dot = kern.dot_fn(w_ty)?;
+    let dot = kern.row_dot(w_ty, k)?;
     if n == 0 || m == 0 {
         return Ok(());
     }
@@ -194,23 +195,16 @@ pub fn matmul_quantized_with(
     let rpt = rows_per_task(n, wrow, nthreads);
     run(threads, || {
         if m == 1 {
-            out.par_chunks_mut(rpt).zip(w.par_chunks(rpt * wrow)).for_each(|(o, wt)| {
-                for (oi, wr) in o.iter_mut().zip(wt.chunks_exact(wrow)) {
-                    *oi = dot.call(w_ty, k, wr, a);
-                }
+            out.par_chunks_mut(rpt).enumerate().for_each(|(c, o)| {
+                let r0 = c * rpt;
+                gemm_tile(dot, w, r0..r0 + o.len(), a, 1, o);
             });
         } else {
             // Transposed result (n x m), contiguous per task, then transposed into `out`.
             let mut t = vec![0f32; n * m];
-            t.par_chunks_mut(rpt * m).zip(w.par_chunks(rpt * wrow)).for_each(|(o, wt)| {
-                for a0 in (0..m).step_by(ACT_TILE) {
-                    let a1 = (a0 + ACT_TILE).min(m);
-                    for (r, wr) in wt.chunks_exact(wrow).enumerate() {
-                        for j in a0..a1 {
-                            o[r * m + j] = dot.call(w_ty, k, wr, &a[j * arow..(j + 1) * arow]);
-                        }
-                    }
-                }
+            t.par_chunks_mut(rpt * m).enumerate().for_each(|(c, o)| {
+                let r0 = c * rpt;
+                gemm_tile(dot, w, r0..r0 + o.len() / m, a, m, o);
             });
             out.par_chunks_mut(n).enumerate().for_each(|(j, orow)| {
                 for (r, v) in orow.iter_mut().enumerate() {
@@ -219,6 +213,43 @@ pub fn matmul_quantized_with(
             });
         }
     })
+}
+
+
+/// The products of weight rows `rows` (rows of `wrow` bytes inside `w`) with all `m` activation
+/// rows of `a` (rows of `arow` bytes), written to `out` transposed: `out[r * m + j]` for the
+/// `r`-th row of the range and activation `j`. For `m = 1` that is simply the output slice.
+/// Activation rows are taken [`ACT_TILE`] at a time over every weight row, so each weight row is
+/// read while it is in L1; the weight bytes are prefetched [`PREFETCH_AHEAD`] bytes ahead.
+///
+/// Panics if a range is outside its buffer (callers pass checked shapes).
+pub(crate) fn gemm_tile(dot: RowDot, w: &[u8], rows: Range<usize>, a: &[u8], m: usize, out: &mut [f32]) {
+    let (wrow, arow) = dot.row_bytes();
+    let wt = &w[rows.start * wrow..rows.end * wrow];
+    assert_eq!(out.len(), rows.len() * m, "tile output size");
+    let end = w.as_ptr().wrapping_add(w.len());
+    let ahead = |p: *const u8, len: usize| {
+        let p = p.wrapping_add(PREFETCH_AHEAD);
+        if p < end {
+            simd::prefetch(p, len.min(end as usize - p as usize));
+        }
+    };
+    if dot.has_gemm() {
+        // Multi-row kernel over the whole tile (it prefetches ahead itself).
+        dot.gemm(wt, &a[..m * arow], m, out);
+        return;
+    }
+    for a0 in (0..m).step_by(ACT_TILE) {
+        let a1 = (a0 + ACT_TILE).min(m);
+        for (r, wr) in wt.chunks_exact(wrow).enumerate() {
+            if a0 == 0 {
+                ahead(wr.as_ptr(), wrow);
+            }
+            for j in a0..a1 {
+                out[r * m + j] = dot.dot(wr, &a[j * arow..(j + 1) * arow]);
+            }
+        }
+    }
 }
 
 /// The accuracy bound of [`matmul`] against `x @ w_deq.T` computed in float64, for one output.

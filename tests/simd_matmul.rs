@@ -1,6 +1,8 @@
-//! `matmul` against ggml's golden weights: equals the per-pair kernel dot of the quantized
-//! activations (same kernel, so exactly), is independent of thread count and tiling, and stays
-//! within `error_bound` of the float64 product with the dequantized weights.
+//! `matmul` against ggml's golden weights: a batch gives bit-for-bit the values of one activation
+//! row at a time (multi-row kernels compute each output the same way whatever the tile), the
+//! result is independent of the thread count, and both it and the single-row kernel dot stay
+//! within `error_bound` of the float64 product with the dequantized weights. Types without a
+//! multi-row kernel equal the per-pair kernel dot exactly.
 
 mod common;
 
@@ -26,15 +28,24 @@ fn matmul_equals_pairwise_kernel_dots_and_error_bound() {
             matmul::matmul(t, w, n, k, &x, m, &mut out2, Some(2)).unwrap();
             assert_eq!(out1, out2, "{name} {set}: thread count changed the result");
             let (wrow, arow) = simd::dot_row_bytes(t, k).unwrap();
+            let multi = simd::kernels().has_gemm(t);
             for j in 0..m {
+                let single = matmul::quantize_activations(t, &x[j * k..(j + 1) * k], k, 1).unwrap();
+                let mut one = vec![0f32; n];
+                matmul::matmul_quantized(t, w, n, &single, &mut one, Some(1)).unwrap();
                 for r in 0..n {
+                    let o = out1[j * n + r];
+                    assert_eq!(o.to_bits(), one[r].to_bits(), "{name} {set} ({j},{r}): batch {o} vs single row {}", one[r]);
                     let d = simd::vec_dot(t, k, &w[r * wrow..(r + 1) * wrow], &acts.data()[j * arow..(j + 1) * arow]).unwrap();
-                    assert_eq!(out1[j * n + r].to_bits(), d.to_bits(), "{name} {set} ({j},{r})");
+                    if !multi {
+                        assert_eq!(o.to_bits(), d.to_bits(), "{name} {set} ({j},{r})");
+                    }
                     let xr = &x[j * k..(j + 1) * k];
                     let wr = &deq[r * k..(r + 1) * k];
                     let exact: f64 = xr.iter().zip(wr).map(|(a, b)| *a as f64 * *b as f64).sum();
                     let tol = error_bound(t, xr, wr);
                     assert!((d as f64 - exact).abs() <= tol, "{name} {set} ({j},{r}): {d} vs {exact}, tol {tol}");
+                    assert!((o as f64 - exact).abs() <= tol, "{name} {set} ({j},{r}): matmul {o} vs {exact}, tol {tol}");
                 }
             }
         }
@@ -54,4 +65,32 @@ fn matmul_validates_shapes() {
     assert!(matmul::matmul(QuantType::F32, &w, 2, 64, &x, 1, &mut out, None).is_err());
     let acts = matmul::quantize_activations(QuantType::Q4_K, &vec![0f32; 256], 256, 1).unwrap();
     assert!(matmul::matmul_quantized(QuantType::Q4_0, &w, 2, &acts, &mut out, None).is_err());
+}
+
+#[test]
+fn multi_row_kernels_handle_odd_blocks_and_ragged_tiles() {
+    // k = 5 blocks of 32 (a last pass with one block), 7 weight rows and 5 activation rows (tiles
+    // of 4 plus remainders): batch equals single rows, all within the error bound.
+    let (n, k, m) = (7usize, 160usize, 5usize);
+    let wf: Vec<f32> = (0..n * k).map(|i| ((i * 2654435761usize % 1000) as f32 / 500.0 - 1.0) * 0.05).collect();
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 40503 % 997) as f32 / 498.5 - 1.0) * (1.0 + (i % 7) as f32)).collect();
+    for t in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0, QuantType::IQ4_NL] {
+        let w = kquants::quant::quantize(t, &wf, k, None, Some(1)).unwrap();
+        let deq = kquants::quant::dequantize(t, &w, Some(1)).unwrap();
+        let acts = matmul::quantize_activations(t, &x, k, m).unwrap();
+        let mut out = vec![0f32; m * n];
+        matmul::matmul_quantized(t, &w, n, &acts, &mut out, Some(1)).unwrap();
+        for j in 0..m {
+            let single = matmul::quantize_activations(t, &x[j * k..(j + 1) * k], k, 1).unwrap();
+            let mut one = vec![0f32; n];
+            matmul::matmul_quantized(t, &w, n, &single, &mut one, Some(2)).unwrap();
+            for r in 0..n {
+                assert_eq!(out[j * n + r].to_bits(), one[r].to_bits(), "{t} ({j},{r})");
+                let (xr, wr) = (&x[j * k..(j + 1) * k], &deq[r * k..(r + 1) * k]);
+                let exact: f64 = xr.iter().zip(wr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let tol = error_bound(t, xr, wr);
+                assert!((out[j * n + r] as f64 - exact).abs() <= tol, "{t} ({j},{r}): {} vs {exact}, tol {tol}", out[j * n + r]);
+            }
+        }
+    }
 }

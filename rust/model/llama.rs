@@ -8,12 +8,14 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
+use std::ops::Range;
 
 use super::config::{Config, RopeMode};
 use super::{ModelSource, SharedSource, TensorEntry};
 use crate::error::{Error, Result};
-use crate::matmul::{self, QuantizedActivations};
+use crate::matmul;
+use crate::parallel::{SharedMut, Team, Worker};
+use crate::simd::{ActCall, RowDot};
 use crate::quant::round_f16;
 use crate::types::QuantType;
 
@@ -81,76 +83,131 @@ impl Linear {
         self.ty.is_quantized() && crate::simd::kernels().dot_fn(self.ty).is_ok()
     }
 
-    /// `out[t] = W · x[t] (+ b)` for `n` tokens: `x` is `n × cols`, `out` is `n × rows`.
-    /// `acts`, when given, is `x` already quantized for this weight type (shared between
-    /// weights reading the same input). Must run inside the model's thread pool.
-    pub fn forward(&self, data: &[u8], x: &[f32], n: usize, out: &mut [f32], acts: Option<&QuantizedActivations>) -> Result<()> {
-        debug_assert_eq!(x.len(), n * self.cols);
-        debug_assert_eq!(out.len(), n * self.rows);
-        let w = self.bytes(data);
-        if self.is_quantized_path() {
-            match acts {
-                Some(a) => matmul::matmul_quantized(self.ty, w, self.rows, a, out, None)?,
-                None => {
-                    let a = matmul::quantize_activations(self.ty, x, self.cols, n)?;
-                    matmul::matmul_quantized(self.ty, w, self.rows, &a, out, None)?
-                }
-            }
-        } else {
-            self.forward_float(w, x, n, out);
+    /// How this weight is multiplied with the kernels in use.
+    fn plan(&self) -> Result<Plan> {
+        if !self.is_quantized_path() {
+            return Ok(Plan::Float);
         }
-        if let Some(b) = &self.bias {
-            for o in out.chunks_exact_mut(self.rows) {
-                for (v, bv) in o.iter_mut().zip(b) {
-                    *v += bv;
-                }
-            }
-        }
-        Ok(())
+        let kern = crate::simd::kernels();
+        let act_ty = self.ty.dot_type().ok_or(Error::Unsupported { ty: self.ty, op: "matmul" })?;
+        let dot = kern.row_dot(self.ty, self.cols)?;
+        let act = kern.act_fn(act_ty)?;
+        let act_row = act_ty
+            .row_bytes(self.cols)
+            .ok_or_else(|| Error::value(format!("{}: {} columns are not whole {act_ty} blocks", self.name, self.cols)))?;
+        Ok(Plan::Quant { dot, act_ty, act, act_row })
     }
 
-    /// Float path (F32/F16/BF16 weights, or types without a kernel): dequantize a block of
-    /// weight rows to f32 and multiply it with all tokens at once (`matrixmultiply`'s SGEMM,
-    /// which picks AVX/FMA kernels at run time).
-    fn forward_float(&self, w: &[u8], x: &[f32], n: usize, out: &mut [f32]) {
-        let (rows, cols, rb) = (self.rows, self.cols, self.row_bytes);
-        let blocks: Vec<Vec<f32>> = w
-            .par_chunks(rb * ROWS_PER_TASK)
-            .map(|wb| {
-                let nr = wb.len() / rb;
+    /// Weight rows per work chunk of a step.
+    fn chunk_rows(&self, plan: &Plan, threads: usize) -> usize {
+        match plan {
+            Plan::Quant { .. } => matmul::rows_per_task(self.rows, self.row_bytes, threads),
+            Plan::Float => ROWS_PER_TASK,
+        }
+    }
+
+    /// Outputs `rs` (weight rows) of `W · x[t] (+ b)` for all `n` tokens into `out` (`n × rows`).
+    /// `x` is the float input (`n × cols`), `acts` the same input quantized for this weight's
+    /// plan (`n` rows of the plan's activation type; unused by the float path).
+    ///
+    /// # Safety
+    /// No other worker reads or writes the columns `rs` of `out` until the next barrier.
+    unsafe fn rows_into(&self, data: &[u8], plan: &Plan, rs: Range<usize>, x: &[f32], acts: &[u8], n: usize, out: &SharedMut<f32>) {
+        let nr = rs.len();
+        let w = self.bytes(data);
+        match plan {
+            Plan::Quant { dot, .. } => {
+                if n == 1 {
+                    // SAFETY: columns `rs` of the single output row are this chunk's alone.
+                    let o = unsafe { out.part(rs.clone()) };
+                    matmul::gemm_tile(*dot, w, rs.clone(), acts, 1, o);
+                    if let Some(b) = &self.bias {
+                        for (v, bv) in o.iter_mut().zip(&b[rs]) {
+                            *v += bv;
+                        }
+                    }
+                } else {
+                    let mut tile = vec![0f32; nr * n];
+                    matmul::gemm_tile(*dot, w, rs.clone(), acts, n, &mut tile);
+                    for t in 0..n {
+                        // SAFETY: columns `rs` of every output row belong to this chunk.
+                        let o = unsafe { out.part(t * self.rows + rs.start..t * self.rows + rs.end) };
+                        for (i, v) in o.iter_mut().enumerate() {
+                            *v = tile[i * n + t];
+                        }
+                        if let Some(b) = &self.bias {
+                            for (v, bv) in o.iter_mut().zip(&b[rs.clone()]) {
+                                *v += bv;
+                            }
+                        }
+                    }
+                }
+            }
+            Plan::Float => {
+                let (cols, rb) = (self.cols, self.row_bytes);
                 let mut tmp = vec![0f32; nr * cols];
-                for (src, dst) in wb.chunks_exact(rb).zip(tmp.chunks_exact_mut(cols)) {
+                for (src, dst) in w[rs.start * rb..rs.end * rb].chunks_exact(rb).zip(tmp.chunks_exact_mut(cols)) {
                     dequantize_row(self.ty, src, dst);
                 }
                 let mut res = vec![0f32; n * nr];
-                {
-                    // One SGEMM for any number of tokens, so that each output's summation order
-                    // does not depend on the batch size (batched and token-by-token runs agree).
-                    // res (n x nr) = x (n x cols) . tmp^T (cols x nr)
-                    // SAFETY: every pointer addresses a live buffer of exactly the extent the
-                    // strides describe: x is n*cols, tmp is nr*cols (read transposed through
-                    // its strides), res is n*nr; none of them alias.
-                    unsafe {
-                        matrixmultiply::sgemm(
-                            n, cols, nr,
-                            1.0,
-                            x.as_ptr(), cols as isize, 1,
-                            tmp.as_ptr(), 1, cols as isize,
-                            0.0,
-                            res.as_mut_ptr(), nr as isize, 1,
-                        );
+                // One SGEMM for any number of tokens, so that each output's summation order does
+                // not depend on the batch size (batched and token-by-token runs agree).
+                // res (n x nr) = x (n x cols) . tmp^T (cols x nr)
+                // SAFETY: every pointer addresses a live buffer of exactly the extent the strides
+                // describe: x is n*cols, tmp is nr*cols (read transposed through its strides), res
+                // is n*nr; none of them alias.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        n, cols, nr,
+                        1.0,
+                        x.as_ptr(), cols as isize, 1,
+                        tmp.as_ptr(), 1, cols as isize,
+                        0.0,
+                        res.as_mut_ptr(), nr as isize, 1,
+                    );
+                }
+                for t in 0..n {
+                    // SAFETY: columns `rs` of every output row belong to this chunk.
+                    let o = unsafe { out.part(t * self.rows + rs.start..t * self.rows + rs.end) };
+                    o.copy_from_slice(&res[t * nr..(t + 1) * nr]);
+                    if let Some(b) = &self.bias {
+                        for (v, bv) in o.iter_mut().zip(&b[rs.clone()]) {
+                            *v += bv;
+                        }
                     }
                 }
-                res
-            })
-            .collect();
-        for (bi, res) in blocks.iter().enumerate() {
-            let r0 = bi * ROWS_PER_TASK;
-            let nr = res.len() / n.max(1);
-            for t in 0..n {
-                out[t * rows + r0..t * rows + r0 + nr].copy_from_slice(&res[t * nr..(t + 1) * nr]);
             }
         }
+    }
+}
+
+/// How one weight is multiplied, resolved once per forward pass.
+#[derive(Clone, Copy)]
+enum Plan {
+    /// Activations quantized to `act_ty` (`act_row` bytes per token) by `act`, then one kernel
+    /// dot product per output.
+    Quant { dot: RowDot, act_ty: QuantType, act: ActCall, act_row: usize },
+    /// Dequantize weight rows to f32 and multiply with SGEMM.
+    Float,
+}
+
+/// One matmul of a step: weight, plan, float input, quantized-input buffer, output.
+struct Job<'a> {
+    lin: &'a Linear,
+    plan: Plan,
+    x: &'a SharedMut<'a, f32>,
+    out: &'a SharedMut<'a, f32>,
+}
+
+/// Quantized copies of one float input, one per activation type its weights need.
+struct ActBufs<'a> {
+    bufs: Vec<(QuantType, usize, SharedMut<'a, u8>)>,
+}
+
+impl ActBufs<'_> {
+    /// The buffer of `ty` for inputs of `cols` values.
+    fn get(&self, ty: QuantType, cols: usize) -> Option<&SharedMut<'_, u8>> {
+        self.bufs.iter().find(|(t, c, _)| *t == ty && *c == cols).map(|(_, _, b)| b)
     }
 }
 
@@ -198,8 +255,7 @@ pub struct Model {
     layers: Vec<Layer>,
     output_norm: Vec<f32>,
     output: Linear,
-    pool: rayon::ThreadPool,
-    threads: usize,
+    team: Team,
 }
 
 fn f32_vector(src: &dyn ModelSource, name: &str, len: usize) -> Result<Vec<f32>> {
@@ -280,11 +336,8 @@ impl Model {
             Some(n) => n,
             None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::value(format!("cannot start {threads} threads: {e}")))?;
-        Ok(Model { config, source, embd, layers, output_norm, output, pool, threads })
+        let team = Team::new(threads).map_err(|e| Error::value(format!("cannot start {threads} threads: {e}")))?;
+        Ok(Model { config, source, embd, layers, output_norm, output, team })
     }
 
     /// The source the weights live in.
@@ -294,7 +347,7 @@ impl Model {
 
     /// Worker threads.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.team.threads()
     }
 
     /// Every matmul of the model, in graph order (the output projection last).
@@ -330,7 +383,7 @@ impl Model {
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
             return Err(Error::value(format!("token id {t} is outside the vocabulary of {} tokens", self.config.n_vocab)));
         }
-        self.pool.install(|| self.forward_inner(session, tokens, all, observer))
+        self.forward_inner(session, tokens, all, observer)
     }
 
     fn forward_inner(
@@ -338,17 +391,37 @@ impl Model {
         s: &mut Session,
         tokens: &[u32],
         all: bool,
-        mut observer: Option<&mut dyn MatmulObserver>,
+        observer: Option<&mut dyn MatmulObserver>,
     ) -> Result<Vec<f32>> {
         let c = &self.config;
         let data = self.source.data();
         let n = tokens.len();
         let (d, hd) = (c.n_embd, c.head_dim);
         let (q_dim, kv_dim) = (c.n_head * hd, c.n_head_kv * hd);
-        let mut x = vec![0f32; n * d];
-        for (t, row) in tokens.iter().zip(x.chunks_exact_mut(d)) {
-            self.embd.row(data, *t as usize, row)?;
+        let pos0 = s.pos;
+        let rope = RopeTable::new(c, pos0, n);
+
+        // Plans (and every error) before the workers start.
+        let plans: Vec<[Plan; 7]> = self
+            .layers
+            .iter()
+            .map(|l| Ok([l.wq.plan()?, l.wk.plan()?, l.wv.plan()?, l.wo.plan()?, l.w_gate.plan()?, l.w_up.plan()?, l.w_down.plan()?]))
+            .collect::<Result<_>>()?;
+        let out_plan = self.output.plan()?;
+        // One quantized-activation buffer per (type, width), reused by every input of that width.
+        let mut act_shapes: Vec<(QuantType, usize, usize)> = Vec::new();
+        let all_plans = plans.iter().flat_map(|p| p.iter().zip([d, d, d, q_dim, d, d, c.n_ff])).chain([(&out_plan, d)]);
+        for (p, cols) in all_plans {
+            if let Plan::Quant { act_ty, act_row, .. } = p {
+                if !act_shapes.iter().any(|(t, k, _)| t == act_ty && *k == cols) {
+                    act_shapes.push((*act_ty, cols, *act_row));
+                }
+            }
         }
+        let mut act_store: Vec<Vec<u8>> = act_shapes.iter().map(|&(_, _, rb)| vec![0u8; n * rb]).collect();
+
+        let (rows_out, m) = if all { (0..n, n) } else { (n - 1..n, 1) };
+        let mut x = vec![0f32; n * d];
         let mut h = vec![0f32; n * d];
         let mut q = vec![0f32; n * q_dim];
         let mut k = vec![0f32; n * kv_dim];
@@ -357,65 +430,176 @@ impl Model {
         let mut o = vec![0f32; n * d];
         let mut g = vec![0f32; n * c.n_ff];
         let mut u = vec![0f32; n * c.n_ff];
-        let pos0 = s.pos;
-        let rope = RopeTable::new(c, pos0, n);
-        // Weights sharing one input share its quantized activations (q/k/v, gate/up).
-        macro_rules! mm {
-            ($inp:expr; $(($lin:expr, $out:expr)),+) => {{
-                let mut shared: Option<QuantizedActivations> = None;
-                $(
-                    if let Some(obs) = observer.as_deref_mut() {
-                        obs.observe($lin, $inp, n);
-                    }
-                    let lin: &Linear = $lin;
-                    if lin.is_quantized_path() {
-                        let want = lin.ty.dot_type();
-                        if shared.as_ref().map(|a| Some(a.ty())) != Some(want) {
-                            shared = Some(matmul::quantize_activations(lin.ty, $inp, lin.cols, n)?);
-                        }
-                        lin.forward(data, $inp, n, $out, shared.as_ref())?;
-                    } else {
-                        lin.forward(data, $inp, n, $out, None)?;
-                    }
-                )+
-            }};
-        }
-        for (li, layer) in self.layers.iter().enumerate() {
-            rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut h);
-            mm!(&h; (&layer.wq, &mut q), (&layer.wk, &mut k), (&layer.wv, &mut v));
-            rope.apply(&mut q, c.n_head, hd, c.rope_mode);
-            rope.apply(&mut k, c.n_head_kv, hd, c.rope_mode);
-            // The f16 cache (and f16 activations into the KQ product, as ggml converts them).
-            s.k[li].extend(k.iter().map(|&z| round_f16(z)));
-            s.v[li].extend(v.iter().map(|&z| round_f16(z)));
-            for z in q.iter_mut() {
-                *z = round_f16(*z);
-            }
-            attention(c, &q, &s.k[li], &s.v[li], pos0, &mut att);
-            mm!(&att; (&layer.wo, &mut o));
-            for (a, b) in x.iter_mut().zip(&o) {
-                *a += b;
-            }
-            rms_norm(&x, &layer.ffn_norm, c.rms_eps, &mut h);
-            mm!(&h; (&layer.w_gate, &mut g), (&layer.w_up, &mut u));
-            for (a, b) in g.iter_mut().zip(&u) {
-                *a = silu(*a) * b;
-            }
-            mm!(&g; (&layer.w_down, &mut o));
-            for (a, b) in x.iter_mut().zip(&o) {
-                *a += b;
-            }
-        }
-        s.pos += n;
-        let (rows, m) = if all { (&x[..], n) } else { (&x[(n - 1) * d..], 1) };
         let mut hn = vec![0f32; m * d];
-        rms_norm(rows, &self.output_norm, c.rms_eps, &mut hn);
         let mut logits = vec![0f32; m * c.n_vocab];
-        if let Some(obs) = observer {
-            obs.observe(&self.output, &hn, m);
-        }
-        self.output.forward(data, &hn, m, &mut logits, None)?;
+        let acts = ActBufs {
+            bufs: act_shapes.iter().zip(act_store.iter_mut()).map(|(&(t, k, _), b)| (t, k, SharedMut::new(b))).collect(),
+        };
+        let (sx, sh, sq, sk, sv) = (SharedMut::new(&mut x), SharedMut::new(&mut h), SharedMut::new(&mut q), SharedMut::new(&mut k), SharedMut::new(&mut v));
+        let (satt, so, sg, su) = (SharedMut::new(&mut att), SharedMut::new(&mut o), SharedMut::new(&mut g), SharedMut::new(&mut u));
+        let (shn, slog) = (SharedMut::new(&mut hn), SharedMut::new(&mut logits));
+        let (kcache, vcache) = (SharedMut::new(&mut s.k[..]), SharedMut::new(&mut s.v[..]));
+        let observing = observer.is_some();
+        let observer = std::sync::Mutex::new(observer);
+        let observe = |w: &Worker, lins: &[&Linear], inp: &SharedMut<f32>, rows: usize| {
+            if observing {
+                w.single(|| {
+                    let mut guard = observer.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(obs) = guard.as_deref_mut() {
+                        // SAFETY: read-only step (nothing else runs until the barrier of `single`).
+                        let x = unsafe { inp.all() };
+                        for lin in lins {
+                            obs.observe(lin, x, rows);
+                        }
+                    }
+                });
+            }
+        };
+        // Quantize rows `ts` of an input `cols` wide, given as `inp` (those rows only), for
+        // every plan in `ps`.
+        let quantize_rows = |inp: &[f32], cols: usize, ps: &[&Plan], ts: Range<usize>| {
+            for (i, p) in ps.iter().enumerate() {
+                if let Plan::Quant { act_ty, act, act_row, .. } = p {
+                    // Several weights of one input share a type: quantize it once.
+                    if ps[..i].iter().any(|q| matches!(q, Plan::Quant { act_ty: t, .. } if t == act_ty)) {
+                        continue;
+                    }
+                    if let Some(buf) = acts.get(*act_ty, cols) {
+                        // SAFETY: rows `ts` of this buffer are written by this chunk only.
+                        let dst = unsafe { buf.part(ts.start * act_row..ts.end * act_row) };
+                        act.call(*act_ty, inp, dst);
+                    }
+                }
+            }
+        };
+
+        self.team.run(|w| {
+            // Embeddings (token ids were checked by `forward`).
+            w.chunks(n, 1, |ts| {
+                for t in ts {
+                    // SAFETY: row t of x belongs to this chunk.
+                    let row = unsafe { sx.part(t * d..(t + 1) * d) };
+                    let _ = self.embd.row(data, tokens[t] as usize, row);
+                }
+            });
+            for (li, (layer, p)) in self.layers.iter().zip(&plans).enumerate() {
+                // Residual of the previous block, attention norm, quantized input of q/k/v.
+                w.chunks(n, 1, |ts| {
+                    let rows = ts.start * d..ts.end * d;
+                    // SAFETY: these rows of x and h belong to this chunk; o is only read.
+                    let (xr, hr, or) = unsafe { (sx.part(rows.clone()), sh.part(rows.clone()), &so.all()[rows]) };
+                    if li > 0 {
+                        xr.iter_mut().zip(or).for_each(|(a, b)| *a += b);
+                    }
+                    rms_norm(xr, &layer.attn_norm, c.rms_eps, hr);
+                    quantize_rows(hr, d, &[&p[0], &p[1], &p[2]], ts);
+                });
+                observe(w, &[&layer.wq, &layer.wk, &layer.wv], &sh, n);
+                self.matmul_step(w, data, n, &acts, &[
+                    Job { lin: &layer.wq, plan: p[0], x: &sh, out: &sq },
+                    Job { lin: &layer.wk, plan: p[1], x: &sh, out: &sk },
+                    Job { lin: &layer.wv, plan: p[2], x: &sh, out: &sv },
+                ]);
+                w.single(|| {
+                    // SAFETY: only this worker runs in a `single` step.
+                    let (q, k, v) = unsafe { (sq.part(0..sq.len()), sk.part(0..sk.len()), sv.all()) };
+                    rope.apply(q, c.n_head, hd, c.rope_mode);
+                    rope.apply(k, c.n_head_kv, hd, c.rope_mode);
+                    // The f16 cache (and f16 activations into the KQ product, as ggml converts them).
+                    let (kc, vc) = unsafe { (&mut kcache.part(li..li + 1)[0], &mut vcache.part(li..li + 1)[0]) };
+                    kc.extend(k.iter().map(|&z| round_f16(z)));
+                    vc.extend(v.iter().map(|&z| round_f16(z)));
+                    for z in q.iter_mut() {
+                        *z = round_f16(*z);
+                    }
+                });
+                // SAFETY: q and the caches are only read until the next barrier.
+                let (qa, kc, vc) = unsafe { (sq.all(), &kcache.all()[li], &vcache.all()[li]) };
+                w.chunks(n * c.n_head, 1, |items| {
+                    for idx in items {
+                        // SAFETY: head `idx` of att belongs to this chunk.
+                        let out = unsafe { satt.part(idx * hd..(idx + 1) * hd) };
+                        attention_head(c, qa, kc, vc, pos0, idx / c.n_head, idx % c.n_head, out);
+                    }
+                });
+                // SAFETY: these rows of att are only read in this step.
+                w.chunks(n, 1, |ts| quantize_rows(unsafe { &satt.all()[ts.start * q_dim..ts.end * q_dim] }, q_dim, &[&p[3]], ts));
+                observe(w, &[&layer.wo], &satt, n);
+                self.matmul_step(w, data, n, &acts, &[Job { lin: &layer.wo, plan: p[3], x: &satt, out: &so }]);
+                // Residual, FFN norm, quantized input of gate/up.
+                w.chunks(n, 1, |ts| {
+                    let rows = ts.start * d..ts.end * d;
+                    // SAFETY: these rows of x and h belong to this chunk; o is only read.
+                    let (xr, hr, or) = unsafe { (sx.part(rows.clone()), sh.part(rows.clone()), &so.all()[rows]) };
+                    xr.iter_mut().zip(or).for_each(|(a, b)| *a += b);
+                    rms_norm(xr, &layer.ffn_norm, c.rms_eps, hr);
+                    quantize_rows(hr, d, &[&p[4], &p[5]], ts);
+                });
+                observe(w, &[&layer.w_gate, &layer.w_up], &sh, n);
+                self.matmul_step(w, data, n, &acts, &[
+                    Job { lin: &layer.w_gate, plan: p[4], x: &sh, out: &sg },
+                    Job { lin: &layer.w_up, plan: p[5], x: &sh, out: &su },
+                ]);
+                w.chunks(n, 1, |ts| {
+                    let rows = ts.start * c.n_ff..ts.end * c.n_ff;
+                    // SAFETY: these rows of g belong to this chunk; u is only read.
+                    let (gr, ur) = unsafe { (sg.part(rows.clone()), &su.all()[rows]) };
+                    gr.iter_mut().zip(ur).for_each(|(a, b)| *a = silu(*a) * b);
+                    quantize_rows(gr, c.n_ff, &[&p[6]], ts);
+                });
+                observe(w, &[&layer.w_down], &sg, n);
+                self.matmul_step(w, data, n, &acts, &[Job { lin: &layer.w_down, plan: p[6], x: &sg, out: &so }]);
+            }
+            // Last residual, output norm of the rows whose logits are wanted, output projection.
+            let r0 = rows_out.start;
+            w.chunks(m, 1, |is| {
+                let (xs, hs) = ((r0 + is.start) * d..(r0 + is.end) * d, is.start * d..is.end * d);
+                // SAFETY: these rows of x and hn belong to this chunk; o is only read.
+                let (xr, hr, or) = unsafe { (sx.part(xs.clone()), shn.part(hs), &so.all()[xs]) };
+                xr.iter_mut().zip(or).for_each(|(a, b)| *a += b);
+                rms_norm(xr, &self.output_norm, c.rms_eps, hr);
+                quantize_rows(hr, d, &[&out_plan], is);
+            });
+            observe(w, &[&self.output], &shn, m);
+            self.matmul_step(w, data, m, &acts, &[Job { lin: &self.output, plan: out_plan, x: &shn, out: &slog }]);
+        });
+        s.pos += n;
+        drop(acts);
         Ok(logits)
+    }
+
+    /// One step of matmuls that read inputs ready since the last barrier: the weight rows of
+    /// every job are cut into chunks handed to whichever worker is free.
+    fn matmul_step(&self, w: &Worker, data: &[u8], n: usize, acts: &ActBufs, jobs: &[Job]) {
+        let nth = w.nth();
+        let sizes: Vec<usize> = jobs.iter().map(|j| j.lin.chunk_rows(&j.plan, nth)).collect();
+        let counts: Vec<usize> = jobs.iter().zip(&sizes).map(|(j, &sz)| j.lin.rows.div_ceil(sz)).collect();
+        let total: usize = counts.iter().sum();
+        w.chunks(total, 1, |cs| {
+            for mut ci in cs {
+                let mut ji = 0;
+                while ci >= counts[ji] {
+                    ci -= counts[ji];
+                    ji += 1;
+                }
+                let j = &jobs[ji];
+                let r0 = ci * sizes[ji];
+                let rs = r0..(r0 + sizes[ji]).min(j.lin.rows);
+                // SAFETY: inputs are only read in this step.
+                let x = unsafe { j.x.all() };
+                let qa: &[u8] = match j.plan {
+                    Plan::Quant { act_ty, .. } => match acts.get(act_ty, j.lin.cols) {
+                        // SAFETY: as above.
+                        Some(b) => unsafe { b.all() },
+                        None => &[],
+                    },
+                    Plan::Float => &[],
+                };
+                // SAFETY: chunks of one job cover disjoint output columns; jobs write different
+                // outputs.
+                unsafe { j.lin.rows_into(data, &j.plan, rs, x, qa, n, j.out) };
+            }
+        });
     }
 }
 
@@ -521,33 +705,32 @@ impl RopeTable {
     }
 }
 
-/// Causal GQA attention for `n` new tokens at positions `pos0..pos0+n`; `kc`/`vc` hold all
-/// `pos0 + n` cached positions (`n = out.len() / (n_head·hd)`). Writes `n × n_head × hd` into `out`.
-fn attention(c: &Config, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, out: &mut [f32]) {
+/// Causal GQA attention of one query head `h` of token `t` (position `pos0 + t`) over the
+/// cached keys/values `kc`/`vc` (all `pos0 + n` positions, `kv_dim` per position); `q` is
+/// `n × n_head × hd`. Writes the head's `hd` outputs into `out`.
+#[allow(clippy::too_many_arguments)]
+fn attention_head(c: &Config, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, t: usize, h: usize, out: &mut [f32]) {
     let hd = c.head_dim;
     let (q_dim, kv_dim) = (c.n_head * hd, c.n_head_kv * hd);
     let group = c.n_head / c.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
-    out.par_chunks_mut(hd).enumerate().for_each(|(idx, o)| {
-        let (t, h) = (idx / c.n_head, idx % c.n_head);
-        let kvh = h / group;
-        let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
-        let len = pos0 + t + 1;
-        let mut sc: Vec<f32> = (0..len).map(|p| dot(qh, &kc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd]) * scale).collect();
-        let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f64;
-        for s in sc.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s as f64;
+    let kvh = h / group;
+    let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+    let len = pos0 + t + 1;
+    let mut sc: Vec<f32> = (0..len).map(|p| dot(qh, &kc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd]) * scale).collect();
+    let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for s in sc.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    out.fill(0.0);
+    for (p, s) in sc.iter().enumerate() {
+        let w = round_f16(s * inv);
+        let vr = &vc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
+        for (a, b) in out.iter_mut().zip(vr) {
+            *a += w * b;
         }
-        let inv = (1.0 / sum) as f32;
-        o.fill(0.0);
-        for (p, s) in sc.iter().enumerate() {
-            let w = round_f16(s * inv);
-            let vr = &vc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-            for (a, b) in o.iter_mut().zip(vr) {
-                *a += w * b;
-            }
-        }
-    });
+    }
 }

@@ -24,6 +24,7 @@ mod x86 {
     pub mod avx2_iq;
     pub mod avx512;
     pub mod avx512_iq;
+    pub mod gemm_avx512;
 }
 #[cfg(target_arch = "aarch64")]
 mod aarch64 {
@@ -114,6 +115,14 @@ pub(crate) type VecDotFn = unsafe fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 /// As for [`VecDotFn`]: lengths exact, ISA available.
 pub(crate) type QuantizeFn = unsafe fn(x: &[f32], dst: &mut [u8]);
 
+/// Raw multi-row kernel: `out[i * m + j] = dot(w row i, a row j)` for `nr` weight rows (`w`,
+/// rows of `t.row_bytes(k)`) and `m` activation rows (`a`, rows of the activation type).
+/// Each output is computed the same way whatever `nr` and `m` are.
+///
+/// # Safety
+/// Lengths exact (`w` = `nr` rows, `a` = `m` rows, `out` = `nr * m`), ISA available.
+pub(crate) type GemmFn = unsafe fn(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, out: &mut [f32]);
+
 /// How one table entry computes.
 #[derive(Clone, Copy)]
 enum DotImpl {
@@ -142,6 +151,7 @@ pub struct Kernels {
     dot_isa: [Isa; SLOTS],
     act: [ActImpl; SLOTS],
     act_isa: [Isa; SLOTS],
+    gemm: [Option<GemmFn>; SLOTS],
 }
 
 /// A level's overrides, filled by the per-ISA modules.
@@ -162,6 +172,7 @@ impl Kernels {
             dot_isa: [Isa::Scalar; SLOTS],
             act: [ActImpl::None; SLOTS],
             act_isa: [Isa::Scalar; SLOTS],
+            gemm: [None; SLOTS],
         };
         for &t in QuantType::ALL {
             if t.dot_type().is_some() && has_reference_dot(t) {
@@ -185,6 +196,28 @@ impl Kernels {
             self.act_isa[slot(t)] = isa;
         }
         self
+    }
+
+    /// Add multi-row kernels (they must compute exactly what the table's dot kernel of the
+    /// same type is replaced by in matmuls: see [`GemmFn`]).
+    #[allow(dead_code)] // no multi-row kernels on some targets
+    fn with_gemm(mut self, g: Vec<(QuantType, GemmFn)>) -> Kernels {
+        for (t, f) in g {
+            self.gemm[slot(t)] = Some(f);
+        }
+        self
+    }
+
+    /// Whether matmuls of `t` use a multi-row kernel at this level.
+    pub fn has_gemm(&self, t: QuantType) -> bool {
+        self.gemm[slot(t)].is_some()
+    }
+
+    /// The kernels a matmul of `t` with rows of `n` values uses.
+    pub(crate) fn row_dot(&self, t: QuantType, n: usize) -> Result<RowDot> {
+        let mut d = RowDot::new(self.dot_fn(t)?, t, n)?;
+        d.gemm = self.gemm[slot(t)];
+        Ok(d)
     }
 
     /// The level of this table.
@@ -282,6 +315,67 @@ impl DotCall {
     }
 }
 
+/// A dot kernel bound to one row length `n`, its byte sizes computed once: the form hot loops
+/// use (a call checks two lengths instead of recomputing them).
+#[derive(Clone, Copy)]
+pub(crate) struct RowDot {
+    call: DotCall,
+    t: QuantType,
+    n: usize,
+    wb: usize,
+    ab: usize,
+    gemm: Option<GemmFn>,
+}
+
+impl RowDot {
+    /// Bind `call` (the kernel of `t`) to rows of `n` values.
+    pub(crate) fn new(call: DotCall, t: QuantType, n: usize) -> Result<RowDot> {
+        let (wb, ab) = dot_row_bytes(t, n)?;
+        Ok(RowDot { call, t, n, wb, ab, gemm: None })
+    }
+
+    /// Whether a multi-row kernel computes these products (then [`RowDot::gemm`] is used for
+    /// every output, single rows included, so that batch size never changes a result).
+    pub(crate) fn has_gemm(&self) -> bool {
+        self.gemm.is_some()
+    }
+
+    /// `out[i * m + j] = w_i · a_j` for the `w.len() / wb` weight rows and `m` activation rows,
+    /// with the multi-row kernel when there is one, else one dot product per pair.
+    pub(crate) fn gemm(&self, w: &[u8], a: &[u8], m: usize, out: &mut [f32]) {
+        let nr = w.len() / self.wb.max(1);
+        assert!(w.len() == nr * self.wb && a.len() == m * self.ab && out.len() == nr * m, "gemm lengths");
+        match self.gemm {
+            // SAFETY: lengths asserted above; `g` comes from the table of an available ISA.
+            Some(g) => unsafe { g(self.n, w, nr, a, m, out) },
+            None => {
+                for (i, wr) in w.chunks_exact(self.wb).enumerate() {
+                    for (j, ar) in a.chunks_exact(self.ab).enumerate() {
+                        out[i * m + j] = self.dot(wr, ar);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes of one weight row and one activation row.
+    pub(crate) fn row_bytes(&self) -> (usize, usize) {
+        (self.wb, self.ab)
+    }
+
+    /// The dot product of one weight row with one activation row; panics on a wrong length.
+    #[inline(always)]
+    pub(crate) fn dot(&self, w: &[u8], a: &[u8]) -> f32 {
+        assert!(w.len() == self.wb && a.len() == self.ab, "kernel called with wrong row lengths");
+        match self.call.0 {
+            None => quant::vec_dot_ref(self.t, w, a, self.n).unwrap_or(f32::NAN),
+            // SAFETY: lengths checked just above against `dot_row_bytes(t, n)`; `f` comes from a
+            // table built only for an available ISA (see `kernels_for`).
+            Some(f) => unsafe { f(self.n, w, a) },
+        }
+    }
+}
+
 /// A resolved activation quantizer.
 #[derive(Clone, Copy)]
 pub(crate) struct ActCall(QuantizeFn);
@@ -356,7 +450,8 @@ fn build(isa: Isa) -> Option<Kernels> {
             .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
             .with(Isa::Avx2, unsafe { x86::avx2_iq::overrides() })
             .with(Isa::Avx512, unsafe { x86::avx512::overrides() })
-            .with(Isa::Avx512, unsafe { x86::avx512_iq::overrides() }),
+            .with(Isa::Avx512, unsafe { x86::avx512_iq::overrides() })
+            .with_gemm(unsafe { x86::gemm_avx512::gemm_overrides() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.
         Isa::Neon => k.with(Isa::Neon, unsafe { aarch64::neon::overrides() }),
@@ -412,6 +507,38 @@ pub fn vec_dot(t: QuantType, n: usize, w: &[u8], a: &[u8]) -> Result<f32> {
 /// Quantize activations to `t` (Q8_0/Q8_1/Q8_K) as ggml's matmul does, using [`kernels`].
 pub fn quantize_act(t: QuantType, x: &[f32], dst: &mut [u8]) -> Result<()> {
     kernels().quantize_act(t, x, dst)
+}
+
+/// How far ahead of the weight row being multiplied its bytes are prefetched. Measured on a
+/// one-thread GEMV over 115 MB of Q4_1 (200000 x 576): 43 ns/256 values without a software
+/// prefetch, 33 / 28 / 25 / 25 ns with 1, 2, 4 and 8 KiB (18 ns when the weight sits in L2).
+pub(crate) const PREFETCH_AHEAD: usize = 4096;
+
+/// Ask the cache hierarchy to start loading the bytes `[p, p + len)` (one hint per 64-byte
+/// line). A hint only: it never faults, so the range may extend past the end of a buffer, and it
+/// does nothing on targets without a prefetch instruction.
+///
+/// The quantized GEMV streams weights from DRAM; on the machines measured the hardware
+/// prefetchers alone kept a one-thread Q4_1 GEMV at 3–4 GB/s, and a software prefetch 4 KiB
+/// ahead brought it near the kernel's L2-resident speed (see `matmul`).
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8, len: usize) {
+    let mut a = (p as usize) & !63;
+    let end = (p as usize).wrapping_add(len);
+    while a < end {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: PREFETCHT0 is part of SSE (baseline on x86-64); it is a hint that never
+        // faults or reads architecturally, whatever the address.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(a as *const i8)
+        };
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: PRFM is a hint that never faults, whatever the address; no memory is written.
+        unsafe {
+            core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) a, options(nostack, preserves_flags, readonly))
+        };
+        a += 64;
+    }
 }
 
 /// The IQ4_NL / IQ4_XS codebook (ggml `kvalues_iq4nl`, format data).
