@@ -36,6 +36,21 @@ pub const TYPES: &[QuantType] = &[
     QuantType::Q6_K,
     QuantType::IQ4_NL,
     QuantType::IQ4_XS,
+    QuantType::IQ2_XXS,
+    QuantType::IQ3_XXS,
+    QuantType::IQ2_XS,
+    QuantType::IQ2_S,
+    QuantType::IQ3_S,
+    QuantType::TQ2_0,
+    QuantType::TQ1_0,
+    QuantType::IQ1_S,
+    QuantType::IQ1_M,
+    QuantType::MXFP4,
+    QuantType::NVFP4,
+    QuantType::Q1_0,
+    QuantType::Q2_0,
+    QuantType::F16,
+    QuantType::BF16,
 ];
 
 /// Random-looking but valid rows: bytes from an LCG, f16 scale fields set to small normals.
@@ -52,12 +67,26 @@ pub fn weight_rows(t: QuantType, n: usize, rows: usize) -> Vec<u8> {
         QuantType::Q2_K => &[80, 82],
         QuantType::Q3_K => &[108],
         QuantType::Q6_K => &[208],
+        QuantType::TQ1_0 => &[52],
+        QuantType::TQ2_0 => &[64],
+        // No f16 field at offset 0 (IQ1_M's scale is spread over its scale words; MXFP4 and
+        // NVFP4 have 8-bit scales, all finite).
+        QuantType::IQ1_M | QuantType::MXFP4 | QuantType::NVFP4 => &[],
+        QuantType::BF16 => {
+            for b in v.chunks_exact_mut(2) {
+                b.copy_from_slice(&half::bf16::from_f32(0.01).to_le_bytes());
+            }
+            return v;
+        }
         QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4_K | QuantType::Q5_K => &[0, 2],
         _ => &[0],
     };
     for b in v.chunks_exact_mut(t.type_size()) {
         for &o in f16s {
             b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+        }
+        if t == QuantType::MXFP4 {
+            b[0] = 127; // E8M0 exponent 2^0: no subnormal or infinite products
         }
     }
     v
@@ -79,8 +108,14 @@ fn bench(c: &mut Criterion) {
             }
             let at = t.dot_type().unwrap();
             let w = weight_rows(t, n, rows);
-            let mut a = vec![0u8; at.row_bytes(n).unwrap()];
-            k.quantize_act(at, &x, &mut a).unwrap();
+            let a = if k.has_quantize_act(at) {
+                let mut a = vec![0u8; at.row_bytes(n).unwrap()];
+                k.quantize_act(at, &x, &mut a).unwrap();
+                a
+            } else {
+                // Float types dot with themselves.
+                kquants::quant::quantize(at, &x, n, None, None).unwrap()
+            };
             let wrow = t.row_bytes(n).unwrap();
             g.bench_with_input(BenchmarkId::new(t.name(), isa.name()), &w, |b, w| {
                 b.iter_custom(|iters| {

@@ -12,8 +12,12 @@ use kquants::simd::{self, available_isas, kernels_for, Isa, Kernels};
 use kquants::QuantType;
 
 /// Types with SIMD kernels and golden data.
-const DOT_TYPES: &[&str] =
-    &["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"];
+const DOT_TYPES: &[&str] = &[
+    "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
+    // rust/simd/x86/avx2_iq.rs
+    "IQ2_XXS", "IQ3_XXS", "IQ2_XS", "IQ2_S", "IQ3_S", "TQ2_0", "TQ1_0", "IQ1_S", "IQ1_M", "MXFP4", "NVFP4", "Q1_0",
+    "Q2_0", "F16", "BF16",
+];
 
 fn simd_tables() -> Vec<&'static Kernels> {
     available_isas().into_iter().filter(|&i| i != Isa::Scalar).filter_map(kernels_for).collect()
@@ -24,6 +28,12 @@ const U: f64 = 1.0 / (1u64 << 24) as f64;
 /// Dequantized activation values: `d * q` (Q8_0/Q8_1: f16 d at 0; Q8_K: f32 d at 0).
 fn act_values(t: QuantType, row: &[u8]) -> Vec<f64> {
     let mut out = Vec::new();
+    match t {
+        QuantType::F16 => return row.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f64()).collect(),
+        QuantType::BF16 => return row.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f64()).collect(),
+        QuantType::F32 => return row.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
+        _ => {}
+    }
     for b in row.chunks_exact(t.type_size()) {
         let (d, qs) = match t {
             QuantType::Q8_K => (f32::from_le_bytes(b[..4].try_into().unwrap()) as f64, &b[4..260]),
@@ -206,6 +216,10 @@ fn f16_fields(t: QuantType) -> &'static [usize] {
         T::Q2_K => &[80, 82],
         T::Q3_K => &[108],
         T::Q6_K => &[208],
+        T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S | T::IQ1_S | T::Q1_0 | T::Q2_0 => &[0],
+        T::F16 => &[0],
+        T::TQ1_0 => &[52],
+        T::TQ2_0 => &[64],
         _ => &[],
     }
 }
@@ -218,6 +232,21 @@ fn random_weights(t: QuantType, n: usize, rng: &mut Rng) -> Vec<u8> {
             let v = half::f16::from_f32(rng.normal() * 0.01);
             b[o..o + 2].copy_from_slice(&v.to_le_bytes());
         }
+        match t {
+            // E8M0 exponent near 2^0 (random bytes reach 2^127 and overflow the sums).
+            QuantType::MXFP4 => b[0] = 120 + (rng.next() % 16) as u8,
+            QuantType::BF16 => b.copy_from_slice(&half::bf16::from_f32(rng.normal()).to_le_bytes()),
+            QuantType::F32 => b.copy_from_slice(&rng.normal().to_le_bytes()),
+            // The f16 super-block scale lives in the top nibbles of the four scale words.
+            QuantType::IQ1_M => {
+                let d = half::f16::from_f32(rng.normal() * 0.01).to_bits();
+                for k in 0..4 {
+                    let o = 48 + 2 * k + 1;
+                    b[o] = (b[o] & 0x0f) | ((((d >> (4 * k)) & 0xf) as u8) << 4);
+                }
+            }
+            _ => {}
+        }
     }
     w
 }
@@ -227,7 +256,8 @@ fn vec_dot_random_blocks_agree_across_isas_and_reference() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let tabs: Vec<&Kernels> = available_isas().into_iter().filter_map(kernels_for).collect();
     let mut fails = Vec::new();
-    for name in DOT_TYPES {
+    // F32 has no golden file; it is covered here.
+    for name in DOT_TYPES.iter().chain(&["F32"]) {
         let t = QuantType::from_name(name).unwrap();
         let at = t.dot_type().unwrap();
         // Every table that computes this type (the scalar one once the codec lands).
@@ -237,13 +267,22 @@ fn vec_dot_random_blocks_agree_across_isas_and_reference() {
         if kquants::quant::is_supported(t) {
             assert_eq!(impls[0].vec_dot_isa(t), Some(Isa::Scalar), "{name}: codec landed, scalar reference expected");
         }
-        let quant_tab = tabs.iter().copied().find(|k| k.has_quantize_act(at)).expect("an activation quantizer");
-        for &n in &[256usize, 512, 4096, 768] {
+        let quant_tab = tabs.iter().copied().find(|k| k.has_quantize_act(at));
+        // Float types (one-value blocks) also take lengths that leave a scalar tail.
+        let sizes: &[usize] = if t.block_size() == 1 { &[256, 4096, 37, 1001] } else { &[256, 512, 4096, 768] };
+        for &n in sizes {
             for _ in 0..6 {
                 let w = random_weights(t, n, &mut rng);
                 let x: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
-                let mut a = vec![0u8; at.row_bytes(n).unwrap()];
-                quant_tab.quantize_act(at, &x, &mut a).unwrap();
+                let a = match quant_tab {
+                    Some(q) => {
+                        let mut a = vec![0u8; at.row_bytes(n).unwrap()];
+                        q.quantize_act(at, &x, &mut a).unwrap();
+                        a
+                    }
+                    // Float types dot with themselves: the activation is `x` converted.
+                    None => kquants::quant::quantize(at, &x, n, None, None).unwrap(),
+                };
                 // S: sum of |block terms|, each from a one-block call of the lowest implementation.
                 let (wb, ab) = (t.type_size(), at.type_size() * t.block_size() / at.block_size());
                 let lo = impls[0];
@@ -284,4 +323,52 @@ fn vec_dot_validates_lengths() {
     assert!(k.vec_dot(QuantType::Q8_K, 256, &[0; 292], &[0; 292]).is_err());
     let mut q = vec![0u8; 33];
     assert!(k.quantize_act(QuantType::Q8_0, &[0.0; 32], &mut q).is_err());
+}
+
+/// The 256-value kernels of `rust/simd/x86/avx2_iq.rs` reduce each block's integer sum exactly
+/// and accumulate `d * sum` in block order, the scalar reference's float operations: they must
+/// equal it bit for bit (on random blocks and on the golden rows).
+#[test]
+fn grid_and_ternary_kernels_equal_reference_bit_for_bit() {
+    const EXACT: &[&str] = &["IQ2_XXS", "IQ3_XXS", "IQ2_XS", "IQ2_S", "IQ3_S", "TQ2_0", "TQ1_0", "IQ1_S", "IQ1_M"];
+    let scalar = kernels_for(Isa::Scalar).unwrap();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut fails = Vec::new();
+    for name in EXACT {
+        let t = QuantType::from_name(name).unwrap();
+        let at = t.dot_type().unwrap();
+        let mut cases: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+        for &n in &[256usize, 1024, 2816] {
+            let w = random_weights(t, n, &mut rng);
+            let x: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+            let mut a = vec![0u8; at.row_bytes(n).unwrap()];
+            scalar.quantize_act(at, &x, &mut a).unwrap();
+            cases.push((n, w, a));
+        }
+        let g = common::codec_golden(name);
+        for set in ["synth", "real"] {
+            let n = g[&format!("{set}_x")].cols();
+            let (wrow, arow) = simd::dot_row_bytes(t, n).unwrap();
+            let aq = g[&format!("{set}_act_q")].u8();
+            for qk in ["q", "q_imat"] {
+                let Some(q) = g.get(&format!("{set}_{qk}")) else { continue };
+                for r in 0..q.rows() {
+                    cases.push((n, q.u8()[r * wrow..(r + 1) * wrow].to_vec(), aq[r * arow..(r + 1) * arow].to_vec()));
+                }
+            }
+        }
+        for tab in simd_tables() {
+            if tab.vec_dot_isa(t) == Some(Isa::Scalar) {
+                continue;
+            }
+            for (n, w, a) in &cases {
+                let want = scalar.vec_dot(t, *n, w, a).unwrap();
+                let got = tab.vec_dot(t, *n, w, a).unwrap();
+                if got.to_bits() != want.to_bits() {
+                    fails.push(format!("{} {name} n={n}: {got} != reference {want}", tab.isa()));
+                }
+            }
+        }
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
 }

@@ -1,0 +1,138 @@
+//! AVX-512 (F/BW/VL/VNNI) kernels for types of [`super::avx2_iq`] where they measured faster
+//! than AVX2 here (NVFP4: one 64-value block per zmm; Q1_0: sign bits as a mask register).
+//! Installed over the AVX2 table only after run-time detection; types without an entry keep
+//! their AVX2 kernel. zmm versions of TQ2_0, MXFP4 and Q2_0 measured no faster than AVX2 (or
+//! slower) on this Xeon and were dropped; the grid types stay on AVX2 because their cost is
+//! the scalar grid lookups, which wider vectors do not reduce.
+
+use core::arch::x86_64::*;
+
+use super::avx2::f16_at;
+use super::avx2_iq::UE4M3_HALF;
+use crate::quant::fp4::KVALUES_FP4;
+use crate::simd::Overrides;
+use crate::types::QuantType as T;
+
+/// The AVX-512 entries of the dispatch table for these types.
+///
+/// # Safety
+/// Only call after checking AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C: the kernels use them.
+pub(crate) unsafe fn overrides() -> Overrides {
+    Overrides {
+        dot: vec![
+            (T::NVFP4, dot_nvfp4 as _),
+            (T::Q1_0, dot_q1_0 as _),
+        ],
+        act: vec![],
+    }
+}
+
+const Q80: usize = 34;
+
+macro_rules! kernel {
+    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) $(-> $r:ty)? $body:block) => {
+        $(#[$m])*
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name($($a: $t),*) $(-> $r)? $body
+    };
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn load256(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 32 readable bytes at `p`.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// 32 bytes at `a` in the low half, 32 bytes at `b` in the high half.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn load2x256(a: *const u8, b: *const u8) -> __m512i {
+    // SAFETY: 32 readable bytes at `a` and at `b` (caller).
+    unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(load256(a)), load256(b), 1) }
+}
+
+/// `d0` in lanes 0..8, `d1` in lanes 8..16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn halves(d0: f32, d1: f32) -> __m512 {
+    _mm512_mask_mov_ps(_mm512_set1_ps(d0), 0xff00, _mm512_set1_ps(d1))
+}
+
+/// E2M1 codes (one per byte, 0..16) times activations, summed by fours: magnitudes from the
+/// table, the sign (code bit 3) applied to the activation through a mask.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn fp4_dot(codes: __m512i, y: __m512i) -> __m512i {
+    // |KVALUES_FP4| per 128-bit lane.
+    // SAFETY: the table has 16 bytes.
+    let mag = _mm512_broadcast_i32x4(_mm_abs_epi8(unsafe { _mm_loadu_si128(KVALUES_FP4.as_ptr() as *const __m128i) }));
+    let neg = _mm512_test_epi8_mask(codes, _mm512_set1_epi8(8));
+    let sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(mag, codes), sy)
+}
+
+kernel! {
+    /// NVFP4 x Q8_0: one 64-value block per zmm, sub-block `s` in 128-bit lane `s`.
+    fn dot_nvfp4(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 64;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let m4 = _mm256_set1_epi8(0x0f);
+        // Lanes of (sub-blocks 0|2) and (1|3) interleaved to 0, 1, 2, 3.
+        let order = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+        let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        let mut acc = _mm512_setzero_ps();
+        for i in 0..nb {
+            // SAFETY: block i (36 bytes of NVFP4, 2 x 34 of Q8_0) is inside both rows.
+            unsafe {
+                let (x, y) = (wp.add(36 * i), ap.add(2 * Q80 * i));
+                let b = load256(x.add(4));
+                let lo = _mm256_and_si256(b, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+                let even = _mm512_castsi256_si512(_mm256_unpacklo_epi64(lo, hi));
+                let odd = _mm512_castsi256_si512(_mm256_unpackhi_epi64(lo, hi));
+                let codes = _mm512_permutex2var_epi64(even, order, odd);
+                let p = fp4_dot(codes, load2x256(y.add(2), y.add(Q80 + 2)));
+                let (dy0, dy1) = (f16_at(y), f16_at(y.add(Q80)));
+                let s = _mm_setr_ps(
+                    UE4M3_HALF[*x as usize] * dy0,
+                    UE4M3_HALF[*x.add(1) as usize] * dy0,
+                    UE4M3_HALF[*x.add(2) as usize] * dy1,
+                    UE4M3_HALF[*x.add(3) as usize] * dy1,
+                );
+                let sc = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(s));
+                acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(p), acc);
+            }
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+}
+
+kernel! {
+    /// Q1_0 x Q8_0: the 64 sign bits of two Q8_0 blocks are a mask register.
+    fn dot_q1_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 128;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let ones = _mm512_set1_epi8(1);
+        let mut acc = _mm512_setzero_ps();
+        for i in 0..nb {
+            // SAFETY: block i (18 bytes of Q1_0, 4 x 34 of Q8_0) is inside both rows.
+            unsafe {
+                let (x, y) = (wp.add(18 * i), ap.add(4 * Q80 * i));
+                let mut blk = _mm512_setzero_ps();
+                for h in 0..2 {
+                    let bits = core::ptr::read_unaligned(x.add(2 + 8 * h) as *const u64);
+                    let (ya, yb) = (y.add(2 * Q80 * h), y.add(2 * Q80 * h + Q80));
+                    let yv = load2x256(ya.add(2), yb.add(2));
+                    // Clear bits are -1.
+                    let sy = _mm512_mask_sub_epi8(yv, !bits, _mm512_setzero_si512(), yv);
+                    let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, sy);
+                    blk = _mm512_fmadd_ps(halves(f16_at(ya), f16_at(yb)), _mm512_cvtepi32_ps(s), blk);
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(f16_at(x)), blk, acc);
+            }
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+}
+
