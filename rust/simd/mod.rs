@@ -212,8 +212,9 @@ impl Kernels {
 
     /// Dot product of one row of `t` (`n` values) with one row of `t.dot_type()`.
     pub fn vec_dot(&self, t: QuantType, n: usize, w: &[u8], a: &[u8]) -> Result<f32> {
-        let (wb, ab) = dot_row_bytes(t, n)?;
-        if w.len() != wb || a.len() != ab {
+        let fits = dot_row_bytes_fast(t, n).is_some_and(|(wb, ab)| w.len() == wb && a.len() == ab);
+        if !fits {
+            let (wb, ab) = dot_row_bytes(t, n)?;
             return Err(Error::value(format!(
                 "vec_dot of {n} values needs {wb} bytes of {t} and {ab} bytes of {}, got {} and {}",
                 t.dot_type().map_or("?", |d| d.name()),
@@ -221,8 +222,11 @@ impl Kernels {
                 a.len()
             )));
         }
-        let f = self.dot_fn(t)?;
-        Ok(f.call(t, n, w, a))
+        Ok(match self.dot_fn(t)? {
+            DotCall(None) => quant::vec_dot_ref(t, w, a, n)?,
+            // SAFETY: lengths checked above; the table holds only kernels of an available ISA.
+            DotCall(Some(f)) => unsafe { f(n, w, a) },
+        })
     }
 
     /// Quantize activations `x` (rows of `n` values; `x.len()` a multiple of `n`) to `t`
@@ -270,7 +274,7 @@ impl DotCall {
         match self.0 {
             None => quant::vec_dot_ref(t, w, a, n).unwrap_or(f32::NAN),
             Some(f) => {
-                let ok = dot_row_bytes(t, n).is_ok_and(|(wb, ab)| w.len() == wb && a.len() == ab);
+                let ok = dot_row_bytes_fast(t, n).is_some_and(|(wb, ab)| w.len() == wb && a.len() == ab);
                 assert!(ok, "kernel called with wrong row lengths");
                 // SAFETY: lengths checked just above; `f` comes from a table built only for an
                 // ISA that `Isa::is_available` confirmed (see `kernels_for`).
@@ -303,6 +307,24 @@ pub fn dot_row_bytes(t: QuantType, n: usize) -> Result<(usize, usize)> {
         .row_bytes(n)
         .ok_or_else(|| Error::value(format!("{n} is not a multiple of the {dt} block size {}", dt.block_size())))?;
     Ok((wb, ab))
+}
+
+/// [`dot_row_bytes`] without error messages and with shifts for the (power-of-two) block sizes:
+/// the per-call length check of [`DotCall::call`], which runs once per weight row in matmul.
+#[inline]
+fn dot_row_bytes_fast(t: QuantType, n: usize) -> Option<(usize, usize)> {
+    #[inline(always)]
+    fn row(t: QuantType, n: usize) -> Option<usize> {
+        let bs = t.block_size();
+        if !bs.is_power_of_two() {
+            return t.row_bytes(n);
+        }
+        if n & (bs - 1) != 0 {
+            return None;
+        }
+        (n >> bs.trailing_zeros()).checked_mul(t.type_size())
+    }
+    Some((row(t, n)?, row(t.dot_type()?, n)?))
 }
 
 /// Whether `crate::quant` has a scalar reference dot product for `t`: asked with an empty row,
