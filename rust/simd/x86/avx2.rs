@@ -253,7 +253,7 @@ unsafe fn quantize_q8_k(x: &[f32], dst: &mut [u8]) {
 
 /// Q8_0 x Q8_0.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 2];
@@ -270,7 +270,7 @@ unsafe fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
 
 /// Q4_0 x Q8_0: `(q - 8)` computed as `q*y - 8*y` in 16-bit pair sums.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let eight = _mm256_set1_epi8(8);
@@ -307,7 +307,7 @@ unsafe fn q5_high(qh: *const u8) -> __m256i {
 
 /// Q5_0 x Q8_0: `q = (low nibble | high bit << 4) - 16`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let sixteen = _mm256_set1_epi8(16);
@@ -329,7 +329,7 @@ unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
 
 /// Q4_1 x Q8_1: `d_w d_a sum(q y) + m_w s_a`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = _mm256_setzero_ps();
@@ -354,7 +354,7 @@ unsafe fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
 
 /// Q5_1 x Q8_1.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = _mm256_setzero_ps();
@@ -381,7 +381,7 @@ pub(crate) use crate::simd::KVALUES_IQ4NL;
 
 /// IQ4_NL x Q8_0: nibbles looked up in the codebook.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     // SAFETY: the table has 16 bytes.

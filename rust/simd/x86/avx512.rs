@@ -17,6 +17,9 @@ pub(crate) unsafe fn overrides() -> Overrides {
         dot: vec![
             (T::Q8_0, dot_q8_0 as _),
             (T::Q4_0, dot_q4_0 as _),
+            (T::Q4_1, dot_q4_1 as _),
+            (T::Q5_0, dot_q5_0 as _),
+            (T::Q5_1, dot_q5_1 as _),
             (T::IQ4_NL, dot_iq4_nl as _),
             (T::Q4_K, dot_q4_k as _),
             (T::Q5_K, dot_q5_k as _),
@@ -67,6 +70,14 @@ unsafe fn nibbles2x32(a: *const u8, b: *const u8) -> __m512i {
     unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(nibbles32(a)), nibbles32(b), 1) }
 }
 
+/// Lane `0` of a 128-bit vector in f32 lanes 0..8 and lane `2` in lanes 8..16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn spread02(p: __m128) -> __m512 {
+    let idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p))
+}
+
 /// Scale products of two block pairs: `dx0*dy0` in lanes 0..8, `dx1*dy1` in lanes 8..16.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -75,10 +86,72 @@ unsafe fn scale2x2(x0: *const u8, y0: *const u8, x1: *const u8, y1: *const u8) -
     let r = |p: *const u8| unsafe { core::ptr::read_unaligned(p as *const u16) } as u64;
     let bits = r(x0) | r(y0) << 16 | r(x1) << 32 | r(y1) << 48;
     let v = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64));
-    let p = _mm_mul_ps(v, _mm_movehdup_ps(v)); // lanes 0 and 2 hold the products
-    let lo = _mm256_broadcastss_ps(p);
-    let hi = _mm256_broadcastss_ps(_mm_movehl_ps(p, p));
-    _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1))
+    spread02(_mm_mul_ps(v, _mm_movehdup_ps(v))) // lanes 0 and 2 hold the products
+}
+
+/// The f16 pairs `(d, m)` of two weight blocks and `(d, s)` of two Q8_1 blocks: returns
+/// `d_w*d_a` of block 0 in lanes 0..8 and of block 1 in lanes 8..16, and
+/// `[d_w0 d_a0, m_w0 s_a0, d_w1 d_a1, m_w1 s_a1]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn scales_min2x2(x0: *const u8, y0: *const u8, x1: *const u8, y1: *const u8) -> (__m512, __m128) {
+    // SAFETY: 4 readable bytes at each pointer (caller).
+    let r = |p: *const u8| unsafe { core::ptr::read_unaligned(p as *const i32) };
+    let f = _mm256_cvtph_ps(_mm_setr_epi32(r(x0), r(x1), r(y0), r(y1)));
+    let p = _mm_mul_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+    (spread02(p), p)
+}
+
+/// The packed nibbles of two blocks (16 bytes at `a` and at `b`) as 64 bytes in value order:
+/// block `a`'s 32 values in the low half, block `b`'s in the high half.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn nibbles_pair(a: *const u8, b: *const u8) -> __m512i {
+    // SAFETY: 16 readable bytes at `a` and `b` (caller).
+    let raw = unsafe { _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(a as *const __m128i)), _mm_loadu_si128(b as *const __m128i), 1) };
+    // [a lo, b lo, a hi, b hi] -> [a lo, a hi, b lo, b hi] (128-bit lanes 0, 2, 1, 3).
+    let v = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), _mm512_set1_epi8(0x0f));
+    _mm512_shuffle_i64x2(v, v, 0b11_01_10_00)
+}
+
+/// The fifth bits of two Q5 blocks (`qh` words at `a` and `b`) as a 64-lane byte mask in the
+/// value order of [`nibbles_pair`].
+#[inline(always)]
+unsafe fn qh_pair(a: *const u8, b: *const u8) -> __mmask64 {
+    // SAFETY: 4 readable bytes at `a` and `b` (caller).
+    let r = |p: *const u8| unsafe { core::ptr::read_unaligned(p as *const u32) } as u64;
+    r(a) | r(b) << 32
+}
+
+/// Runs `$body` (which yields the new accumulator from `$acc`) over pairs of blocks starting at
+/// block `$i`, with two accumulators; evaluates to `(sum, first block not processed)`.
+macro_rules! pairs {
+    ($nb:expr, |$i:ident, $acc:ident| $body:block) => {{
+        let nb = $nb;
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut $i = 0usize;
+        while $i + 4 <= nb {
+            acc0 = {
+                let $acc = acc0;
+                $body
+            };
+            $i += 2;
+            acc1 = {
+                let $acc = acc1;
+                $body
+            };
+            $i += 2;
+        }
+        if $i + 2 <= nb {
+            acc0 = {
+                let $acc = acc0;
+                $body
+            };
+            $i += 2;
+        }
+        (_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), $i)
+    }};
 }
 
 #[inline]
@@ -255,6 +328,93 @@ kernel! {
 }
 
 kernel! {
+    /// Q4_1 x Q8_1: `d_w d_a sum(q y) + m_w s_a` per block, two blocks per zmm.
+    fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 32;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let z = _mm512_setzero_si512();
+        let mut summs = _mm_setzero_ps();
+        let (mut s, i) = pairs!(nb, |i, acc| {
+            // SAFETY: blocks i and i+1 are inside both rows (20 / 36 bytes each).
+            unsafe {
+                let (x0, y0) = (wp.add(20 * i), ap.add(36 * i));
+                let (x1, y1) = (x0.add(20), y0.add(36));
+                let p = _mm512_dpbusd_epi32(z, nibbles_pair(x0.add(4), x1.add(4)), load2x256(y0.add(4), y1.add(4)));
+                let (dd, prod) = scales_min2x2(x0, y0, x1, y1);
+                summs = _mm_add_ps(summs, prod);
+                _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), acc)
+            }
+        });
+        // Odd lanes hold the `m_w s_a` sums.
+        let ms = _mm_add_ps(summs, _mm_movehl_ps(summs, summs));
+        s += _mm_cvtss_f32(_mm_movehdup_ps(ms));
+        if i < nb {
+            // SAFETY: the last block of each row, same features (AVX2 is part of this level).
+            s += unsafe { super::avx2::dot_q4_1(32, &w[20 * i..], &a[36 * i..]) };
+        }
+        s
+    }
+}
+
+kernel! {
+    /// Q5_0 x Q8_0: the fifth bits as a byte mask adding 16, then `dpbusd(q, y) - dpbusd(16, y)`.
+    fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 32;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let z = _mm512_setzero_si512();
+        let sixteen = _mm512_set1_epi8(16);
+        let (mut s, i) = pairs!(nb, |i, acc| {
+            // SAFETY: blocks i and i+1 are inside both rows (22 / 34 bytes each).
+            unsafe {
+                let (x0, y0) = (wp.add(22 * i), ap.add(34 * i));
+                let (x1, y1) = (x0.add(22), y0.add(34));
+                let lo = nibbles_pair(x0.add(6), x1.add(6));
+                let q = _mm512_mask_add_epi8(lo, qh_pair(x0.add(2), x1.add(2)), lo, sixteen);
+                let yv = load2x256(y0.add(2), y1.add(2));
+                let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, sixteen, yv));
+                _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), acc)
+            }
+        });
+        if i < nb {
+            // SAFETY: the last block of each row, same features.
+            s += unsafe { super::avx2::dot_q5_0(32, &w[22 * i..], &a[34 * i..]) };
+        }
+        s
+    }
+}
+
+kernel! {
+    /// Q5_1 x Q8_1: as Q4_1 with the fifth bits from a byte mask.
+    fn dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 32;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let z = _mm512_setzero_si512();
+        let sixteen = _mm512_set1_epi8(16);
+        let mut summs = _mm_setzero_ps();
+        let (mut s, i) = pairs!(nb, |i, acc| {
+            // SAFETY: blocks i and i+1 are inside both rows (24 / 36 bytes each).
+            unsafe {
+                let (x0, y0) = (wp.add(24 * i), ap.add(36 * i));
+                let (x1, y1) = (x0.add(24), y0.add(36));
+                let lo = nibbles_pair(x0.add(8), x1.add(8));
+                let q = _mm512_mask_add_epi8(lo, qh_pair(x0.add(4), x1.add(4)), lo, sixteen);
+                let p = _mm512_dpbusd_epi32(z, q, load2x256(y0.add(4), y1.add(4)));
+                let (dd, prod) = scales_min2x2(x0, y0, x1, y1);
+                summs = _mm_add_ps(summs, prod);
+                _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), acc)
+            }
+        });
+        let ms = _mm_add_ps(summs, _mm_movehl_ps(summs, summs));
+        s += _mm_cvtss_f32(_mm_movehdup_ps(ms));
+        if i < nb {
+            // SAFETY: the last block of each row, same features.
+            s += unsafe { super::avx2::dot_q5_1(32, &w[24 * i..], &a[36 * i..]) };
+        }
+        s
+    }
+}
+
+kernel! {
     /// IQ4_NL x Q8_0: codebook lookup with `vpshufb`.
     fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let nb = n / 32;
@@ -324,16 +484,37 @@ unsafe fn scales8(p: *const u8) -> __m512i {
     _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(p as *const __m128i) }))
 }
 
+/// `dmin * sum_j mins[j] * (bsums[2j] + bsums[2j+1])` accumulated as 4 float lanes (no
+/// horizontal reduction per super-block).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mins_acc(y: *const u8, sm: &[u8; 16], dmin: f32, acc: __m128) -> __m128 {
+    // SAFETY: `y` is a Q8_K block: 32 bytes of sums at 260 (caller).
+    let b = unsafe { load256(y.add(260)) };
+    let pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    // SAFETY: 8 bytes read at offset 8 of the 16-byte array.
+    let mins = _mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(sm.as_ptr().add(8) as *const __m128i) });
+    _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, pair)), acc)
+}
+
+/// Horizontal sum of 4 floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum128(v: __m128) -> f32 {
+    let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
 kernel! {
     /// Q4_K x Q8_K: per 64 values one `maddubs` (u4 x i8 pairs) and one `vpdpwssd` with the two
-    /// sub-block scales.
+    /// sub-block scales, in two independent chains.
     fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let nb = n / 256;
         let (wp, ap) = (w.as_ptr(), a.as_ptr());
         let m4 = _mm512_set1_epi8(0x0f);
         let shuf = [pair_shuffle(0), pair_shuffle(1), pair_shuffle(2), pair_shuffle(3)];
         let mut acc = _mm512_setzero_ps();
-        let mut accm = 0.0f32;
+        let mut accm = _mm_setzero_ps();
         for i in 0..nb {
             // SAFETY: super-block i (144 bytes of Q4_K, 292 of Q8_K) is inside both rows.
             unsafe {
@@ -342,19 +523,19 @@ kernel! {
                 let d = yd * f16_at(x);
                 let dmin = yd * f16_at(x.add(2));
                 let sm = k4_scales_mins(x.add(4));
-                accm += dmin * mins_dot(y, &sm) as f32;
+                accm = mins_acc(y, &sm, dmin, accm);
                 let scb = scales8(sm.as_ptr());
-                let mut sumi = _mm512_setzero_si512();
+                let mut sumi = [_mm512_setzero_si512(); 2];
                 for (j, sh) in shuf.iter().enumerate() {
                     let qb = load256(x.add(16 + 32 * j));
                     let q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qb), _mm256_srli_epi16(qb, 4), 1), m4);
                     let p16 = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y.add(4 + 64 * j) as *const _));
-                    sumi = _mm512_dpwssd_epi32(sumi, p16, _mm512_shuffle_epi8(scb, *sh));
+                    sumi[j & 1] = _mm512_dpwssd_epi32(sumi[j & 1], p16, _mm512_shuffle_epi8(scb, *sh));
                 }
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_add_epi32(sumi[0], sumi[1])), acc);
             }
         }
-        _mm512_reduce_add_ps(acc) - accm
+        _mm512_reduce_add_ps(acc) - hsum128(accm)
     }
 }
 
