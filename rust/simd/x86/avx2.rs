@@ -609,52 +609,77 @@ unsafe fn dot_q2_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     hsum_ps(acc) - accm
 }
 
-/// The 16 six-bit signed scales of a Q3_K block (12 bytes at `p`), minus 32.
-#[inline(always)]
-unsafe fn q3k_scales(p: *const u8) -> [i16; 16] {
+/// The 16 six-bit scales of a Q3_K block (12 bytes at `p`) minus 32, as 16 x i16, unpacked
+/// four at a time in 32-bit words: word `k` holds the low nibbles (`k < 2`: bytes `4k..4k+4`
+/// low halves; `k >= 2`: bytes `4(k-2)..` high halves) with bits `2k..2k+2` of bytes 8..12 on top.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q3k_scales(p: *const u8) -> __m256i {
     // SAFETY: 12 readable bytes at `p` (caller).
     let s = unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) };
-    let mut out = [0i16; 16];
-    for j in 0..16 {
-        let low = if j < 8 { s[j] & 0x0f } else { s[j - 8] >> 4 };
-        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-        out[j] = (low | (high << 4)) as i16 - 32;
-    }
-    out
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a0, a1, a2) = (w(0), w(1), w(2));
+    let (m2, m4) = (0x0303_0303u32, 0x0f0f_0f0fu32);
+    let u0 = (a0 & m4) | (a2 & m2) << 4;
+    let u1 = (a1 & m4) | ((a2 >> 2) & m2) << 4;
+    let u2 = ((a0 >> 4) & m4) | ((a2 >> 4) & m2) << 4;
+    let u3 = ((a1 >> 4) & m4) | ((a2 >> 6) & m2) << 4;
+    let v = _mm_sub_epi8(_mm_setr_epi32(u0 as i32, u1 as i32, u2 as i32, u3 as i32), _mm_set1_epi8(32));
+    _mm256_cvtepi8_epi16(v)
 }
 
-/// Q3_K x Q8_K: `q = 2 low bits - (hmask bit clear ? 4 : 0)`, six-bit scales minus 32.
-/// Computed as `sum(q2 * y) - 4 * sum(y where the hmask bit is clear)`.
+/// Shuffle taking i16 scale `s` (of 16, `s` even) into lanes 0..8 and `s + 1` into lanes 8..16
+/// of a vector whose 128-bit halves both hold scales `s0..s0+8` (`s - s0` = 0, 2, 4 or 6).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale_pair_shuffle(s: usize) -> __m256i {
+    let b = (2 * s) as i16;
+    let lo = b | (b + 1) << 8;
+    let hi = (b + 2) | (b + 3) << 8;
+    _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
+}
+
+/// Q3_K x Q8_K: `q = (2 low bits | hmask bit << 2) - 4` with six-bit scales minus 32. The
+/// unsigned part `q2 | h << 2` (0..=7) goes through `maddubs`; the constant `-4` is taken from
+/// the Q8_K per-16 sums as `-4 * sum(sc * bsum)`, all in exact i32.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q3_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm256_set1_epi8(4);
+    let shuf = [scale_pair_shuffle(0), scale_pair_shuffle(2), scale_pair_shuffle(4), scale_pair_shuffle(6)];
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         // SAFETY: super-block i (110 bytes of Q3_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(110 * i), ap.add(Q8K * i));
             let d = f32_at(y) * f16_at(x.add(108));
-            let scv = q3k_scales(x.add(96));
+            let sc = q3k_scales(x.add(96));
+            // -4 * sum_k sc[k] * bsum[k].
+            let off = _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums(y)), 2);
+            let mut sumi = [_mm256_sub_epi32(_mm256_setzero_si256(), off), _mm256_setzero_si256()];
+            // Scales 0..8 in both halves, then 8..16.
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
             let hm = load256(x);
-            let mut sumi = _mm256_setzero_si256();
             for half in 0..2 {
                 let qb = load256(x.add(32 + 32 * half));
+                let hmh = if half == 0 { hm } else { _mm256_srli_epi16(hm, 4) };
+                let h = [
+                    _mm256_slli_epi16(hmh, 2),
+                    _mm256_slli_epi16(hmh, 1),
+                    hmh,
+                    _mm256_srli_epi16(hmh, 1),
+                ];
+                let q2 = [qb, _mm256_srli_epi16(qb, 2), _mm256_srli_epi16(qb, 4), _mm256_srli_epi16(qb, 6)];
                 for k in 0..4 {
-                    let bit = 4 * half + k;
-                    let q = _mm256_and_si256(_mm256_srl_epi16(qb, _mm_cvtsi32_si128(2 * k as i32)), m3);
-                    // 4 where the hmask bit is clear, else 0.
-                    let hb = _mm256_and_si256(hm, _mm256_set1_epi8(1 << bit));
-                    let sub4 = _mm256_and_si256(_mm256_cmpeq_epi8(hb, _mm256_setzero_si256()), _mm256_set1_epi8(4));
-                    let yv = load256(y.add(4 + 128 * half + 32 * k));
-                    let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(sub4, yv));
-                    let s = 8 * half + 2 * k;
-                    let scl = _mm256_set_m128i(_mm_set1_epi16(scv[s + 1]), _mm_set1_epi16(scv[s]));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+                    let q = _mm256_or_si256(_mm256_and_si256(q2[k], m3), _mm256_and_si256(h[k], m4));
+                    let p16 = _mm256_maddubs_epi16(q, load256(y.add(4 + 128 * half + 32 * k)));
+                    let sv = _mm256_shuffle_epi8(scl[half], shuf[k]);
+                    sumi[k & 1] = _mm256_add_epi32(sumi[k & 1], _mm256_madd_epi16(p16, sv));
                 }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
     hsum_ps(acc)
