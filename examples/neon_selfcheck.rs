@@ -85,6 +85,9 @@ fn main() {
                 continue;
             }
             for n in [32usize, 256, 4096] {
+                if !n.is_multiple_of(at.block_size()) {
+                    continue; // Q8_K rows are whole 256-value blocks
+                }
                 let x: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
                 let mut a = vec![0u8; at.row_bytes(n).unwrap()];
                 let mut b = a.clone();
