@@ -433,21 +433,27 @@ pub fn quantize_act(t: QuantType, x: &[f32], dst: &mut [u8]) -> Result<()> {
 /// The IQ4_NL / IQ4_XS codebook (ggml `kvalues_iq4nl`, format data).
 pub(crate) const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
-/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block's 12 scale bytes as
-/// `(scales[0..8], mins[0..8])`, unpacked four at a time in 32-bit words.
+/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block's 12 scale bytes as four
+/// little-endian words of bytes: `[scales 0..4, scales 4..8, mins 0..4, mins 4..8]`.
 #[inline(always)]
 #[allow(dead_code)] // unused on targets without kernels
-pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> [u8; 16] {
+pub(crate) fn k4_scale_words(s: &[u8; 12]) -> [u32; 4] {
     let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
     let (a, b, c) = (w(0), w(1), w(2));
     let sc_lo = a & 0x3f3f_3f3f;
     let mn_lo = b & 0x3f3f_3f3f;
     let sc_hi = (c & 0x0f0f_0f0f) | ((a >> 6) & 0x0303_0303) << 4;
     let mn_hi = ((c >> 4) & 0x0f0f_0f0f) | ((b >> 6) & 0x0303_0303) << 4;
+    [sc_lo, sc_hi, mn_lo, mn_hi]
+}
+
+/// [`k4_scale_words`] as bytes: `(scales[0..8], mins[0..8])`.
+#[inline(always)]
+#[allow(dead_code)] // unused on targets without kernels
+pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> [u8; 16] {
     let mut out = [0u8; 16];
-    out[..4].copy_from_slice(&sc_lo.to_le_bytes());
-    out[4..8].copy_from_slice(&sc_hi.to_le_bytes());
-    out[8..12].copy_from_slice(&mn_lo.to_le_bytes());
-    out[12..].copy_from_slice(&mn_hi.to_le_bytes());
+    for (o, w) in out.chunks_exact_mut(4).zip(k4_scale_words(s)) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
     out
 }

@@ -413,129 +413,145 @@ unsafe fn bsums(y: *const u8) -> __m256i {
     unsafe { load256(y.add(260)) }
 }
 
-/// The 8 scales and 8 mins of a Q4_K/Q5_K block (12 bytes at `p`).
-#[inline(always)]
-pub(crate) unsafe fn k4_scales_mins(p: *const u8) -> [u8; 16] {
+/// The scales (i16, the same 8 in both 128-bit halves) and mins (8 x i16) of a Q4_K/Q5_K
+/// block's 12 scale bytes at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn k4_scales_mins_vec(p: *const u8) -> (__m256i, __m128i) {
     // SAFETY: 12 readable bytes at `p` (caller).
-    crate::simd::k4_scales_mins(&unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) })
+    let w = crate::simd::k4_scale_words(&unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) });
+    let v = _mm256_cvtepu8_epi16(_mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32));
+    (_mm256_permute2x128_si256(v, v, 0x00), _mm256_extracti128_si256(v, 1))
 }
 
-/// Broadcast 16-bit scale `k` of 8 (as i16 lanes) for a 32-value sub-block.
+/// Shuffle broadcasting i16 element `k` (of 8 per 128-bit half) to every lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scale16(sc: &[u8; 16], k: usize) -> __m256i {
-    _mm256_set1_epi16(sc[k] as i16)
+fn bcast16_shuffle(k: usize) -> __m256i {
+    let b = (2 * k) as i16;
+    _mm256_set1_epi16(b | (b + 1) << 8)
 }
 
-/// Sum over the 8 sub-blocks of `mins[j] * (bsums[2j] + bsums[2j+1])` (exact i32).
+/// `dmin * sum_j mins[j] * (bsums[2j] + bsums[2j+1])` added to 4 float lanes (the horizontal
+/// sum is left to the end of the row).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mins_dot(y: *const u8, sm: &[u8; 16]) -> i32 {
+pub(crate) unsafe fn k4_mins_acc(y: *const u8, mins: __m128i, dmin: f32, acc: __m128) -> __m128 {
     // SAFETY: `y` is a Q8_K block (caller).
     let b = unsafe { bsums(y) };
-    // Pairwise sums of the 16 per-16 sums -> 8 per-32 sums (i16 lanes 0..8 after hadd).
     let pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-    // SAFETY: 8 bytes read from the 16-byte array at offset 8.
-    let mins = _mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(sm.as_ptr().add(8) as *const __m128i) });
-    let p = _mm_madd_epi16(mins, pair);
-    let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
-    let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
-    _mm_cvtsi128_si32(p)
+    _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, pair)), acc)
 }
 
-/// Q4_K x Q8_K.
+/// Horizontal sum of 4 floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum128(v: __m128) -> f32 {
+    let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// Q4_K x Q8_K: per 32 values one `maddubs` and one `madd` with the sub-block scale, which is
+/// shuffled out of a vector of the 8 scales.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m4 = _mm256_set1_epi8(0x0f);
+    let shuf: [__m256i; 8] = core::array::from_fn(|k| bcast16_shuffle(k));
     let mut acc = _mm256_setzero_ps();
-    let mut accm = 0.0f32;
+    let mut accm = _mm_setzero_ps();
     for i in 0..nb {
         // SAFETY: super-block i (144 bytes of Q4_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(144 * i), ap.add(Q8K * i));
             let yd = f32_at(y);
-            let d = yd * f16_at(x);
-            let dmin = yd * f16_at(x.add(2));
-            let sm = k4_scales_mins(x.add(4));
-            accm += dmin * mins_dot(y, &sm) as f32;
-            let mut sumi = _mm256_setzero_si256();
+            let (sc, mins) = k4_scales_mins_vec(x.add(4));
+            accm = k4_mins_acc(y, mins, yd * f16_at(x.add(2)), accm);
+            let mut sumi = [_mm256_setzero_si256(); 2];
             for j in 0..4 {
                 let qb = load256(x.add(16 + 32 * j));
                 let lo = _mm256_and_si256(qb, m4);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
-                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), scale16(&sm, 2 * j));
-                let ph =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))), scale16(&sm, 2 * j + 1));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), _mm256_shuffle_epi8(sc, shuf[2 * j]));
+                let ph = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))),
+                    _mm256_shuffle_epi8(sc, shuf[2 * j + 1]),
+                );
+                sumi[j & 1] = _mm256_add_epi32(sumi[j & 1], _mm256_add_epi32(pl, ph));
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            let d = yd * f16_at(x);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
-    hsum_ps(acc) - accm
+    hsum_ps(acc) - hsum128(accm)
 }
 
-/// Q5_K x Q8_K.
+/// Q5_K x Q8_K: as Q4_K with the fifth bit of each value from `qh`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m4 = _mm256_set1_epi8(0x0f);
     let bit16 = _mm256_set1_epi8(16);
+    let shuf: [__m256i; 8] = core::array::from_fn(|k| bcast16_shuffle(k));
     let mut acc = _mm256_setzero_ps();
-    let mut accm = 0.0f32;
+    let mut accm = _mm_setzero_ps();
     for i in 0..nb {
         // SAFETY: super-block i (176 bytes of Q5_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(176 * i), ap.add(Q8K * i));
             let yd = f32_at(y);
-            let d = yd * f16_at(x);
-            let dmin = yd * f16_at(x.add(2));
-            let sm = k4_scales_mins(x.add(4));
-            accm += dmin * mins_dot(y, &sm) as f32;
-            let qh = load256(x.add(16));
-            let mut sumi = _mm256_setzero_si256();
+            let (sc, mins) = k4_scales_mins_vec(x.add(4));
+            accm = k4_mins_acc(y, mins, yd * f16_at(x.add(2)), accm);
+            // High bit of value l in sub-block 2j is bit 2j of qh[l], in 2j+1 bit 2j+1: shift
+            // `hb` right by 2 per j and read bits 0 and 1 (16-bit shifts never carry a
+            // neighbouring byte's bits into them within the four steps).
+            let mut hb = load256(x.add(16));
+            let mut sumi = [_mm256_setzero_si256(); 2];
             for j in 0..4 {
                 let qb = load256(x.add(48 + 32 * j));
-                // High bit of value l in sub-block 2j is bit 2j of qh[l], of sub-block 2j+1 bit 2j+1.
-                let hl = _mm256_and_si256(_mm256_slli_epi16(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), 4), bit16);
-                let hh = _mm256_and_si256(_mm256_slli_epi16(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), 4), bit16);
-                let lo = _mm256_or_si256(_mm256_and_si256(qb, m4), hl);
-                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), hh);
-                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), scale16(&sm, 2 * j));
-                let ph =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))), scale16(&sm, 2 * j + 1));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                let lo = _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), bit16));
+                let hi = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                    _mm256_and_si256(_mm256_slli_epi16(hb, 3), bit16),
+                );
+                hb = _mm256_srli_epi16(hb, 2);
+                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), _mm256_shuffle_epi8(sc, shuf[2 * j]));
+                let ph = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))),
+                    _mm256_shuffle_epi8(sc, shuf[2 * j + 1]),
+                );
+                sumi[j & 1] = _mm256_add_epi32(sumi[j & 1], _mm256_add_epi32(pl, ph));
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            let d = yd * f16_at(x);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
-    hsum_ps(acc) - accm
+    hsum_ps(acc) - hsum128(accm)
 }
 
 /// Q6_K x Q8_K: `q = (4 low bits | 2 high bits << 4) - 32`, int8 scale per 16 values.
-/// Computed as `sum(q6 * y) - 32 * sum(y)` per 16 (the second term from the Q8_K sums).
+/// Computed as `sum(q6 * y) - 32 * sum(y)` per 16 (the second term from the Q8_K sums), with
+/// the scale pair of each 32 values shuffled out of a vector of the 16 scales.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x30);
+    let shuf = [scale_pair_shuffle(0), scale_pair_shuffle(2), scale_pair_shuffle(4), scale_pair_shuffle(6)];
     let mut acc = 0.0f32;
     for i in 0..nb {
         // SAFETY: super-block i (210 bytes of Q6_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(210 * i), ap.add(Q8K * i));
-            let d = f32_at(y) * f16_at(x.add(208));
             // 16 int8 scales to i16.
             let sc = _mm256_cvtepi8_epi16(load128(x.add(192)));
             // Offset term: 32 * sum_k sc[k] * bsum[k].
-            let off = _mm256_madd_epi16(sc, bsums(y));
-            let mut sumi = _mm256_slli_epi32(off, 5);
-            sumi = _mm256_sub_epi32(_mm256_setzero_si256(), sumi);
-            let mut scv = [0i16; 16];
-            _mm256_storeu_si256(scv.as_mut_ptr() as *mut __m256i, sc);
+            let off = _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums(y)), 5);
+            let mut sumi = [_mm256_sub_epi32(_mm256_setzero_si256(), off), _mm256_setzero_si256()];
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
             for half in 0..2 {
                 let ql = x.add(64 * half);
                 let qh = load256(x.add(128 + 32 * half));
@@ -554,59 +570,55 @@ unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
                     ),
                 ];
                 for (k, gk) in g.iter().enumerate() {
-                    let yv = load256(y.add(4 + 128 * half + 32 * k));
-                    let p16 = _mm256_maddubs_epi16(*gk, yv);
-                    // Two 16-value halves with scales 8*half + 2k and 8*half + 2k + 1.
-                    let s = 8 * half + 2 * k;
-                    let scl = _mm256_set_m128i(_mm_set1_epi16(scv[s + 1]), _mm_set1_epi16(scv[s]));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+                    let p16 = _mm256_maddubs_epi16(*gk, load256(y.add(4 + 128 * half + 32 * k)));
+                    let sv = _mm256_shuffle_epi8(scl[half], shuf[k]);
+                    sumi[k & 1] = _mm256_add_epi32(sumi[k & 1], _mm256_madd_epi16(p16, sv));
                 }
             }
             // Reduce exactly in integers first: lanes carry the large `-32 * sum` offset,
             // so converting them to float one by one would round away the cancellation.
-            acc += d * hsum_epi32(sumi) as f32;
+            let d = f32_at(y) * f16_at(x.add(208));
+            acc += d * hsum_epi32(_mm256_add_epi32(sumi[0], sumi[1])) as f32;
         }
     }
     acc
 }
 
-/// Q2_K x Q8_K: `d * sc * q - dmin * m` per 16 values, 2-bit q.
+/// Q2_K x Q8_K: `d * sc * q - dmin * m` per 16 values, 2-bit q, 4-bit scales and mins.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q2_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m3 = _mm256_set1_epi8(3);
+    let shuf = [scale_pair_shuffle(0), scale_pair_shuffle(2), scale_pair_shuffle(4), scale_pair_shuffle(6)];
     let mut acc = _mm256_setzero_ps();
-    let mut accm = 0.0f32;
+    let mut accm = _mm256_setzero_ps();
     for i in 0..nb {
         // SAFETY: super-block i (84 bytes of Q2_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(84 * i), ap.add(Q8K * i));
             let yd = f32_at(y);
-            let d = yd * f16_at(x.add(80));
-            let dmin = yd * f16_at(x.add(82));
             let sb = load128(x);
-            let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(0x0f)));
+            let sc = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(0x0f)));
             let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0f)));
-            accm += dmin * hsum_epi32(_mm256_madd_epi16(mins, bsums(y))) as f32;
-            let mut scv = [0i16; 16];
-            _mm256_storeu_si256(scv.as_mut_ptr() as *mut __m256i, scales);
-            let mut sumi = _mm256_setzero_si256();
+            let dmin = yd * f16_at(x.add(82));
+            accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bsums(y))), accm);
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
+            let mut sumi = [_mm256_setzero_si256(); 2];
             for half in 0..2 {
                 let qb = load256(x.add(16 + 32 * half));
+                let q2 = [qb, _mm256_srli_epi16(qb, 2), _mm256_srli_epi16(qb, 4), _mm256_srli_epi16(qb, 6)];
                 for k in 0..4 {
-                    let q = _mm256_and_si256(_mm256_srl_epi16(qb, _mm_cvtsi32_si128(2 * k as i32)), m3);
-                    let yv = load256(y.add(4 + 128 * half + 32 * k));
-                    let p16 = _mm256_maddubs_epi16(q, yv);
-                    let s = 8 * half + 2 * k;
-                    let scl = _mm256_set_m128i(_mm_set1_epi16(scv[s + 1]), _mm_set1_epi16(scv[s]));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+                    let p16 = _mm256_maddubs_epi16(_mm256_and_si256(q2[k], m3), load256(y.add(4 + 128 * half + 32 * k)));
+                    let sv = _mm256_shuffle_epi8(scl[half], shuf[k]);
+                    sumi[k & 1] = _mm256_add_epi32(sumi[k & 1], _mm256_madd_epi16(p16, sv));
                 }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            let d = yd * f16_at(x.add(80));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
-    hsum_ps(acc) - accm
+    hsum_ps(acc) - hsum_ps(accm)
 }
 
 /// The 16 six-bit scales of a Q3_K block (12 bytes at `p`) minus 32, as 16 x i16, unpacked
