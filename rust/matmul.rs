@@ -182,6 +182,7 @@ pub fn matmul_quantized_with(
         return Err(Error::value(format!("output has {} values, expected {m} x {n}", out.len())));
     }
     let dot = kern.dot_fn(w_ty)?;
+    let dot_rows = kern.dot_rows_fn(w_ty)?;
     if n == 0 || m == 0 {
         return Ok(());
     }
@@ -206,9 +207,7 @@ pub fn matmul_quantized_with(
                 for a0 in (0..m).step_by(ACT_TILE) {
                     let a1 = (a0 + ACT_TILE).min(m);
                     for (r, wr) in wt.chunks_exact(wrow).enumerate() {
-                        for j in a0..a1 {
-                            o[r * m + j] = dot.call(w_ty, k, wr, &a[j * arow..(j + 1) * arow]);
-                        }
+                        dot_act_tile(dot, dot_rows, w_ty, k, wr, &a[a0 * arow..a1 * arow], &mut o[r * m + a0..r * m + a1]);
                     }
                 }
             });
@@ -219,6 +218,29 @@ pub fn matmul_quantized_with(
             });
         }
     })
+}
+
+/// One weight row `wr` against the activation rows in `acts` (at most [`ACT_TILE`] rows), into
+/// `out`: a full tile of [`simd::DOT_ROWS`] rows goes through the multi-row kernel (bit-identical
+/// to single-row calls, so results do not depend on the tiling), a partial one row by row.
+#[inline]
+fn dot_act_tile(
+    dot: simd::DotCall,
+    dot_rows: simd::DotRowsCall,
+    w_ty: QuantType,
+    k: usize,
+    wr: &[u8],
+    acts: &[u8],
+    out: &mut [f32],
+) {
+    let arow = acts.len() / out.len().max(1);
+    if let Ok(o4) = <&mut [f32; simd::DOT_ROWS]>::try_from(&mut *out) {
+        dot_rows.call(w_ty, k, wr, acts, o4);
+    } else {
+        for (o, ar) in out.iter_mut().zip(acts.chunks_exact(arow.max(1))) {
+            *o = dot.call(w_ty, k, wr, ar);
+        }
+    }
 }
 
 /// The accuracy bound of [`matmul`] against `x @ w_deq.T` computed in float64, for one output.

@@ -105,6 +105,18 @@ impl std::fmt::Display for Isa {
 /// every entry of a table returned by [`kernels_for`]).
 pub(crate) type VecDotFn = unsafe fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 
+/// Raw multi-row kernel: one weight row `w` (as for [`VecDotFn`]) against [`DOT_ROWS`]
+/// consecutive activation rows in `a` (`a.len()` is `DOT_ROWS` times one row's bytes); writes the
+/// [`DOT_ROWS`] dot products to `out`, **bit for bit** what the same table's [`VecDotFn`] returns
+/// for each row (same float operations in the same order; the weight row is decoded once).
+///
+/// # Safety
+/// As for [`VecDotFn`].
+pub(crate) type VecDotRowsFn = unsafe fn(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]);
+
+/// Activation rows per multi-row kernel call ([`Kernels::vec_dot_rows`]).
+pub const DOT_ROWS: usize = 4;
+
 /// Raw activation quantizer: `x.len()` is a multiple of the activation block size and `dst`
 /// holds exactly the quantized size.
 ///
@@ -138,6 +150,9 @@ pub struct Kernels {
     isa: Isa,
     dot: [DotImpl; SLOTS],
     dot_isa: [Isa; SLOTS],
+    /// Multi-row kernels; an entry is dropped when a higher level replaces the type's
+    /// single-row kernel, so it always matches `dot` bit for bit.
+    dot_rows: [Option<VecDotRowsFn>; SLOTS],
     act: [ActImpl; SLOTS],
     act_isa: [Isa; SLOTS],
 }
@@ -158,6 +173,7 @@ impl Kernels {
             isa: Isa::Scalar,
             dot: [DotImpl::None; SLOTS],
             dot_isa: [Isa::Scalar; SLOTS],
+            dot_rows: [None; SLOTS],
             act: [ActImpl::None; SLOTS],
             act_isa: [Isa::Scalar; SLOTS],
         };
@@ -177,12 +193,49 @@ impl Kernels {
         for (t, f) in o.dot {
             self.dot[slot(t)] = DotImpl::Kernel(f);
             self.dot_isa[slot(t)] = isa;
+            self.dot_rows[slot(t)] = None;
         }
         for (t, f) in o.act {
             self.act[slot(t)] = ActImpl::Kernel(f);
             self.act_isa[slot(t)] = isa;
         }
         self
+    }
+
+    /// Install multi-row kernels that pair with this table's current single-row kernels.
+    #[allow(dead_code)] // unused on targets without multi-row kernels
+    fn with_rows(mut self, rows: Vec<(QuantType, VecDotRowsFn)>) -> Kernels {
+        for (t, f) in rows {
+            self.dot_rows[slot(t)] = Some(f);
+        }
+        self
+    }
+
+    /// Whether `t` has a multi-row kernel at this level (otherwise [`Kernels::vec_dot_rows`]
+    /// calls the single-row kernel per row).
+    pub fn has_vec_dot_rows(&self, t: QuantType) -> bool {
+        self.dot_rows[slot(t)].is_some()
+    }
+
+    /// Dot products of one weight row of `t` (`n` values) with [`DOT_ROWS`] consecutive rows of
+    /// `t.dot_type()` in `a`, into `out`. Equal bit for bit to [`DOT_ROWS`] calls of
+    /// [`Kernels::vec_dot`].
+    pub fn vec_dot_rows(&self, t: QuantType, n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) -> Result<()> {
+        let (wb, ab) = dot_row_bytes(t, n)?;
+        if w.len() != wb || Some(a.len()) != ab.checked_mul(DOT_ROWS) {
+            return Err(Error::value(format!(
+                "vec_dot_rows of {n} values needs {wb} weight bytes and {DOT_ROWS} x {ab} activation bytes, got {} and {}",
+                w.len(),
+                a.len()
+            )));
+        }
+        self.dot_rows_fn(t)?.call(t, n, w, a, out);
+        Ok(())
+    }
+
+    /// The multi-row kernel for `t` (or its per-row fallback), checked once.
+    pub(crate) fn dot_rows_fn(&self, t: QuantType) -> Result<DotRowsCall> {
+        Ok(DotRowsCall { rows: self.dot_rows[slot(t)], one: self.dot_fn(t)? })
     }
 
     /// The level of this table.
@@ -284,6 +337,36 @@ impl DotCall {
     }
 }
 
+/// A resolved multi-row dot kernel: the multi-row kernel when the level has one, else the
+/// single-row kernel per row.
+#[derive(Clone, Copy)]
+pub(crate) struct DotRowsCall {
+    rows: Option<VecDotRowsFn>,
+    one: DotCall,
+}
+
+impl DotRowsCall {
+    /// Run on one weight row and [`DOT_ROWS`] activation rows (`a.len()` = `DOT_ROWS` rows).
+    #[inline]
+    pub(crate) fn call(self, t: QuantType, n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+        let sizes = dot_row_bytes_fast(t, n);
+        match (self.rows, sizes) {
+            (Some(f), Some((wb, ab))) => {
+                assert!(w.len() == wb && Some(a.len()) == ab.checked_mul(DOT_ROWS), "kernel called with wrong row lengths");
+                // SAFETY: lengths checked just above; `f` comes from a table built only for an
+                // available ISA (see `kernels_for`).
+                unsafe { f(n, w, a, out) }
+            }
+            _ => {
+                let ab = a.len() / DOT_ROWS;
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = self.one.call(t, n, w, &a[j * ab..(j + 1) * ab]);
+                }
+            }
+        }
+    }
+}
+
 /// A resolved activation quantizer.
 #[derive(Clone, Copy)]
 pub(crate) struct ActCall(QuantizeFn);
@@ -367,11 +450,12 @@ fn build(isa: Isa) -> Option<Kernels> {
         Isa::Scalar => k,
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2/FMA/F16C availability checked by `is_available` above.
-        Isa::Avx2 => k.with(Isa::Avx2, unsafe { x86::avx2::overrides() }),
+        Isa::Avx2 => k.with(Isa::Avx2, unsafe { x86::avx2::overrides() }).with_rows(unsafe { x86::avx2::rows_overrides() }),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C checked by `is_available` above.
         Isa::Avx512 => k
             .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
+            .with_rows(unsafe { x86::avx2::rows_overrides() })
             .with(Isa::Avx512, unsafe { x86::avx512::overrides() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.

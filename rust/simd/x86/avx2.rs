@@ -7,7 +7,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::simd::Overrides;
+use crate::simd::{Overrides, VecDotRowsFn, DOT_ROWS};
 use crate::types::QuantType as T;
 
 /// The AVX2 entries of the dispatch table.
@@ -32,6 +32,15 @@ pub(crate) unsafe fn overrides() -> Overrides {
         ],
         act: vec![(T::Q8_0, quantize_q8_0 as _), (T::Q8_1, quantize_q8_1 as _), (T::Q8_K, quantize_q8_k as _)],
     }
+}
+
+/// The AVX2 multi-row kernels (one weight row, [`DOT_ROWS`] activation rows), each the exact
+/// float-operation mirror of the single-row kernel of the same type above.
+///
+/// # Safety
+/// As for [`overrides`].
+pub(crate) unsafe fn rows_overrides() -> Vec<(T, VecDotRowsFn)> {
+    vec![(T::Q8_0, rows_q8_0 as _), (T::Q4_0, rows_q4_0 as _), (T::Q4_K, rows_q4_k as _), (T::Q6_K, rows_q6_k as _)]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -724,4 +733,161 @@ unsafe fn dot_iq4_xs(n: usize, w: &[u8], a: &[u8]) -> f32 {
         }
     }
     hsum_ps(acc)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-row kernels: one weight row against DOT_ROWS activation rows. Each repeats its
+// single-row kernel's float operations per activation row in the same order (integer sums are
+// exact in any order), so results are bit-identical; the weight row is decoded once.
+
+/// Q8_0 x DOT_ROWS Q8_0 rows (mirror of [`dot_q8_0`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q8_0(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 32;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; DOT_ROWS];
+    for i in 0..nb {
+        // SAFETY: block i (34 bytes) is inside the weight row and each activation row.
+        unsafe {
+            let x = wp.add(34 * i);
+            let xv = load256(x.add(2));
+            let ax = _mm256_sign_epi8(xv, xv);
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let y = ap.add(r * arow + 34 * i);
+                let p = dot_u8i8(ax, _mm256_sign_epi8(load256(y.add(2)), xv));
+                accr[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), accr[i & 1]);
+            }
+        }
+    }
+    for (o, accr) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(_mm256_add_ps(accr[0], accr[1]));
+    }
+}
+
+/// Q4_0 x DOT_ROWS Q8_0 rows (mirror of [`dot_q4_0`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q4_0(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 32;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let eight = _mm256_set1_epi8(8);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); 2]; DOT_ROWS];
+    for i in 0..nb {
+        // SAFETY: block i (18 bytes of Q4_0, 34 of Q8_0) is inside the weight row and each
+        // activation row.
+        unsafe {
+            let x = wp.add(18 * i);
+            let q = nibbles32(x.add(2));
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let y = ap.add(r * arow + 34 * i);
+                let yv = load256(y.add(2));
+                let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
+                let p = _mm256_madd_epi16(s16, ones);
+                accr[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), accr[i & 1]);
+            }
+        }
+    }
+    for (o, accr) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(_mm256_add_ps(accr[0], accr[1]));
+    }
+}
+
+/// Q4_K x DOT_ROWS Q8_K rows (mirror of [`dot_q4_k`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q4_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 256;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0f);
+    let shuf: [__m256i; 8] = core::array::from_fn(|k| bcast16_shuffle(k));
+    let mut acc = [_mm256_setzero_ps(); DOT_ROWS];
+    let mut accm = [_mm_setzero_ps(); DOT_ROWS];
+    for i in 0..nb {
+        // SAFETY: super-block i (144 bytes of Q4_K, 292 of Q8_K) is inside the weight row and
+        // each activation row.
+        unsafe {
+            let x = wp.add(144 * i);
+            let (sc, mins) = k4_scales_mins_vec(x.add(4));
+            let (dw, dminw) = (f16_at(x), f16_at(x.add(2)));
+            let mut sumi = [_mm256_setzero_si256(); DOT_ROWS];
+            for j in 0..4 {
+                let qb = load256(x.add(16 + 32 * j));
+                let lo = _mm256_and_si256(qb, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+                let (sl, sh) = (_mm256_shuffle_epi8(sc, shuf[2 * j]), _mm256_shuffle_epi8(sc, shuf[2 * j + 1]));
+                for (r, s) in sumi.iter_mut().enumerate() {
+                    let y = ap.add(r * arow + Q8K * i);
+                    let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), sl);
+                    let ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))), sh);
+                    *s = _mm256_add_epi32(*s, _mm256_add_epi32(pl, ph));
+                }
+            }
+            for r in 0..DOT_ROWS {
+                let y = ap.add(r * arow + Q8K * i);
+                let yd = f32_at(y);
+                accm[r] = k4_mins_acc(y, mins, yd * dminw, accm[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            }
+        }
+    }
+    for r in 0..DOT_ROWS {
+        out[r] = hsum_ps(acc[r]) - hsum128(accm[r]);
+    }
+}
+
+/// Q6_K x DOT_ROWS Q8_K rows (mirror of [`dot_q6_k`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q6_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 256;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m2 = _mm256_set1_epi8(0x30);
+    let shuf = [scale_pair_shuffle(0), scale_pair_shuffle(2), scale_pair_shuffle(4), scale_pair_shuffle(6)];
+    let mut acc = [0.0f32; DOT_ROWS];
+    for i in 0..nb {
+        // SAFETY: super-block i (210 bytes of Q6_K, 292 of Q8_K) is inside the weight row and
+        // each activation row.
+        unsafe {
+            let x = wp.add(210 * i);
+            let sc = _mm256_cvtepi8_epi16(load128(x.add(192)));
+            let mut sumi = [_mm256_setzero_si256(); DOT_ROWS];
+            for (r, s) in sumi.iter_mut().enumerate() {
+                let y = ap.add(r * arow + Q8K * i);
+                *s = _mm256_sub_epi32(*s, _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums(y)), 5));
+            }
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
+            for half in 0..2 {
+                let ql = x.add(64 * half);
+                let qh = load256(x.add(128 + 32 * half));
+                let q0 = load256(ql);
+                let q1 = load256(ql.add(32));
+                let g = [
+                    _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
+                    _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
+                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2),
+                    ),
+                ];
+                for (k, gk) in g.iter().enumerate() {
+                    let sv = _mm256_shuffle_epi8(scl[half], shuf[k]);
+                    for (r, s) in sumi.iter_mut().enumerate() {
+                        let y = ap.add(r * arow + Q8K * i);
+                        let p16 = _mm256_maddubs_epi16(*gk, load256(y.add(4 + 128 * half + 32 * k)));
+                        *s = _mm256_add_epi32(*s, _mm256_madd_epi16(p16, sv));
+                    }
+                }
+            }
+            let dw = f16_at(x.add(208));
+            for (r, s) in sumi.iter().enumerate() {
+                let d = f32_at(ap.add(r * arow + Q8K * i)) * dw;
+                acc[r] += d * hsum_epi32(*s) as f32;
+            }
+        }
+    }
+    *out = acc;
 }
