@@ -456,7 +456,8 @@ fn build(isa: Isa) -> Option<Kernels> {
         Isa::Avx512 => k
             .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
             .with_rows(unsafe { x86::avx2::rows_overrides() })
-            .with(Isa::Avx512, unsafe { x86::avx512::overrides() }),
+            .with(Isa::Avx512, unsafe { x86::avx512::overrides() })
+            .with_rows(unsafe { x86::avx512::rows_overrides() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.
         Isa::Neon => k.with(Isa::Neon, unsafe { aarch64::neon::overrides() }),

@@ -11,7 +11,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{f16_at, KVALUES_IQ4NL};
-use crate::simd::Overrides;
+use crate::simd::{Overrides, VecDotRowsFn, DOT_ROWS};
 use crate::types::QuantType as T;
 
 /// The AVX-512 entries of the dispatch table.
@@ -30,6 +30,20 @@ pub(crate) unsafe fn overrides() -> Overrides {
         ],
         act: vec![(T::Q8_0, quantize_q8_0 as _), (T::Q8_1, quantize_q8_1 as _), (T::Q8_K, quantize_q8_k as _)],
     }
+}
+
+/// The AVX-512 multi-row kernels: the same generic code as the single-row entries above.
+///
+/// # Safety
+/// As for [`overrides`].
+pub(crate) unsafe fn rows_overrides() -> Vec<(T, VecDotRowsFn)> {
+    vec![
+        (T::Q8_0, rows_q8_0 as _),
+        (T::Q4_0, rows_q4_0 as _),
+        (T::Q4_1, rows_q4_1 as _),
+        (T::Q5_0, rows_q5_0 as _),
+        (T::Q5_1, rows_q5_1 as _),
+    ]
 }
 
 macro_rules! kernel {
@@ -123,37 +137,6 @@ unsafe fn qh_pair(a: *const u8, b: *const u8) -> __mmask64 {
     // SAFETY: 4 readable bytes at `a` and `b` (caller).
     let r = |p: *const u8| unsafe { core::ptr::read_unaligned(p as *const u32) } as u64;
     r(a) | r(b) << 32
-}
-
-/// Runs `$body` (which yields the new accumulator from `$acc`) over pairs of blocks starting at
-/// block `$i`, with two accumulators; evaluates to `(sum, first block not processed)`.
-macro_rules! pairs {
-    ($nb:expr, |$i:ident, $acc:ident| $body:block) => {{
-        let nb = $nb;
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
-        let mut $i = 0usize;
-        while $i + 4 <= nb {
-            acc0 = {
-                let $acc = acc0;
-                $body
-            };
-            $i += 2;
-            acc1 = {
-                let $acc = acc1;
-                $body
-            };
-            $i += 2;
-        }
-        if $i + 2 <= nb {
-            acc0 = {
-                let $acc = acc0;
-                $body
-            };
-            $i += 2;
-        }
-        (_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), $i)
-    }};
 }
 
 #[inline]
@@ -260,62 +243,110 @@ fn dot_i8i8_512(x: __m512i, y: __m512i) -> __m512i {
     _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy)
 }
 
-kernel! {
-    /// Q8_0 x Q8_0.
-    fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
-        let nb = n / 32;
-        let (wp, ap) = (w.as_ptr(), a.as_ptr());
-        let mut acc = _mm512_setzero_ps();
-        let mut i = 0;
-        while i + 2 <= nb {
-            // SAFETY: blocks i and i+1 (34 bytes each) are inside both rows.
-            unsafe {
-                let (x0, y0, x1, y1) = (wp.add(34 * i), ap.add(34 * i), wp.add(34 * i + 34), ap.add(34 * i + 34));
-                let p = dot_i8i8_512(load2x256(x0.add(2), x1.add(2)), load2x256(y0.add(2), y1.add(2)));
-                acc = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), acc);
+/// Defines a single-row kernel `$one` and a [`DOT_ROWS`]-row kernel `$rows` as the
+/// instances `R = 1` and `R = DOT_ROWS` of the generic `$gen`, so the two agree bit for bit.
+macro_rules! one_and_rows {
+    ($(#[$m:meta])* $gen:ident => $one:ident, $rows:ident) => {
+        kernel! {
+            $(#[$m])*
+            fn $one(n: usize, w: &[u8], a: &[u8]) -> f32 {
+                let mut o = [0f32; 1];
+                // SAFETY: same features; one activation row of `a.len()` bytes.
+                unsafe { $gen::<1>(n, w, a, a.len(), &mut o) };
+                o[0]
             }
-            i += 2;
         }
-        let mut s = hsum512(acc);
+        kernel! {
+            /// The multi-row instance of the same generic kernel.
+            fn $rows(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+                // SAFETY: same features; `a` holds DOT_ROWS rows (caller).
+                unsafe { $gen::<DOT_ROWS>(n, w, a, a.len() / DOT_ROWS, out) }
+            }
+        }
+    };
+}
+
+/// Q8_0 x `R` Q8_0 rows `arow` bytes apart: two blocks per zmm, accumulator `(i / 2) % 2`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q8_0_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut i = 0;
+    while i + 2 <= nb {
+        // SAFETY: blocks i and i+1 (34 bytes each) are inside the weight row and every
+        // activation row.
+        unsafe {
+            let (x0, x1) = (wp.add(34 * i), wp.add(34 * i + 34));
+            let xv = load2x256(x0.add(2), x1.add(2));
+            let ax = _mm512_abs_epi8(xv);
+            let neg = _mm512_movepi8_mask(xv);
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
+                let yv = load2x256(y0.add(2), y1.add(2));
+                // y with x's sign, times |x|.
+                let sy = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
+                let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy);
+                let k = (i >> 1) & 1;
+                accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
+            }
+        }
+        i += 2;
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        let mut s = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
         if i < nb {
-            // SAFETY: the last block is inside both rows.
+            // SAFETY: the last block is inside the weight row and activation row r.
             unsafe {
-                let (x, y) = (wp.add(34 * i), ap.add(34 * i));
+                let (x, y) = (wp.add(34 * i), ap.add(r * arow + 34 * i));
                 let xv = load256(x.add(2));
                 let sy = _mm256_sign_epi8(load256(y.add(2)), xv);
                 let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(xv), sy);
                 s += f16_at(x) * f16_at(y) * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(p)) as f32;
             }
         }
-        s
+        *o = s;
     }
 }
 
-kernel! {
-    /// Q4_0 x Q8_0: `dpbusd(q, y) - dpbusd(8, y)`.
-    fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
-        let nb = n / 32;
-        let (wp, ap) = (w.as_ptr(), a.as_ptr());
-        let eight = _mm512_set1_epi8(8);
-        let z = _mm512_setzero_si512();
-        let mut acc = _mm512_setzero_ps();
-        let mut i = 0;
-        while i + 2 <= nb {
-            // SAFETY: blocks i and i+1 are inside both rows (18 / 34 bytes each).
-            unsafe {
-                let (x0, y0, x1, y1) = (wp.add(18 * i), ap.add(34 * i), wp.add(18 * i + 18), ap.add(34 * i + 34));
-                let q = nibbles2x32(x0.add(2), x1.add(2));
+one_and_rows! {
+    /// Q8_0 x Q8_0.
+    q8_0_gen => dot_q8_0, rows_q8_0
+}
+
+/// Q4_0 x `R` Q8_0 rows: `dpbusd(q, y) - dpbusd(8, y)`, two blocks per zmm.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_0_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let eight = _mm512_set1_epi8(8);
+    let z = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut i = 0;
+    while i + 2 <= nb {
+        // SAFETY: blocks i and i+1 (18 / 34 bytes each) are inside the weight row and every
+        // activation row.
+        unsafe {
+            let (x0, x1) = (wp.add(18 * i), wp.add(18 * i + 18));
+            let q = nibbles_pair(x0.add(2), x1.add(2));
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
                 let yv = load2x256(y0.add(2), y1.add(2));
                 let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, eight, yv));
-                acc = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), acc);
+                let k = (i >> 1) & 1;
+                accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
             }
-            i += 2;
         }
-        let mut s = hsum512(acc);
+        i += 2;
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        let mut s = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
         if i < nb {
-            // SAFETY: the last block is inside both rows.
+            // SAFETY: the last block is inside the weight row and activation row r.
             unsafe {
-                let (x, y) = (wp.add(18 * i), ap.add(34 * i));
+                let (x, y) = (wp.add(18 * i), ap.add(r * arow + 34 * i));
                 let yv = load256(y.add(2));
                 let z = _mm256_setzero_si256();
                 let p = _mm256_sub_epi32(
@@ -325,95 +356,132 @@ kernel! {
                 s += f16_at(x) * f16_at(y) * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(p)) as f32;
             }
         }
-        s
+        *o = s;
     }
 }
 
-kernel! {
-    /// Q4_1 x Q8_1: `d_w d_a sum(q y) + m_w s_a` per block, two blocks per zmm.
-    fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
-        let nb = n / 32;
-        let (wp, ap) = (w.as_ptr(), a.as_ptr());
-        let z = _mm512_setzero_si512();
-        let mut summs = _mm_setzero_ps();
-        let (mut s, i) = pairs!(nb, |i, acc| {
-            // SAFETY: blocks i and i+1 are inside both rows (20 / 36 bytes each).
-            unsafe {
-                let (x0, y0) = (wp.add(20 * i), ap.add(36 * i));
-                let (x1, y1) = (x0.add(20), y0.add(36));
-                let p = _mm512_dpbusd_epi32(z, nibbles_pair(x0.add(4), x1.add(4)), load2x256(y0.add(4), y1.add(4)));
-                let (dd, prod) = scales_min2x2(x0, y0, x1, y1);
-                summs = _mm_add_ps(summs, prod);
-                _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), acc)
-            }
-        });
-        // Odd lanes hold the `m_w s_a` sums.
-        let ms = _mm_add_ps(summs, _mm_movehl_ps(summs, summs));
-        s += _mm_cvtss_f32(_mm_movehdup_ps(ms));
-        if i < nb {
-            // SAFETY: the last block of each row, same features (AVX2 is part of this level).
-            s += unsafe { super::avx2::dot_q4_1(32, &w[20 * i..], &a[36 * i..]) };
-        }
-        s
-    }
+one_and_rows! {
+    /// Q4_0 x Q8_0.
+    q4_0_gen => dot_q4_0, rows_q4_0
 }
 
-kernel! {
-    /// Q5_0 x Q8_0: the fifth bits as a byte mask adding 16, then `dpbusd(q, y) - dpbusd(16, y)`.
-    fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
-        let nb = n / 32;
-        let (wp, ap) = (w.as_ptr(), a.as_ptr());
-        let z = _mm512_setzero_si512();
-        let sixteen = _mm512_set1_epi8(16);
-        let (mut s, i) = pairs!(nb, |i, acc| {
-            // SAFETY: blocks i and i+1 are inside both rows (22 / 34 bytes each).
-            unsafe {
-                let (x0, y0) = (wp.add(22 * i), ap.add(34 * i));
-                let (x1, y1) = (x0.add(22), y0.add(34));
-                let lo = nibbles_pair(x0.add(6), x1.add(6));
-                let q = _mm512_mask_add_epi8(lo, qh_pair(x0.add(2), x1.add(2)), lo, sixteen);
+/// Q5_0 x `R` Q8_0 rows: the fifth bits as a byte mask adding 16, then
+/// `dpbusd(q, y) - dpbusd(16, y)`; an odd last block goes through the AVX2 kernel.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q5_0_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let z = _mm512_setzero_si512();
+    let sixteen = _mm512_set1_epi8(16);
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut i = 0;
+    while i + 2 <= nb {
+        // SAFETY: blocks i and i+1 (22 / 34 bytes each) are inside the weight row and every
+        // activation row.
+        unsafe {
+            let (x0, x1) = (wp.add(22 * i), wp.add(22 * i + 22));
+            let lo = nibbles_pair(x0.add(6), x1.add(6));
+            let q = _mm512_mask_add_epi8(lo, qh_pair(x0.add(2), x1.add(2)), lo, sixteen);
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
                 let yv = load2x256(y0.add(2), y1.add(2));
                 let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, sixteen, yv));
-                _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), acc)
+                let k = (i >> 1) & 1;
+                accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
             }
-        });
-        if i < nb {
-            // SAFETY: the last block of each row, same features.
-            s += unsafe { super::avx2::dot_q5_0(32, &w[22 * i..], &a[34 * i..]) };
         }
-        s
+        i += 2;
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        let mut s = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
+        if i < nb {
+            let ar = &a[r * arow..(r + 1) * arow];
+            // SAFETY: the last block of each row, same features (AVX2 is part of this level).
+            s += unsafe { super::avx2::dot_q5_0(32, &w[22 * i..], &ar[34 * i..]) };
+        }
+        *o = s;
     }
 }
 
-kernel! {
-    /// Q5_1 x Q8_1: as Q4_1 with the fifth bits from a byte mask.
-    fn dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
-        let nb = n / 32;
-        let (wp, ap) = (w.as_ptr(), a.as_ptr());
-        let z = _mm512_setzero_si512();
-        let sixteen = _mm512_set1_epi8(16);
-        let mut summs = _mm_setzero_ps();
-        let (mut s, i) = pairs!(nb, |i, acc| {
-            // SAFETY: blocks i and i+1 are inside both rows (24 / 36 bytes each).
-            unsafe {
-                let (x0, y0) = (wp.add(24 * i), ap.add(36 * i));
-                let (x1, y1) = (x0.add(24), y0.add(36));
+one_and_rows! {
+    /// Q5_0 x Q8_0.
+    q5_0_gen => dot_q5_0, rows_q5_0
+}
+
+/// Q4_1 / Q5_1 x `R` Q8_1 rows: `d_w d_a sum(q y) + m_w s_a` per block, two blocks per zmm;
+/// `Q5` adds the fifth bits (qh at 4, quants at 8 of a 24-byte block; Q4_1: quants at 4 of 20).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q41_51_gen<const R: usize, const Q5: bool>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 32;
+    let bsize = if Q5 { 24 } else { 20 };
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let z = _mm512_setzero_si512();
+    let sixteen = _mm512_set1_epi8(16);
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut summs = [_mm_setzero_ps(); R];
+    let mut i = 0;
+    while i + 2 <= nb {
+        // SAFETY: blocks i and i+1 (`bsize` / 36 bytes each) are inside the weight row and every
+        // activation row.
+        unsafe {
+            let (x0, x1) = (wp.add(bsize * i), wp.add(bsize * i + bsize));
+            let q = if Q5 {
                 let lo = nibbles_pair(x0.add(8), x1.add(8));
-                let q = _mm512_mask_add_epi8(lo, qh_pair(x0.add(4), x1.add(4)), lo, sixteen);
+                _mm512_mask_add_epi8(lo, qh_pair(x0.add(4), x1.add(4)), lo, sixteen)
+            } else {
+                nibbles_pair(x0.add(4), x1.add(4))
+            };
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let (y0, y1) = (ap.add(r * arow + 36 * i), ap.add(r * arow + 36 * i + 36));
                 let p = _mm512_dpbusd_epi32(z, q, load2x256(y0.add(4), y1.add(4)));
                 let (dd, prod) = scales_min2x2(x0, y0, x1, y1);
-                summs = _mm_add_ps(summs, prod);
-                _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), acc)
+                summs[r] = _mm_add_ps(summs[r], prod);
+                let k = (i >> 1) & 1;
+                accr[k] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), accr[k]);
             }
-        });
-        let ms = _mm_add_ps(summs, _mm_movehl_ps(summs, summs));
+        }
+        i += 2;
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        let mut s = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
+        // Odd lanes hold the `m_w s_a` sums.
+        let ms = _mm_add_ps(summs[r], _mm_movehl_ps(summs[r], summs[r]));
         s += _mm_cvtss_f32(_mm_movehdup_ps(ms));
         if i < nb {
-            // SAFETY: the last block of each row, same features.
-            s += unsafe { super::avx2::dot_q5_1(32, &w[24 * i..], &a[36 * i..]) };
+            let (wl, al) = (&w[bsize * i..], &a[r * arow + 36 * i..(r + 1) * arow]);
+            // SAFETY: the last block of each row, same features (AVX2 is part of this level).
+            s += unsafe { if Q5 { super::avx2::dot_q5_1(32, wl, al) } else { super::avx2::dot_q4_1(32, wl, al) } };
         }
-        s
+        *o = s;
     }
+}
+
+/// Q4_1 for `R` rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_1_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    // SAFETY: same features and contract.
+    unsafe { q41_51_gen::<R, false>(n, w, a, arow, out) }
+}
+
+/// Q5_1 for `R` rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q5_1_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    // SAFETY: same features and contract.
+    unsafe { q41_51_gen::<R, true>(n, w, a, arow, out) }
+}
+
+one_and_rows! {
+    /// Q4_1 x Q8_1.
+    q4_1_gen => dot_q4_1, rows_q4_1
+}
+
+one_and_rows! {
+    /// Q5_1 x Q8_1.
+    q5_1_gen => dot_q5_1, rows_q5_1
 }
 
 kernel! {
