@@ -561,7 +561,7 @@ unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let off = _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums(y)), 5);
             let mut sumi = [_mm256_sub_epi32(_mm256_setzero_si256(), off), _mm256_setzero_si256()];
             let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
-            for half in 0..2 {
+            for (half, &sl) in scl.iter().enumerate() {
                 let ql = x.add(64 * half);
                 let qh = load256(x.add(128 + 32 * half));
                 let q0 = load256(ql);
@@ -580,7 +580,7 @@ unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
                 ];
                 for (k, gk) in g.iter().enumerate() {
                     let p16 = _mm256_maddubs_epi16(*gk, load256(y.add(4 + 128 * half + 32 * k)));
-                    let sv = _mm256_shuffle_epi8(scl[half], shuf[k]);
+                    let sv = _mm256_shuffle_epi8(sl, shuf[k]);
                     sumi[k & 1] = _mm256_add_epi32(sumi[k & 1], _mm256_madd_epi16(p16, sv));
                 }
             }
@@ -614,12 +614,12 @@ unsafe fn dot_q2_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bsums(y))), accm);
             let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
             let mut sumi = [_mm256_setzero_si256(); 2];
-            for half in 0..2 {
+            for (half, &sl) in scl.iter().enumerate() {
                 let qb = load256(x.add(16 + 32 * half));
                 let q2 = [qb, _mm256_srli_epi16(qb, 2), _mm256_srli_epi16(qb, 4), _mm256_srli_epi16(qb, 6)];
                 for k in 0..4 {
                     let p16 = _mm256_maddubs_epi16(_mm256_and_si256(q2[k], m3), load256(y.add(4 + 128 * half + 32 * k)));
-                    let sv = _mm256_shuffle_epi8(scl[half], shuf[k]);
+                    let sv = _mm256_shuffle_epi8(sl, shuf[k]);
                     sumi[k & 1] = _mm256_add_epi32(sumi[k & 1], _mm256_madd_epi16(p16, sv));
                 }
             }
@@ -683,7 +683,7 @@ unsafe fn dot_q3_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             // Scales 0..8 in both halves, then 8..16.
             let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
             let hm = load256(x);
-            for half in 0..2 {
+            for (half, &sl) in scl.iter().enumerate() {
                 let qb = load256(x.add(32 + 32 * half));
                 let hmh = if half == 0 { hm } else { _mm256_srli_epi16(hm, 4) };
                 let h = [
@@ -696,7 +696,7 @@ unsafe fn dot_q3_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
                 for k in 0..4 {
                     let q = _mm256_or_si256(_mm256_and_si256(q2[k], m3), _mm256_and_si256(h[k], m4));
                     let p16 = _mm256_maddubs_epi16(q, load256(y.add(4 + 128 * half + 32 * k)));
-                    let sv = _mm256_shuffle_epi8(scl[half], shuf[k]);
+                    let sv = _mm256_shuffle_epi8(sl, shuf[k]);
                     sumi[k & 1] = _mm256_add_epi32(sumi[k & 1], _mm256_madd_epi16(p16, sv));
                 }
             }
@@ -859,7 +859,7 @@ unsafe fn rows_q6_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
                 *s = _mm256_sub_epi32(*s, _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums(y)), 5));
             }
             let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
-            for half in 0..2 {
+            for (half, &sl) in scl.iter().enumerate() {
                 let ql = x.add(64 * half);
                 let qh = load256(x.add(128 + 32 * half));
                 let q0 = load256(ql);
@@ -874,7 +874,7 @@ unsafe fn rows_q6_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
                     ),
                 ];
                 for (k, gk) in g.iter().enumerate() {
-                    let sv = _mm256_shuffle_epi8(scl[half], shuf[k]);
+                    let sv = _mm256_shuffle_epi8(sl, shuf[k]);
                     for (r, s) in sumi.iter_mut().enumerate() {
                         let y = ap.add(r * arow + Q8K * i);
                         let p16 = _mm256_maddubs_epi16(*gk, load256(y.add(4 + 128 * half + 32 * k)));
