@@ -273,25 +273,38 @@ unsafe fn q8_0_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut i = 0;
-    while i + 2 <= nb {
-        // SAFETY: blocks i and i+1 (34 bytes each) are inside the weight row and every
-        // activation row.
-        unsafe {
-            let (x0, x1) = (wp.add(34 * i), wp.add(34 * i + 34));
-            let xv = load2x256(x0.add(2), x1.add(2));
-            let ax = _mm512_abs_epi8(xv);
-            let neg = _mm512_movepi8_mask(xv);
-            for (r, accr) in acc.iter_mut().enumerate() {
-                let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
-                let yv = load2x256(y0.add(2), y1.add(2));
-                // y with x's sign, times |x|.
-                let sy = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
-                let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy);
-                let k = (i >> 1) & 1;
-                accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
+    // Accumulator `(i / 2) % 2` per pair, unrolled so that the index is a constant (the
+    // accumulators stay in registers).
+    macro_rules! pair {
+        ($i:expr, $k:literal) => {{
+            let i = $i;
+            // SAFETY: blocks i and i+1 (34 bytes each) are inside the weight row and every
+            // activation row.
+            unsafe {
+                let (x0, x1) = (wp.add(34 * i), wp.add(34 * i + 34));
+                let xv = load2x256(x0.add(2), x1.add(2));
+                let ax = _mm512_abs_epi8(xv);
+                let neg = _mm512_movepi8_mask(xv);
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
+                    let yv = load2x256(y0.add(2), y1.add(2));
+                    // y with x's sign, times |x|.
+                    let sy = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
+                    let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy);
+                    let k = $k;
+                    accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
+                }
             }
-        }
+        }};
+    }
+    let mut i = 0;
+    while i + 4 <= nb {
+        pair!(i, 0);
+        pair!(i + 2, 1);
+        i += 4;
+    }
+    if i + 2 <= nb {
+        pair!(i, 0);
         i += 2;
     }
     for (r, o) in out.iter_mut().enumerate() {
@@ -324,21 +337,34 @@ unsafe fn q4_0_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
     let eight = _mm512_set1_epi8(8);
     let z = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut i = 0;
-    while i + 2 <= nb {
-        // SAFETY: blocks i and i+1 (18 / 34 bytes each) are inside the weight row and every
-        // activation row.
-        unsafe {
-            let (x0, x1) = (wp.add(18 * i), wp.add(18 * i + 18));
-            let q = nibbles_pair(x0.add(2), x1.add(2));
-            for (r, accr) in acc.iter_mut().enumerate() {
-                let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
-                let yv = load2x256(y0.add(2), y1.add(2));
-                let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, eight, yv));
-                let k = (i >> 1) & 1;
-                accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
+    // Accumulator `(i / 2) % 2` per pair, unrolled so that the index is a constant (the
+    // accumulators stay in registers).
+    macro_rules! pair {
+        ($i:expr, $k:literal) => {{
+            let i = $i;
+            // SAFETY: blocks i and i+1 (18 / 34 bytes each) are inside the weight row and every
+            // activation row.
+            unsafe {
+                let (x0, x1) = (wp.add(18 * i), wp.add(18 * i + 18));
+                let q = nibbles_pair(x0.add(2), x1.add(2));
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
+                    let yv = load2x256(y0.add(2), y1.add(2));
+                    let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, eight, yv));
+                    let k = $k;
+                    accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
+                }
             }
-        }
+        }};
+    }
+    let mut i = 0;
+    while i + 4 <= nb {
+        pair!(i, 0);
+        pair!(i + 2, 1);
+        i += 4;
+    }
+    if i + 2 <= nb {
+        pair!(i, 0);
         i += 2;
     }
     for (r, o) in out.iter_mut().enumerate() {
@@ -375,22 +401,35 @@ unsafe fn q5_0_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
     let z = _mm512_setzero_si512();
     let sixteen = _mm512_set1_epi8(16);
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut i = 0;
-    while i + 2 <= nb {
-        // SAFETY: blocks i and i+1 (22 / 34 bytes each) are inside the weight row and every
-        // activation row.
-        unsafe {
-            let (x0, x1) = (wp.add(22 * i), wp.add(22 * i + 22));
-            let lo = nibbles_pair(x0.add(6), x1.add(6));
-            let q = _mm512_mask_add_epi8(lo, qh_pair(x0.add(2), x1.add(2)), lo, sixteen);
-            for (r, accr) in acc.iter_mut().enumerate() {
-                let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
-                let yv = load2x256(y0.add(2), y1.add(2));
-                let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, sixteen, yv));
-                let k = (i >> 1) & 1;
-                accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
+    // Accumulator `(i / 2) % 2` per pair, unrolled so that the index is a constant (the
+    // accumulators stay in registers).
+    macro_rules! pair {
+        ($i:expr, $k:literal) => {{
+            let i = $i;
+            // SAFETY: blocks i and i+1 (22 / 34 bytes each) are inside the weight row and every
+            // activation row.
+            unsafe {
+                let (x0, x1) = (wp.add(22 * i), wp.add(22 * i + 22));
+                let lo = nibbles_pair(x0.add(6), x1.add(6));
+                let q = _mm512_mask_add_epi8(lo, qh_pair(x0.add(2), x1.add(2)), lo, sixteen);
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
+                    let yv = load2x256(y0.add(2), y1.add(2));
+                    let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, sixteen, yv));
+                    let k = $k;
+                    accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
+                }
             }
-        }
+        }};
+    }
+    let mut i = 0;
+    while i + 4 <= nb {
+        pair!(i, 0);
+        pair!(i + 2, 1);
+        i += 4;
+    }
+    if i + 2 <= nb {
+        pair!(i, 0);
         i += 2;
     }
     for (r, o) in out.iter_mut().enumerate() {
@@ -421,27 +460,40 @@ unsafe fn q41_51_gen<const R: usize, const Q5: bool>(n: usize, w: &[u8], a: &[u8
     let sixteen = _mm512_set1_epi8(16);
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     let mut summs = [_mm_setzero_ps(); R];
-    let mut i = 0;
-    while i + 2 <= nb {
-        // SAFETY: blocks i and i+1 (`bsize` / 36 bytes each) are inside the weight row and every
-        // activation row.
-        unsafe {
-            let (x0, x1) = (wp.add(bsize * i), wp.add(bsize * i + bsize));
-            let q = if Q5 {
-                let lo = nibbles_pair(x0.add(8), x1.add(8));
-                _mm512_mask_add_epi8(lo, qh_pair(x0.add(4), x1.add(4)), lo, sixteen)
-            } else {
-                nibbles_pair(x0.add(4), x1.add(4))
-            };
-            for (r, accr) in acc.iter_mut().enumerate() {
-                let (y0, y1) = (ap.add(r * arow + 36 * i), ap.add(r * arow + 36 * i + 36));
-                let p = _mm512_dpbusd_epi32(z, q, load2x256(y0.add(4), y1.add(4)));
-                let (dd, prod) = scales_min2x2(x0, y0, x1, y1);
-                summs[r] = _mm_add_ps(summs[r], prod);
-                let k = (i >> 1) & 1;
-                accr[k] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), accr[k]);
+    // Accumulator `(i / 2) % 2` per pair, unrolled so that the index is a constant (the
+    // accumulators stay in registers).
+    macro_rules! pair {
+        ($i:expr, $k:literal) => {{
+            let i = $i;
+            // SAFETY: blocks i and i+1 (`bsize` / 36 bytes each) are inside the weight row and every
+            // activation row.
+            unsafe {
+                let (x0, x1) = (wp.add(bsize * i), wp.add(bsize * i + bsize));
+                let q = if Q5 {
+                    let lo = nibbles_pair(x0.add(8), x1.add(8));
+                    _mm512_mask_add_epi8(lo, qh_pair(x0.add(4), x1.add(4)), lo, sixteen)
+                } else {
+                    nibbles_pair(x0.add(4), x1.add(4))
+                };
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let (y0, y1) = (ap.add(r * arow + 36 * i), ap.add(r * arow + 36 * i + 36));
+                    let p = _mm512_dpbusd_epi32(z, q, load2x256(y0.add(4), y1.add(4)));
+                    let (dd, prod) = scales_min2x2(x0, y0, x1, y1);
+                    summs[r] = _mm_add_ps(summs[r], prod);
+                    let k = $k;
+                    accr[k] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), accr[k]);
+                }
             }
-        }
+        }};
+    }
+    let mut i = 0;
+    while i + 4 <= nb {
+        pair!(i, 0);
+        pair!(i + 2, 1);
+        i += 4;
+    }
+    if i + 2 <= nb {
+        pair!(i, 0);
         i += 2;
     }
     for (r, o) in out.iter_mut().enumerate() {
