@@ -747,18 +747,32 @@ unsafe fn rows_q8_0(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
     let arow = a.len() / DOT_ROWS;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = [[_mm256_setzero_ps(); 2]; DOT_ROWS];
-    for i in 0..nb {
-        // SAFETY: block i (34 bytes) is inside the weight row and each activation row.
-        unsafe {
-            let x = wp.add(34 * i);
-            let xv = load256(x.add(2));
-            let ax = _mm256_sign_epi8(xv, xv);
-            for (r, accr) in acc.iter_mut().enumerate() {
-                let y = ap.add(r * arow + 34 * i);
-                let p = dot_u8i8(ax, _mm256_sign_epi8(load256(y.add(2)), xv));
-                accr[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), accr[i & 1]);
+    // Accumulator `i % 2` per block as in the single-row kernel, unrolled so that the
+    // index is a constant (the accumulators stay in registers).
+    macro_rules! block {
+        ($i:expr, $k:literal) => {{
+            let i = $i;
+            // SAFETY: block i (34 bytes) is inside the weight row and each activation row.
+            unsafe {
+                let x = wp.add(34 * i);
+                let xv = load256(x.add(2));
+                let ax = _mm256_sign_epi8(xv, xv);
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let y = ap.add(r * arow + 34 * i);
+                    let p = dot_u8i8(ax, _mm256_sign_epi8(load256(y.add(2)), xv));
+                    accr[$k] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), accr[$k]);
+                }
             }
-        }
+        }};
+    }
+    let mut i = 0;
+    while i + 2 <= nb {
+        block!(i, 0);
+        block!(i + 1, 1);
+        i += 2;
+    }
+    if i < nb {
+        block!(i, 0);
     }
     for (o, accr) in out.iter_mut().zip(acc) {
         *o = hsum_ps(_mm256_add_ps(accr[0], accr[1]));
@@ -774,20 +788,34 @@ unsafe fn rows_q4_0(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
     let eight = _mm256_set1_epi8(8);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); 2]; DOT_ROWS];
-    for i in 0..nb {
-        // SAFETY: block i (18 bytes of Q4_0, 34 of Q8_0) is inside the weight row and each
-        // activation row.
-        unsafe {
-            let x = wp.add(18 * i);
-            let q = nibbles32(x.add(2));
-            for (r, accr) in acc.iter_mut().enumerate() {
-                let y = ap.add(r * arow + 34 * i);
-                let yv = load256(y.add(2));
-                let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
-                let p = _mm256_madd_epi16(s16, ones);
-                accr[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), accr[i & 1]);
+    // Accumulator `i % 2` per block as in the single-row kernel, unrolled so that the
+    // index is a constant (the accumulators stay in registers).
+    macro_rules! block {
+        ($i:expr, $k:literal) => {{
+            let i = $i;
+            // SAFETY: block i (18 bytes of Q4_0, 34 of Q8_0) is inside the weight row and each
+            // activation row.
+            unsafe {
+                let x = wp.add(18 * i);
+                let q = nibbles32(x.add(2));
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let y = ap.add(r * arow + 34 * i);
+                    let yv = load256(y.add(2));
+                    let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
+                    let p = _mm256_madd_epi16(s16, ones);
+                    accr[$k] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), accr[$k]);
+                }
             }
-        }
+        }};
+    }
+    let mut i = 0;
+    while i + 2 <= nb {
+        block!(i, 0);
+        block!(i + 1, 1);
+        i += 2;
+    }
+    if i < nb {
+        block!(i, 0);
     }
     for (o, accr) in out.iter_mut().zip(acc) {
         *o = hsum_ps(_mm256_add_ps(accr[0], accr[1]));
