@@ -40,7 +40,13 @@ pub(crate) unsafe fn overrides() -> Overrides {
 /// # Safety
 /// As for [`overrides`].
 pub(crate) unsafe fn rows_overrides() -> Vec<(T, VecDotRowsFn)> {
-    vec![(T::Q8_0, rows_q8_0 as _), (T::Q4_0, rows_q4_0 as _), (T::Q4_K, rows_q4_k as _), (T::Q6_K, rows_q6_k as _)]
+    vec![
+        (T::Q8_0, rows_q8_0 as _),
+        (T::Q4_0, rows_q4_0 as _),
+        (T::Q4_1, rows_q4_1 as _),
+        (T::Q4_K, rows_q4_k as _),
+        (T::Q6_K, rows_q6_k as _),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -918,4 +924,34 @@ unsafe fn rows_q6_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
         }
     }
     *out = acc;
+}
+
+/// Q4_1 x DOT_ROWS Q8_1 rows (mirror of [`dot_q4_1`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q4_1(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 32;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); DOT_ROWS];
+    let mut summs = [_mm_setzero_ps(); DOT_ROWS];
+    for i in 0..nb {
+        // SAFETY: block i (20 bytes, 36 of Q8_1) is inside the weight row and each activation row.
+        unsafe {
+            let x = wp.add(20 * i);
+            let hx = core::ptr::read_unaligned(x as *const u32) as u64;
+            let q = nibbles32(x.add(4));
+            for r in 0..DOT_ROWS {
+                let y = ap.add(r * arow + 36 * i);
+                let hy = core::ptr::read_unaligned(y as *const u32) as u64;
+                let v = _mm_cvtph_ps(_mm_cvtsi64_si128((hx | hy << 32) as i64));
+                let p = _mm_mul_ps(v, _mm_movehl_ps(v, v));
+                summs[r] = _mm_add_ps(summs[r], p);
+                let pr = dot_u8i8(q, load256(y.add(4)));
+                acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(pr), acc[r]);
+            }
+        }
+    }
+    for r in 0..DOT_ROWS {
+        out[r] = hsum_ps(acc[r]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[r]));
+    }
 }
