@@ -159,7 +159,7 @@ pub(crate) fn rows_per_task(n: usize, row_bytes: usize, threads: usize) -> usize
 }
 
 /// Activation rows run together over one weight tile.
-const ACT_TILE: usize = 4;
+const ACT_TILE: usize = simd::DOT_ROWS;
 
 /// [`matmul_quantized`] with an explicit kernel table (tests, benchmarks).
 pub fn matmul_quantized_with(
@@ -246,8 +246,14 @@ pub(crate) fn gemm_tile(dot: RowDot, w: &[u8], rows: Range<usize>, a: &[u8], m: 
             if a0 == 0 {
                 ahead(wr.as_ptr(), wrow);
             }
-            for j in a0..a1 {
-                out[r * m + j] = dot.dot(wr, &a[j * arow..(j + 1) * arow]);
+            let o = &mut out[r * m + a0..r * m + a1];
+            if let Ok(o4) = <&mut [f32; simd::DOT_ROWS]>::try_from(&mut *o) {
+                // A full tile through the multi-row kernel (bit-identical to single rows).
+                dot.dot_rows(wr, &a[a0 * arow..a1 * arow], o4);
+            } else {
+                for (j, v) in (a0..a1).zip(o.iter_mut()) {
+                    *v = dot.dot(wr, &a[j * arow..(j + 1) * arow]);
+                }
             }
         }
     }

@@ -372,3 +372,48 @@ fn grid_and_ternary_kernels_equal_reference_bit_for_bit() {
     }
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
+
+#[test]
+fn vec_dot_rows_equal_single_row_calls_bit_for_bit() {
+    // The multi-row kernels promise the single-row kernel's float operations in the same
+    // order, so every result must be identical, not just close.
+    let mut rng = Rng(0x51ed_270b_a3f1_c2d9);
+    let mut with_kernel = 0;
+    for tab in available_isas().into_iter().filter_map(kernels_for) {
+        for name in DOT_TYPES {
+            let t = QuantType::from_name(name).unwrap();
+            if !tab.has_vec_dot(t) {
+                continue;
+            }
+            with_kernel += tab.has_vec_dot_rows(t) as usize;
+            let at = t.dot_type().unwrap();
+            let quant_tab = kernels_for(Isa::Scalar).filter(|k| k.has_quantize_act(at)).unwrap_or(tab);
+            for &n in &[256usize, 768, 4096] {
+                let w = random_weights(t, n, &mut rng);
+                let arow = at.row_bytes(n).unwrap();
+                let mut a = vec![0u8; simd::DOT_ROWS * arow];
+                for ar in a.chunks_exact_mut(arow) {
+                    let x: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+                    quant_tab.quantize_act(at, &x, ar).unwrap();
+                }
+                let mut got = [0f32; simd::DOT_ROWS];
+                tab.vec_dot_rows(t, n, &w, &a, &mut got).unwrap();
+                for (j, g) in got.iter().enumerate() {
+                    let want = tab.vec_dot(t, n, &w, &a[j * arow..(j + 1) * arow]).unwrap();
+                    assert_eq!(g.to_bits(), want.to_bits(), "{} {name} n={n} row {j}: {g} vs {want}", tab.isa());
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        assert!(with_kernel > 0, "no multi-row kernel was exercised");
+        assert!(kernels_for(Isa::Avx2).unwrap().has_vec_dot_rows(QuantType::Q4_K));
+    }
+    // Lengths are validated: the activation must be exactly DOT_ROWS rows.
+    let k = simd::kernels();
+    let mut out = [0f32; simd::DOT_ROWS];
+    assert!(k.vec_dot_rows(QuantType::Q4_0, 64, &[0; 36], &[0; 68 * 4], &mut out).is_ok());
+    assert!(k.vec_dot_rows(QuantType::Q4_0, 64, &[0; 36], &[0; 68 * 3], &mut out).is_err());
+    assert!(k.vec_dot_rows(QuantType::Q4_0, 64, &[0; 35], &[0; 68 * 4], &mut out).is_err());
+}

@@ -109,6 +109,18 @@ impl std::fmt::Display for Isa {
 /// every entry of a table returned by [`kernels_for`]).
 pub(crate) type VecDotFn = unsafe fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 
+/// Raw multi-row kernel: one weight row `w` (as for [`VecDotFn`]) against [`DOT_ROWS`]
+/// consecutive activation rows in `a` (`a.len()` is `DOT_ROWS` times one row's bytes); writes the
+/// [`DOT_ROWS`] dot products to `out`, **bit for bit** what the same table's [`VecDotFn`] returns
+/// for each row (same float operations in the same order; the weight row is decoded once).
+///
+/// # Safety
+/// As for [`VecDotFn`].
+pub(crate) type VecDotRowsFn = unsafe fn(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]);
+
+/// Activation rows per multi-row kernel call ([`Kernels::vec_dot_rows`]).
+pub const DOT_ROWS: usize = 4;
+
 /// Raw activation quantizer: `x.len()` is a multiple of the activation block size and `dst`
 /// holds exactly the quantized size.
 ///
@@ -150,6 +162,9 @@ pub struct Kernels {
     isa: Isa,
     dot: [DotImpl; SLOTS],
     dot_isa: [Isa; SLOTS],
+    /// Multi-row kernels; an entry is dropped when a higher level replaces the type's
+    /// single-row kernel, so it always matches `dot` bit for bit.
+    dot_rows: [Option<VecDotRowsFn>; SLOTS],
     act: [ActImpl; SLOTS],
     act_isa: [Isa; SLOTS],
     gemm: [Option<GemmFn>; SLOTS],
@@ -171,6 +186,7 @@ impl Kernels {
             isa: Isa::Scalar,
             dot: [DotImpl::None; SLOTS],
             dot_isa: [Isa::Scalar; SLOTS],
+            dot_rows: [None; SLOTS],
             act: [ActImpl::None; SLOTS],
             act_isa: [Isa::Scalar; SLOTS],
             gemm: [None; SLOTS],
@@ -191,6 +207,7 @@ impl Kernels {
         for (t, f) in o.dot {
             self.dot[slot(t)] = DotImpl::Kernel(f);
             self.dot_isa[slot(t)] = isa;
+            self.dot_rows[slot(t)] = None;
         }
         for (t, f) in o.act {
             self.act[slot(t)] = ActImpl::Kernel(f);
@@ -209,6 +226,15 @@ impl Kernels {
         self
     }
 
+    /// Install multi-row kernels that pair with this table's current single-row kernels.
+    #[allow(dead_code)] // unused on targets without multi-row kernels
+    fn with_rows(mut self, rows: Vec<(QuantType, VecDotRowsFn)>) -> Kernels {
+        for (t, f) in rows {
+            self.dot_rows[slot(t)] = Some(f);
+        }
+        self
+    }
+
     /// Whether matmuls of `t` use a multi-row kernel at this level.
     pub fn has_gemm(&self, t: QuantType) -> bool {
         self.gemm[slot(t)].is_some()
@@ -218,7 +244,35 @@ impl Kernels {
     pub(crate) fn row_dot(&self, t: QuantType, n: usize) -> Result<RowDot> {
         let mut d = RowDot::new(self.dot_fn(t)?, t, n)?;
         d.gemm = self.gemm[slot(t)];
+        d.rows = self.dot_rows[slot(t)];
         Ok(d)
+    }
+
+    /// Whether `t` has a multi-row kernel at this level (otherwise [`Kernels::vec_dot_rows`]
+    /// calls the single-row kernel per row).
+    pub fn has_vec_dot_rows(&self, t: QuantType) -> bool {
+        self.dot_rows[slot(t)].is_some()
+    }
+
+    /// Dot products of one weight row of `t` (`n` values) with [`DOT_ROWS`] consecutive rows of
+    /// `t.dot_type()` in `a`, into `out`. Equal bit for bit to [`DOT_ROWS`] calls of
+    /// [`Kernels::vec_dot`].
+    pub fn vec_dot_rows(&self, t: QuantType, n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) -> Result<()> {
+        let (wb, ab) = dot_row_bytes(t, n)?;
+        if w.len() != wb || Some(a.len()) != ab.checked_mul(DOT_ROWS) {
+            return Err(Error::value(format!(
+                "vec_dot_rows of {n} values needs {wb} weight bytes and {DOT_ROWS} x {ab} activation bytes, got {} and {}",
+                w.len(),
+                a.len()
+            )));
+        }
+        self.dot_rows_fn(t)?.call(t, n, w, a, out);
+        Ok(())
+    }
+
+    /// The multi-row kernel for `t` (or its per-row fallback), checked once.
+    pub(crate) fn dot_rows_fn(&self, t: QuantType) -> Result<DotRowsCall> {
+        Ok(DotRowsCall { rows: self.dot_rows[slot(t)], one: self.dot_fn(t)? })
     }
 
     /// The level of this table.
@@ -248,8 +302,9 @@ impl Kernels {
 
     /// Dot product of one row of `t` (`n` values) with one row of `t.dot_type()`.
     pub fn vec_dot(&self, t: QuantType, n: usize, w: &[u8], a: &[u8]) -> Result<f32> {
-        let (wb, ab) = dot_row_bytes(t, n)?;
-        if w.len() != wb || a.len() != ab {
+        let fits = dot_row_bytes_fast(t, n).is_some_and(|(wb, ab)| w.len() == wb && a.len() == ab);
+        if !fits {
+            let (wb, ab) = dot_row_bytes(t, n)?;
             return Err(Error::value(format!(
                 "vec_dot of {n} values needs {wb} bytes of {t} and {ab} bytes of {}, got {} and {}",
                 t.dot_type().map_or("?", |d| d.name()),
@@ -257,8 +312,11 @@ impl Kernels {
                 a.len()
             )));
         }
-        let f = self.dot_fn(t)?;
-        Ok(f.call(t, n, w, a))
+        Ok(match self.dot_fn(t)? {
+            DotCall(None) => quant::vec_dot_ref(t, w, a, n)?,
+            // SAFETY: lengths checked above; the table holds only kernels of an available ISA.
+            DotCall(Some(f)) => unsafe { f(n, w, a) },
+        })
     }
 
     /// Quantize activations `x` (rows of `n` values; `x.len()` a multiple of `n`) to `t`
@@ -306,7 +364,7 @@ impl DotCall {
         match self.0 {
             None => quant::vec_dot_ref(t, w, a, n).unwrap_or(f32::NAN),
             Some(f) => {
-                let ok = dot_row_bytes(t, n).is_ok_and(|(wb, ab)| w.len() == wb && a.len() == ab);
+                let ok = dot_row_bytes_fast(t, n).is_some_and(|(wb, ab)| w.len() == wb && a.len() == ab);
                 assert!(ok, "kernel called with wrong row lengths");
                 // SAFETY: lengths checked just above; `f` comes from a table built only for an
                 // ISA that `Isa::is_available` confirmed (see `kernels_for`).
@@ -326,13 +384,14 @@ pub(crate) struct RowDot {
     wb: usize,
     ab: usize,
     gemm: Option<GemmFn>,
+    rows: Option<VecDotRowsFn>,
 }
 
 impl RowDot {
     /// Bind `call` (the kernel of `t`) to rows of `n` values.
     pub(crate) fn new(call: DotCall, t: QuantType, n: usize) -> Result<RowDot> {
         let (wb, ab) = dot_row_bytes(t, n)?;
-        Ok(RowDot { call, t, n, wb, ab, gemm: None })
+        Ok(RowDot { call, t, n, wb, ab, gemm: None, rows: None })
     }
 
     /// Whether a multi-row kernel computes these products (then [`RowDot::gemm`] is used for
@@ -364,6 +423,23 @@ impl RowDot {
         (self.wb, self.ab)
     }
 
+    /// One weight row against [`DOT_ROWS`] consecutive activation rows `a`, bit for bit what
+    /// [`RowDot::dot`] gives for each (the multi-row kernel when the level has one).
+    #[inline]
+    pub(crate) fn dot_rows(&self, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+        assert!(w.len() == self.wb && a.len() == DOT_ROWS * self.ab, "kernel called with wrong row lengths");
+        match self.rows {
+            // SAFETY: lengths checked just above; `f` comes from the table of an available ISA
+            // and pairs with this table's single-row kernel.
+            Some(f) => unsafe { f(self.n, w, a, out) },
+            None => {
+                for (o, ar) in out.iter_mut().zip(a.chunks_exact(self.ab)) {
+                    *o = self.dot(w, ar);
+                }
+            }
+        }
+    }
+
     /// The dot product of one weight row with one activation row; panics on a wrong length.
     #[inline(always)]
     pub(crate) fn dot(&self, w: &[u8], a: &[u8]) -> f32 {
@@ -373,6 +449,36 @@ impl RowDot {
             // SAFETY: lengths checked just above against `dot_row_bytes(t, n)`; `f` comes from a
             // table built only for an available ISA (see `kernels_for`).
             Some(f) => unsafe { f(self.n, w, a) },
+        }
+    }
+}
+
+/// A resolved multi-row dot kernel: the multi-row kernel when the level has one, else the
+/// single-row kernel per row.
+#[derive(Clone, Copy)]
+pub(crate) struct DotRowsCall {
+    rows: Option<VecDotRowsFn>,
+    one: DotCall,
+}
+
+impl DotRowsCall {
+    /// Run on one weight row and [`DOT_ROWS`] activation rows (`a.len()` = `DOT_ROWS` rows).
+    #[inline]
+    pub(crate) fn call(self, t: QuantType, n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+        let sizes = dot_row_bytes_fast(t, n);
+        match (self.rows, sizes) {
+            (Some(f), Some((wb, ab))) => {
+                assert!(w.len() == wb && Some(a.len()) == ab.checked_mul(DOT_ROWS), "kernel called with wrong row lengths");
+                // SAFETY: lengths checked just above; `f` comes from a table built only for an
+                // available ISA (see `kernels_for`).
+                unsafe { f(n, w, a, out) }
+            }
+            _ => {
+                let ab = a.len() / DOT_ROWS;
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = self.one.call(t, n, w, &a[j * ab..(j + 1) * ab]);
+                }
+            }
         }
     }
 }
@@ -400,6 +506,24 @@ pub fn dot_row_bytes(t: QuantType, n: usize) -> Result<(usize, usize)> {
         .row_bytes(n)
         .ok_or_else(|| Error::value(format!("{n} is not a multiple of the {dt} block size {}", dt.block_size())))?;
     Ok((wb, ab))
+}
+
+/// [`dot_row_bytes`] without error messages and with shifts for the (power-of-two) block sizes:
+/// the per-call length check of [`DotCall::call`], which runs once per weight row in matmul.
+#[inline]
+fn dot_row_bytes_fast(t: QuantType, n: usize) -> Option<(usize, usize)> {
+    #[inline(always)]
+    fn row(t: QuantType, n: usize) -> Option<usize> {
+        let bs = t.block_size();
+        if !bs.is_power_of_two() {
+            return t.row_bytes(n);
+        }
+        if n & (bs - 1) != 0 {
+            return None;
+        }
+        (n >> bs.trailing_zeros()).checked_mul(t.type_size())
+    }
+    Some((row(t, n)?, row(t.dot_type()?, n)?))
 }
 
 /// Whether `crate::quant` has a scalar reference dot product for `t`: asked with an empty row,
@@ -444,13 +568,16 @@ fn build(isa: Isa) -> Option<Kernels> {
         // SAFETY: AVX2/FMA/F16C availability checked by `is_available` above.
         Isa::Avx2 => k
             .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
-            .with(Isa::Avx2, unsafe { x86::avx2_iq::overrides() }),
+            .with(Isa::Avx2, unsafe { x86::avx2_iq::overrides() })
+            .with_rows(unsafe { x86::avx2::rows_overrides() }),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C checked by `is_available` above.
         Isa::Avx512 => k
             .with(Isa::Avx2, unsafe { x86::avx2::overrides() })
             .with(Isa::Avx2, unsafe { x86::avx2_iq::overrides() })
+            .with_rows(unsafe { x86::avx2::rows_overrides() })
             .with(Isa::Avx512, unsafe { x86::avx512::overrides() })
+            .with_rows(unsafe { x86::avx512::rows_overrides() })
             .with(Isa::Avx512, unsafe { x86::avx512_iq::overrides() })
             .with_gemm(if gemm_enabled() { unsafe { x86::gemm_avx512::gemm_overrides() } } else { Vec::new() }),
         #[cfg(target_arch = "aarch64")]
@@ -561,21 +688,27 @@ pub(crate) fn prefetch(p: *const u8, len: usize) {
 /// The IQ4_NL / IQ4_XS codebook (ggml `kvalues_iq4nl`, format data).
 pub(crate) const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
-/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block's 12 scale bytes as
-/// `(scales[0..8], mins[0..8])`, unpacked four at a time in 32-bit words.
+/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block's 12 scale bytes as four
+/// little-endian words of bytes: `[scales 0..4, scales 4..8, mins 0..4, mins 4..8]`.
 #[inline(always)]
 #[allow(dead_code)] // unused on targets without kernels
-pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> [u8; 16] {
+pub(crate) fn k4_scale_words(s: &[u8; 12]) -> [u32; 4] {
     let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
     let (a, b, c) = (w(0), w(1), w(2));
     let sc_lo = a & 0x3f3f_3f3f;
     let mn_lo = b & 0x3f3f_3f3f;
     let sc_hi = (c & 0x0f0f_0f0f) | ((a >> 6) & 0x0303_0303) << 4;
     let mn_hi = ((c >> 4) & 0x0f0f_0f0f) | ((b >> 6) & 0x0303_0303) << 4;
+    [sc_lo, sc_hi, mn_lo, mn_hi]
+}
+
+/// [`k4_scale_words`] as bytes: `(scales[0..8], mins[0..8])`.
+#[inline(always)]
+#[allow(dead_code)] // unused on targets without kernels
+pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> [u8; 16] {
     let mut out = [0u8; 16];
-    out[..4].copy_from_slice(&sc_lo.to_le_bytes());
-    out[4..8].copy_from_slice(&sc_hi.to_le_bytes());
-    out[8..12].copy_from_slice(&mn_lo.to_le_bytes());
-    out[12..].copy_from_slice(&mn_hi.to_le_bytes());
+    for (o, w) in out.chunks_exact_mut(4).zip(k4_scale_words(s)) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
     out
 }

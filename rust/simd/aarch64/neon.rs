@@ -27,6 +27,8 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::Q4_K, dot_q4_k as _),
             (T::Q5_K, dot_q5_k as _),
             (T::Q6_K, dot_q6_k as _),
+            (T::Q2_K, dot_q2_k as _),
+            (T::Q3_K, dot_q3_k as _),
             (T::IQ4_XS, dot_iq4_xs as _),
         ],
         act: vec![(T::Q8_0, quantize_q8_0 as _), (T::Q8_1, quantize_q8_1 as _)],
@@ -363,6 +365,105 @@ unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
                         let v = vsubq_s8(vreinterpretq_s8_u8(*qk), c32);
                         let s = vaddvq_s32(dot16(v, ld8(y.add(4 + 128 * half + 32 * k + 16 * l))));
                         sumi += s * sc[8 * half + 2 * k + l] as i32;
+                    }
+                }
+            }
+            acc += d * sumi as f32;
+        }
+    }
+    acc
+}
+
+/// The four 2-bit fields of 16 bytes (`(q >> 2j) & 3` for j = 0..4).
+#[inline]
+#[target_feature(enable = "neon")]
+fn crumbs(q: uint8x16_t) -> [uint8x16_t; 4] {
+    let m3 = vdupq_n_u8(3);
+    [vandq_u8(q, m3), vandq_u8(vshrq_n_u8::<2>(q), m3), vandq_u8(vshrq_n_u8::<4>(q), m3), vshrq_n_u8::<6>(q)]
+}
+
+/// Q2_K x Q8_K: `d * sum(sc * q * y) - dmin * sum(m * bsum)` with 4-bit scales and mins.
+#[target_feature(enable = "neon")]
+unsafe fn dot_q2_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = 0.0f32;
+    for i in 0..nb {
+        // SAFETY: super-block i (84 bytes of Q2_K, 292 of Q8_K) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(84 * i), ap.add(292 * i));
+            let yd = f32_at(y);
+            let sb = ldu8(x);
+            // Mins (high nibbles) times the 16 per-16 sums.
+            let mins = vshrq_n_u8::<4>(sb);
+            let m_lo = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mins)));
+            let m_hi = vreinterpretq_s16_u16(vmovl_high_u8(mins));
+            let b_lo = vld1q_s16(y.add(260) as *const i16);
+            let b_hi = vld1q_s16(y.add(276) as *const i16);
+            let pm = vmlal_high_s16(vmlal_s16(vmull_s16(vget_low_s16(m_lo), vget_low_s16(b_lo)), vget_high_s16(m_lo), vget_high_s16(b_lo)), m_hi, b_hi);
+            let summ = vaddvq_s32(vmlal_s16(pm, vget_low_s16(m_hi), vget_low_s16(b_hi)));
+            let mut sc = [0u8; 16];
+            vst1q_u8(sc.as_mut_ptr(), vandq_u8(sb, vdupq_n_u8(0x0f)));
+            let mut sumi = 0i32;
+            for half in 0..2 {
+                for l in 0..2 {
+                    let q = crumbs(ldu8(x.add(16 + 32 * half + 16 * l)));
+                    for (j, qj) in q.iter().enumerate() {
+                        let s = vaddvq_s32(dot16(vreinterpretq_s8_u8(*qj), ld8(y.add(4 + 128 * half + 32 * j + 16 * l))));
+                        sumi += s * sc[8 * half + 2 * j + l] as i32;
+                    }
+                }
+            }
+            acc += yd * f16_at(x.add(80)) * sumi as f32 - yd * f16_at(x.add(82)) * summ as f32;
+        }
+    }
+    acc
+}
+
+/// The 16 six-bit scales of a Q3_K block (12 bytes) minus 32.
+#[inline(always)]
+fn q3k_scales(s: &[u8; 12]) -> [i8; 16] {
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a0, a1, a2) = (w(0), w(1), w(2));
+    let (m2, m4) = (0x0303_0303u32, 0x0f0f_0f0fu32);
+    let u = [
+        (a0 & m4) | (a2 & m2) << 4,
+        (a1 & m4) | ((a2 >> 2) & m2) << 4,
+        ((a0 >> 4) & m4) | ((a2 >> 4) & m2) << 4,
+        ((a1 >> 4) & m4) | ((a2 >> 6) & m2) << 4,
+    ];
+    let mut out = [0i8; 16];
+    for (k, uk) in u.iter().enumerate() {
+        for (b, o) in uk.to_le_bytes().iter().zip(&mut out[4 * k..4 * k + 4]) {
+            *o = (*b as i8).wrapping_sub(32);
+        }
+    }
+    out
+}
+
+/// Q3_K x Q8_K: `q = (2 low bits | hmask bit << 2) - 4`, six-bit scales minus 32.
+#[target_feature(enable = "neon")]
+unsafe fn dot_q3_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let four = vdupq_n_u8(4);
+    let mut acc = 0.0f32;
+    for i in 0..nb {
+        // SAFETY: super-block i (110 bytes of Q3_K, 292 of Q8_K) is inside both rows.
+        unsafe {
+            let (x, y) = (wp.add(110 * i), ap.add(292 * i));
+            let d = f32_at(y) * f16_at(x.add(108));
+            let sc = q3k_scales(&core::ptr::read_unaligned(x.add(96) as *const [u8; 12]));
+            let mut sumi = 0i32;
+            for l in 0..2 {
+                let hm = ldu8(x.add(16 * l));
+                for half in 0..2 {
+                    let q = crumbs(ldu8(x.add(32 + 32 * half + 16 * l)));
+                    for (j, qj) in q.iter().enumerate() {
+                        let h = vandq_u8(vtstq_u8(hm, vdupq_n_u8(1 << (4 * half + j))), four);
+                        let v = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(*qj, h)), vreinterpretq_s8_u8(four));
+                        let s = vaddvq_s32(dot16(v, ld8(y.add(4 + 128 * half + 32 * j + 16 * l))));
+                        sumi += s * sc[8 * half + 2 * j + l] as i32;
                     }
                 }
             }

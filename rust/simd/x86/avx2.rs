@@ -7,7 +7,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::simd::Overrides;
+use crate::simd::{Overrides, VecDotRowsFn, DOT_ROWS};
 use crate::types::QuantType as T;
 
 /// The AVX2 entries of the dispatch table.
@@ -32,6 +32,21 @@ pub(crate) unsafe fn overrides() -> Overrides {
         ],
         act: vec![(T::Q8_0, quantize_q8_0 as _), (T::Q8_1, quantize_q8_1 as _), (T::Q8_K, quantize_q8_k as _)],
     }
+}
+
+/// The AVX2 multi-row kernels (one weight row, [`DOT_ROWS`] activation rows), each the exact
+/// float-operation mirror of the single-row kernel of the same type above.
+///
+/// # Safety
+/// As for [`overrides`].
+pub(crate) unsafe fn rows_overrides() -> Vec<(T, VecDotRowsFn)> {
+    vec![
+        (T::Q8_0, rows_q8_0 as _),
+        (T::Q4_0, rows_q4_0 as _),
+        (T::Q4_1, rows_q4_1 as _),
+        (T::Q4_K, rows_q4_k as _),
+        (T::Q6_K, rows_q6_k as _),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,7 +268,7 @@ unsafe fn quantize_q8_k(x: &[f32], dst: &mut [u8]) {
 
 /// Q8_0 x Q8_0.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 2];
@@ -270,7 +285,7 @@ unsafe fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
 
 /// Q4_0 x Q8_0: `(q - 8)` computed as `q*y - 8*y` in 16-bit pair sums.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let eight = _mm256_set1_epi8(8);
@@ -307,7 +322,7 @@ unsafe fn q5_high(qh: *const u8) -> __m256i {
 
 /// Q5_0 x Q8_0: `q = (low nibble | high bit << 4) - 16`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let sixteen = _mm256_set1_epi8(16);
@@ -329,7 +344,7 @@ unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
 
 /// Q4_1 x Q8_1: `d_w d_a sum(q y) + m_w s_a`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = _mm256_setzero_ps();
@@ -354,7 +369,7 @@ unsafe fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
 
 /// Q5_1 x Q8_1.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = _mm256_setzero_ps();
@@ -381,7 +396,7 @@ pub(crate) use crate::simd::KVALUES_IQ4NL;
 
 /// IQ4_NL x Q8_0: nibbles looked up in the codebook.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     // SAFETY: the table has 16 bytes.
@@ -413,130 +428,146 @@ unsafe fn bsums(y: *const u8) -> __m256i {
     unsafe { load256(y.add(260)) }
 }
 
-/// The 8 scales and 8 mins of a Q4_K/Q5_K block (12 bytes at `p`).
-#[inline(always)]
-pub(crate) unsafe fn k4_scales_mins(p: *const u8) -> [u8; 16] {
+/// The scales (i16, the same 8 in both 128-bit halves) and mins (8 x i16) of a Q4_K/Q5_K
+/// block's 12 scale bytes at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn k4_scales_mins_vec(p: *const u8) -> (__m256i, __m128i) {
     // SAFETY: 12 readable bytes at `p` (caller).
-    crate::simd::k4_scales_mins(&unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) })
+    let w = crate::simd::k4_scale_words(&unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) });
+    let v = _mm256_cvtepu8_epi16(_mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32));
+    (_mm256_permute2x128_si256(v, v, 0x00), _mm256_extracti128_si256(v, 1))
 }
 
-/// Broadcast 16-bit scale `k` of 8 (as i16 lanes) for a 32-value sub-block.
+/// Shuffle broadcasting i16 element `k` (of 8 per 128-bit half) to every lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scale16(sc: &[u8; 16], k: usize) -> __m256i {
-    _mm256_set1_epi16(sc[k] as i16)
+fn bcast16_shuffle(k: usize) -> __m256i {
+    let b = (2 * k) as i16;
+    _mm256_set1_epi16(b | (b + 1) << 8)
 }
 
-/// Sum over the 8 sub-blocks of `mins[j] * (bsums[2j] + bsums[2j+1])` (exact i32).
+/// `dmin * sum_j mins[j] * (bsums[2j] + bsums[2j+1])` added to 4 float lanes (the horizontal
+/// sum is left to the end of the row).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mins_dot(y: *const u8, sm: &[u8; 16]) -> i32 {
+pub(crate) unsafe fn k4_mins_acc(y: *const u8, mins: __m128i, dmin: f32, acc: __m128) -> __m128 {
     // SAFETY: `y` is a Q8_K block (caller).
     let b = unsafe { bsums(y) };
-    // Pairwise sums of the 16 per-16 sums -> 8 per-32 sums (i16 lanes 0..8 after hadd).
     let pair = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-    // SAFETY: 8 bytes read from the 16-byte array at offset 8.
-    let mins = _mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(sm.as_ptr().add(8) as *const __m128i) });
-    let p = _mm_madd_epi16(mins, pair);
-    let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
-    let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
-    _mm_cvtsi128_si32(p)
+    _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, pair)), acc)
 }
 
-/// Q4_K x Q8_K.
+/// Horizontal sum of 4 floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum128(v: __m128) -> f32 {
+    let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// Q4_K x Q8_K: per 32 values one `maddubs` and one `madd` with the sub-block scale, which is
+/// shuffled out of a vector of the 8 scales.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m4 = _mm256_set1_epi8(0x0f);
+    let shuf: [__m256i; 8] = core::array::from_fn(|k| bcast16_shuffle(k));
     let mut acc = _mm256_setzero_ps();
-    let mut accm = 0.0f32;
+    let mut accm = _mm_setzero_ps();
     for i in 0..nb {
         // SAFETY: super-block i (144 bytes of Q4_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(144 * i), ap.add(Q8K * i));
             let yd = f32_at(y);
-            let d = yd * f16_at(x);
-            let dmin = yd * f16_at(x.add(2));
-            let sm = k4_scales_mins(x.add(4));
-            accm += dmin * mins_dot(y, &sm) as f32;
-            let mut sumi = _mm256_setzero_si256();
+            let (sc, mins) = k4_scales_mins_vec(x.add(4));
+            accm = k4_mins_acc(y, mins, yd * f16_at(x.add(2)), accm);
+            let mut sumi = [_mm256_setzero_si256(); 2];
             for j in 0..4 {
                 let qb = load256(x.add(16 + 32 * j));
                 let lo = _mm256_and_si256(qb, m4);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
-                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), scale16(&sm, 2 * j));
-                let ph =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))), scale16(&sm, 2 * j + 1));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), _mm256_shuffle_epi8(sc, shuf[2 * j]));
+                let ph = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))),
+                    _mm256_shuffle_epi8(sc, shuf[2 * j + 1]),
+                );
+                sumi[j & 1] = _mm256_add_epi32(sumi[j & 1], _mm256_add_epi32(pl, ph));
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            let d = yd * f16_at(x);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
-    hsum_ps(acc) - accm
+    hsum_ps(acc) - hsum128(accm)
 }
 
-/// Q5_K x Q8_K.
+/// Q5_K x Q8_K: as Q4_K with the fifth bit of each value from `qh`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m4 = _mm256_set1_epi8(0x0f);
     let bit16 = _mm256_set1_epi8(16);
+    let shuf: [__m256i; 8] = core::array::from_fn(|k| bcast16_shuffle(k));
     let mut acc = _mm256_setzero_ps();
-    let mut accm = 0.0f32;
+    let mut accm = _mm_setzero_ps();
     for i in 0..nb {
         // SAFETY: super-block i (176 bytes of Q5_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(176 * i), ap.add(Q8K * i));
             let yd = f32_at(y);
-            let d = yd * f16_at(x);
-            let dmin = yd * f16_at(x.add(2));
-            let sm = k4_scales_mins(x.add(4));
-            accm += dmin * mins_dot(y, &sm) as f32;
-            let qh = load256(x.add(16));
-            let mut sumi = _mm256_setzero_si256();
+            let (sc, mins) = k4_scales_mins_vec(x.add(4));
+            accm = k4_mins_acc(y, mins, yd * f16_at(x.add(2)), accm);
+            // High bit of value l in sub-block 2j is bit 2j of qh[l], in 2j+1 bit 2j+1: shift
+            // `hb` right by 2 per j and read bits 0 and 1 (16-bit shifts never carry a
+            // neighbouring byte's bits into them within the four steps).
+            let mut hb = load256(x.add(16));
+            let mut sumi = [_mm256_setzero_si256(); 2];
             for j in 0..4 {
                 let qb = load256(x.add(48 + 32 * j));
-                // High bit of value l in sub-block 2j is bit 2j of qh[l], of sub-block 2j+1 bit 2j+1.
-                let hl = _mm256_and_si256(_mm256_slli_epi16(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), 4), bit16);
-                let hh = _mm256_and_si256(_mm256_slli_epi16(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), 4), bit16);
-                let lo = _mm256_or_si256(_mm256_and_si256(qb, m4), hl);
-                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), hh);
-                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), scale16(&sm, 2 * j));
-                let ph =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))), scale16(&sm, 2 * j + 1));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                let lo = _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), bit16));
+                let hi = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                    _mm256_and_si256(_mm256_slli_epi16(hb, 3), bit16),
+                );
+                hb = _mm256_srli_epi16(hb, 2);
+                let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), _mm256_shuffle_epi8(sc, shuf[2 * j]));
+                let ph = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))),
+                    _mm256_shuffle_epi8(sc, shuf[2 * j + 1]),
+                );
+                sumi[j & 1] = _mm256_add_epi32(sumi[j & 1], _mm256_add_epi32(pl, ph));
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            let d = yd * f16_at(x);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
-    hsum_ps(acc) - accm
+    hsum_ps(acc) - hsum128(accm)
 }
 
 /// Q6_K x Q8_K: `q = (4 low bits | 2 high bits << 4) - 32`, int8 scale per 16 values.
-/// Computed as `sum(q6 * y) - 32 * sum(y)` per 16 (the second term from the Q8_K sums).
+/// Computed as `sum(q6 * y) - 32 * sum(y)` per 16 (the second term from the Q8_K sums), with
+/// the scale pair of each 32 values shuffled out of a vector of the 16 scales.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x30);
+    let shuf = [scale_pair_shuffle(0), scale_pair_shuffle(2), scale_pair_shuffle(4), scale_pair_shuffle(6)];
     let mut acc = 0.0f32;
     for i in 0..nb {
         // SAFETY: super-block i (210 bytes of Q6_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(210 * i), ap.add(Q8K * i));
-            let d = f32_at(y) * f16_at(x.add(208));
             // 16 int8 scales to i16.
             let sc = _mm256_cvtepi8_epi16(load128(x.add(192)));
             // Offset term: 32 * sum_k sc[k] * bsum[k].
-            let off = _mm256_madd_epi16(sc, bsums(y));
-            let mut sumi = _mm256_slli_epi32(off, 5);
-            sumi = _mm256_sub_epi32(_mm256_setzero_si256(), sumi);
-            let mut scv = [0i16; 16];
-            _mm256_storeu_si256(scv.as_mut_ptr() as *mut __m256i, sc);
-            for half in 0..2 {
+            let off = _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums(y)), 5);
+            let mut sumi = [_mm256_sub_epi32(_mm256_setzero_si256(), off), _mm256_setzero_si256()];
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
+            for (half, &sl) in scl.iter().enumerate() {
                 let ql = x.add(64 * half);
                 let qh = load256(x.add(128 + 32 * half));
                 let q0 = load256(ql);
@@ -554,107 +585,128 @@ unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
                     ),
                 ];
                 for (k, gk) in g.iter().enumerate() {
-                    let yv = load256(y.add(4 + 128 * half + 32 * k));
-                    let p16 = _mm256_maddubs_epi16(*gk, yv);
-                    // Two 16-value halves with scales 8*half + 2k and 8*half + 2k + 1.
-                    let s = 8 * half + 2 * k;
-                    let scl = _mm256_set_m128i(_mm_set1_epi16(scv[s + 1]), _mm_set1_epi16(scv[s]));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+                    let p16 = _mm256_maddubs_epi16(*gk, load256(y.add(4 + 128 * half + 32 * k)));
+                    let sv = _mm256_shuffle_epi8(sl, shuf[k]);
+                    sumi[k & 1] = _mm256_add_epi32(sumi[k & 1], _mm256_madd_epi16(p16, sv));
                 }
             }
             // Reduce exactly in integers first: lanes carry the large `-32 * sum` offset,
             // so converting them to float one by one would round away the cancellation.
-            acc += d * hsum_epi32(sumi) as f32;
+            let d = f32_at(y) * f16_at(x.add(208));
+            acc += d * hsum_epi32(_mm256_add_epi32(sumi[0], sumi[1])) as f32;
         }
     }
     acc
 }
 
-/// Q2_K x Q8_K: `d * sc * q - dmin * m` per 16 values, 2-bit q.
+/// Q2_K x Q8_K: `d * sc * q - dmin * m` per 16 values, 2-bit q, 4-bit scales and mins.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q2_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m3 = _mm256_set1_epi8(3);
+    let shuf = [scale_pair_shuffle(0), scale_pair_shuffle(2), scale_pair_shuffle(4), scale_pair_shuffle(6)];
     let mut acc = _mm256_setzero_ps();
-    let mut accm = 0.0f32;
+    let mut accm = _mm256_setzero_ps();
     for i in 0..nb {
         // SAFETY: super-block i (84 bytes of Q2_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(84 * i), ap.add(Q8K * i));
             let yd = f32_at(y);
-            let d = yd * f16_at(x.add(80));
-            let dmin = yd * f16_at(x.add(82));
             let sb = load128(x);
-            let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(0x0f)));
+            let sc = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(0x0f)));
             let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0f)));
-            accm += dmin * hsum_epi32(_mm256_madd_epi16(mins, bsums(y))) as f32;
-            let mut scv = [0i16; 16];
-            _mm256_storeu_si256(scv.as_mut_ptr() as *mut __m256i, scales);
-            let mut sumi = _mm256_setzero_si256();
-            for half in 0..2 {
+            let dmin = yd * f16_at(x.add(82));
+            accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bsums(y))), accm);
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
+            let mut sumi = [_mm256_setzero_si256(); 2];
+            for (half, &sl) in scl.iter().enumerate() {
                 let qb = load256(x.add(16 + 32 * half));
+                let q2 = [qb, _mm256_srli_epi16(qb, 2), _mm256_srli_epi16(qb, 4), _mm256_srli_epi16(qb, 6)];
                 for k in 0..4 {
-                    let q = _mm256_and_si256(_mm256_srl_epi16(qb, _mm_cvtsi32_si128(2 * k as i32)), m3);
-                    let yv = load256(y.add(4 + 128 * half + 32 * k));
-                    let p16 = _mm256_maddubs_epi16(q, yv);
-                    let s = 8 * half + 2 * k;
-                    let scl = _mm256_set_m128i(_mm_set1_epi16(scv[s + 1]), _mm_set1_epi16(scv[s]));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+                    let p16 = _mm256_maddubs_epi16(_mm256_and_si256(q2[k], m3), load256(y.add(4 + 128 * half + 32 * k)));
+                    let sv = _mm256_shuffle_epi8(sl, shuf[k]);
+                    sumi[k & 1] = _mm256_add_epi32(sumi[k & 1], _mm256_madd_epi16(p16, sv));
                 }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            let d = yd * f16_at(x.add(80));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
-    hsum_ps(acc) - accm
+    hsum_ps(acc) - hsum_ps(accm)
 }
 
-/// The 16 six-bit signed scales of a Q3_K block (12 bytes at `p`), minus 32.
-#[inline(always)]
-unsafe fn q3k_scales(p: *const u8) -> [i16; 16] {
+/// The 16 six-bit scales of a Q3_K block (12 bytes at `p`) minus 32, as 16 x i16, unpacked
+/// four at a time in 32-bit words: word `k` holds the low nibbles (`k < 2`: bytes `4k..4k+4`
+/// low halves; `k >= 2`: bytes `4(k-2)..` high halves) with bits `2k..2k+2` of bytes 8..12 on top.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q3k_scales(p: *const u8) -> __m256i {
     // SAFETY: 12 readable bytes at `p` (caller).
     let s = unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) };
-    let mut out = [0i16; 16];
-    for j in 0..16 {
-        let low = if j < 8 { s[j] & 0x0f } else { s[j - 8] >> 4 };
-        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-        out[j] = (low | (high << 4)) as i16 - 32;
-    }
-    out
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a0, a1, a2) = (w(0), w(1), w(2));
+    let (m2, m4) = (0x0303_0303u32, 0x0f0f_0f0fu32);
+    let u0 = (a0 & m4) | (a2 & m2) << 4;
+    let u1 = (a1 & m4) | ((a2 >> 2) & m2) << 4;
+    let u2 = ((a0 >> 4) & m4) | ((a2 >> 4) & m2) << 4;
+    let u3 = ((a1 >> 4) & m4) | ((a2 >> 6) & m2) << 4;
+    let v = _mm_sub_epi8(_mm_setr_epi32(u0 as i32, u1 as i32, u2 as i32, u3 as i32), _mm_set1_epi8(32));
+    _mm256_cvtepi8_epi16(v)
 }
 
-/// Q3_K x Q8_K: `q = 2 low bits - (hmask bit clear ? 4 : 0)`, six-bit scales minus 32.
-/// Computed as `sum(q2 * y) - 4 * sum(y where the hmask bit is clear)`.
+/// Shuffle taking i16 scale `s` (of 16, `s` even) into lanes 0..8 and `s + 1` into lanes 8..16
+/// of a vector whose 128-bit halves both hold scales `s0..s0+8` (`s - s0` = 0, 2, 4 or 6).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale_pair_shuffle(s: usize) -> __m256i {
+    let b = (2 * s) as i16;
+    let lo = b | (b + 1) << 8;
+    let hi = (b + 2) | (b + 3) << 8;
+    _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
+}
+
+/// Q3_K x Q8_K: `q = (2 low bits | hmask bit << 2) - 4` with six-bit scales minus 32. The
+/// unsigned part `q2 | h << 2` (0..=7) goes through `maddubs`; the constant `-4` is taken from
+/// the Q8_K per-16 sums as `-4 * sum(sc * bsum)`, all in exact i32.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q3_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm256_set1_epi8(4);
+    let shuf = [scale_pair_shuffle(0), scale_pair_shuffle(2), scale_pair_shuffle(4), scale_pair_shuffle(6)];
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         // SAFETY: super-block i (110 bytes of Q3_K, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(110 * i), ap.add(Q8K * i));
             let d = f32_at(y) * f16_at(x.add(108));
-            let scv = q3k_scales(x.add(96));
+            let sc = q3k_scales(x.add(96));
+            // -4 * sum_k sc[k] * bsum[k].
+            let off = _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums(y)), 2);
+            let mut sumi = [_mm256_sub_epi32(_mm256_setzero_si256(), off), _mm256_setzero_si256()];
+            // Scales 0..8 in both halves, then 8..16.
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
             let hm = load256(x);
-            let mut sumi = _mm256_setzero_si256();
-            for half in 0..2 {
+            for (half, &sl) in scl.iter().enumerate() {
                 let qb = load256(x.add(32 + 32 * half));
+                let hmh = if half == 0 { hm } else { _mm256_srli_epi16(hm, 4) };
+                let h = [
+                    _mm256_slli_epi16(hmh, 2),
+                    _mm256_slli_epi16(hmh, 1),
+                    hmh,
+                    _mm256_srli_epi16(hmh, 1),
+                ];
+                let q2 = [qb, _mm256_srli_epi16(qb, 2), _mm256_srli_epi16(qb, 4), _mm256_srli_epi16(qb, 6)];
                 for k in 0..4 {
-                    let bit = 4 * half + k;
-                    let q = _mm256_and_si256(_mm256_srl_epi16(qb, _mm_cvtsi32_si128(2 * k as i32)), m3);
-                    // 4 where the hmask bit is clear, else 0.
-                    let hb = _mm256_and_si256(hm, _mm256_set1_epi8(1 << bit));
-                    let sub4 = _mm256_and_si256(_mm256_cmpeq_epi8(hb, _mm256_setzero_si256()), _mm256_set1_epi8(4));
-                    let yv = load256(y.add(4 + 128 * half + 32 * k));
-                    let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(sub4, yv));
-                    let s = 8 * half + 2 * k;
-                    let scl = _mm256_set_m128i(_mm_set1_epi16(scv[s + 1]), _mm_set1_epi16(scv[s]));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scl));
+                    let q = _mm256_or_si256(_mm256_and_si256(q2[k], m3), _mm256_and_si256(h[k], m4));
+                    let p16 = _mm256_maddubs_epi16(q, load256(y.add(4 + 128 * half + 32 * k)));
+                    let sv = _mm256_shuffle_epi8(sl, shuf[k]);
+                    sumi[k & 1] = _mm256_add_epi32(sumi[k & 1], _mm256_madd_epi16(p16, sv));
                 }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
     hsum_ps(acc)
@@ -687,4 +739,219 @@ unsafe fn dot_iq4_xs(n: usize, w: &[u8], a: &[u8]) -> f32 {
         }
     }
     hsum_ps(acc)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-row kernels: one weight row against DOT_ROWS activation rows. Each repeats its
+// single-row kernel's float operations per activation row in the same order (integer sums are
+// exact in any order), so results are bit-identical; the weight row is decoded once.
+
+/// Q8_0 x DOT_ROWS Q8_0 rows (mirror of [`dot_q8_0`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q8_0(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 32;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; DOT_ROWS];
+    // Accumulator `i % 2` per block as in the single-row kernel, unrolled so that the
+    // index is a constant (the accumulators stay in registers).
+    macro_rules! block {
+        ($i:expr, $k:literal) => {{
+            let i = $i;
+            // SAFETY: block i (34 bytes) is inside the weight row and each activation row.
+            unsafe {
+                let x = wp.add(34 * i);
+                let xv = load256(x.add(2));
+                let ax = _mm256_sign_epi8(xv, xv);
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let y = ap.add(r * arow + 34 * i);
+                    let p = dot_u8i8(ax, _mm256_sign_epi8(load256(y.add(2)), xv));
+                    accr[$k] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), accr[$k]);
+                }
+            }
+        }};
+    }
+    let mut i = 0;
+    while i + 2 <= nb {
+        block!(i, 0);
+        block!(i + 1, 1);
+        i += 2;
+    }
+    if i < nb {
+        block!(i, 0);
+    }
+    for (o, accr) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(_mm256_add_ps(accr[0], accr[1]));
+    }
+}
+
+/// Q4_0 x DOT_ROWS Q8_0 rows (mirror of [`dot_q4_0`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q4_0(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 32;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let eight = _mm256_set1_epi8(8);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); 2]; DOT_ROWS];
+    // Accumulator `i % 2` per block as in the single-row kernel, unrolled so that the
+    // index is a constant (the accumulators stay in registers).
+    macro_rules! block {
+        ($i:expr, $k:literal) => {{
+            let i = $i;
+            // SAFETY: block i (18 bytes of Q4_0, 34 of Q8_0) is inside the weight row and each
+            // activation row.
+            unsafe {
+                let x = wp.add(18 * i);
+                let q = nibbles32(x.add(2));
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let y = ap.add(r * arow + 34 * i);
+                    let yv = load256(y.add(2));
+                    let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
+                    let p = _mm256_madd_epi16(s16, ones);
+                    accr[$k] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), accr[$k]);
+                }
+            }
+        }};
+    }
+    let mut i = 0;
+    while i + 2 <= nb {
+        block!(i, 0);
+        block!(i + 1, 1);
+        i += 2;
+    }
+    if i < nb {
+        block!(i, 0);
+    }
+    for (o, accr) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(_mm256_add_ps(accr[0], accr[1]));
+    }
+}
+
+/// Q4_K x DOT_ROWS Q8_K rows (mirror of [`dot_q4_k`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q4_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 256;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0f);
+    let shuf: [__m256i; 8] = core::array::from_fn(|k| bcast16_shuffle(k));
+    let mut acc = [_mm256_setzero_ps(); DOT_ROWS];
+    let mut accm = [_mm_setzero_ps(); DOT_ROWS];
+    for i in 0..nb {
+        // SAFETY: super-block i (144 bytes of Q4_K, 292 of Q8_K) is inside the weight row and
+        // each activation row.
+        unsafe {
+            let x = wp.add(144 * i);
+            let (sc, mins) = k4_scales_mins_vec(x.add(4));
+            let (dw, dminw) = (f16_at(x), f16_at(x.add(2)));
+            let mut sumi = [_mm256_setzero_si256(); DOT_ROWS];
+            for j in 0..4 {
+                let qb = load256(x.add(16 + 32 * j));
+                let lo = _mm256_and_si256(qb, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+                let (sl, sh) = (_mm256_shuffle_epi8(sc, shuf[2 * j]), _mm256_shuffle_epi8(sc, shuf[2 * j + 1]));
+                for (r, s) in sumi.iter_mut().enumerate() {
+                    let y = ap.add(r * arow + Q8K * i);
+                    let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y.add(4 + 64 * j))), sl);
+                    let ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(y.add(4 + 64 * j + 32))), sh);
+                    *s = _mm256_add_epi32(*s, _mm256_add_epi32(pl, ph));
+                }
+            }
+            for r in 0..DOT_ROWS {
+                let y = ap.add(r * arow + Q8K * i);
+                let yd = f32_at(y);
+                accm[r] = k4_mins_acc(y, mins, yd * dminw, accm[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            }
+        }
+    }
+    for r in 0..DOT_ROWS {
+        out[r] = hsum_ps(acc[r]) - hsum128(accm[r]);
+    }
+}
+
+/// Q6_K x DOT_ROWS Q8_K rows (mirror of [`dot_q6_k`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q6_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 256;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m2 = _mm256_set1_epi8(0x30);
+    let shuf = [scale_pair_shuffle(0), scale_pair_shuffle(2), scale_pair_shuffle(4), scale_pair_shuffle(6)];
+    let mut acc = [0.0f32; DOT_ROWS];
+    for i in 0..nb {
+        // SAFETY: super-block i (210 bytes of Q6_K, 292 of Q8_K) is inside the weight row and
+        // each activation row.
+        unsafe {
+            let x = wp.add(210 * i);
+            let sc = _mm256_cvtepi8_epi16(load128(x.add(192)));
+            let mut sumi = [_mm256_setzero_si256(); DOT_ROWS];
+            for (r, s) in sumi.iter_mut().enumerate() {
+                let y = ap.add(r * arow + Q8K * i);
+                *s = _mm256_sub_epi32(*s, _mm256_slli_epi32(_mm256_madd_epi16(sc, bsums(y)), 5));
+            }
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
+            for (half, &sl) in scl.iter().enumerate() {
+                let ql = x.add(64 * half);
+                let qh = load256(x.add(128 + 32 * half));
+                let q0 = load256(ql);
+                let q1 = load256(ql.add(32));
+                let g = [
+                    _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
+                    _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
+                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2),
+                    ),
+                ];
+                for (k, gk) in g.iter().enumerate() {
+                    let sv = _mm256_shuffle_epi8(sl, shuf[k]);
+                    for (r, s) in sumi.iter_mut().enumerate() {
+                        let y = ap.add(r * arow + Q8K * i);
+                        let p16 = _mm256_maddubs_epi16(*gk, load256(y.add(4 + 128 * half + 32 * k)));
+                        *s = _mm256_add_epi32(*s, _mm256_madd_epi16(p16, sv));
+                    }
+                }
+            }
+            let dw = f16_at(x.add(208));
+            for (r, s) in sumi.iter().enumerate() {
+                let d = f32_at(ap.add(r * arow + Q8K * i)) * dw;
+                acc[r] += d * hsum_epi32(*s) as f32;
+            }
+        }
+    }
+    *out = acc;
+}
+
+/// Q4_1 x DOT_ROWS Q8_1 rows (mirror of [`dot_q4_1`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q4_1(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+    let nb = n / 32;
+    let arow = a.len() / DOT_ROWS;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); DOT_ROWS];
+    let mut summs = [_mm_setzero_ps(); DOT_ROWS];
+    for i in 0..nb {
+        // SAFETY: block i (20 bytes, 36 of Q8_1) is inside the weight row and each activation row.
+        unsafe {
+            let x = wp.add(20 * i);
+            let hx = core::ptr::read_unaligned(x as *const u32) as u64;
+            let q = nibbles32(x.add(4));
+            for r in 0..DOT_ROWS {
+                let y = ap.add(r * arow + 36 * i);
+                let hy = core::ptr::read_unaligned(y as *const u32) as u64;
+                let v = _mm_cvtph_ps(_mm_cvtsi64_si128((hx | hy << 32) as i64));
+                let p = _mm_mul_ps(v, _mm_movehl_ps(v, v));
+                summs[r] = _mm_add_ps(summs[r], p);
+                let pr = dot_u8i8(q, load256(y.add(4)));
+                acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(pr), acc[r]);
+            }
+        }
+    }
+    for r in 0..DOT_ROWS {
+        out[r] = hsum_ps(acc[r]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[r]));
+    }
 }
