@@ -14,8 +14,12 @@
 
 use crate::error::{Error, Result};
 use crate::quant::Block;
+use crate::types::QuantType;
 
 use super::Isa;
+
+#[cfg(target_arch = "x86_64")]
+mod legacy512;
 
 type QuantizeRow = unsafe fn(&[f32], &mut [u8], Option<&[f32]>);
 type QuantizeRowRef = unsafe fn(&[f32], &mut [u8]);
@@ -36,6 +40,8 @@ struct RowFns {
 /// The row functions of one codec at every ISA level this build has clones for.
 #[derive(Clone, Copy)]
 pub struct CodecClones {
+    /// The codec's type (for the hand-written kernels that replace a clone).
+    ty: QuantType,
     /// Indexed by [`Isa::index`]; `None` where there is no clone (the scalar build is used).
     by_isa: [Option<RowFns>; 4],
 }
@@ -60,7 +66,7 @@ macro_rules! clone_level {
             /// # Safety
             /// The CPU supports the level's features (see [`super::RowFns`]).
             #[target_feature(enable = $features)]
-            pub(super) unsafe fn quantize<B: Block>(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+            pub(in crate::simd::codec) unsafe fn quantize<B: Block>(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
                 B::quantize_row(src, bytemuck::cast_slice_mut(dst), imatrix)
             }
 
@@ -114,11 +120,11 @@ impl CodecClones {
                 quantize_ref: avx512::quantize_ref::<B>,
                 dequantize: avx512::dequantize::<B>,
             };
-            CodecClones { by_isa: [Some(scalar), Some(avx2), Some(avx512), None] }
+            CodecClones { ty: B::TYPE, by_isa: [Some(scalar), Some(avx2), Some(avx512), None] }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            CodecClones { by_isa: [Some(scalar), None, None, None] }
+            CodecClones { ty: B::TYPE, by_isa: [Some(scalar), None, None, None] }
         }
     }
 }
@@ -168,7 +174,8 @@ pub fn select(clones: &CodecClones, isa: Isa) -> Result<RowCodec> {
     let mut level = isa.index();
     loop {
         if let Some(f) = clones.by_isa[level] {
-            return Ok(RowCodec { f, isa: Isa::ALL[level] });
+            let isa = Isa::ALL[level];
+            return Ok(RowCodec { f: with_kernels(clones.ty, isa, f), isa });
         }
         if level == 0 {
             // Unreachable: `of` always fills the scalar slot.
@@ -176,6 +183,25 @@ pub fn select(clones: &CodecClones, isa: Isa) -> Result<RowCodec> {
         }
         level -= 1;
     }
+}
+
+/// `f` with the hand-written kernels of `isa` for type `t` put in place of the clones (the plain
+/// quantizers of Q4_0 and Q8_0 at AVX-512).
+fn with_kernels(t: QuantType, isa: Isa, f: RowFns) -> RowFns {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        match t {
+            QuantType::Q4_0 => {
+                return RowFns { quantize: legacy512::quantize_q4_0, quantize_ref: legacy512::quantize_q4_0_ref, ..f }
+            }
+            QuantType::Q8_0 => {
+                return RowFns { quantize: legacy512::quantize_q8_0, quantize_ref: legacy512::quantize_q8_0_ref, ..f }
+            }
+            _ => {}
+        }
+    }
+    let _ = (t, isa);
+    f
 }
 
 /// Index of the first NaN or infinity in `x`: a branch-free scan of 64-value chunks (which
