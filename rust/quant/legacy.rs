@@ -246,19 +246,24 @@ fn abs_max(x: &[f32; QK]) -> f32 {
 #[inline(always)]
 fn signed_absmax(x: &[f32; QK]) -> f32 {
     let (hi, lo) = max_min(x);
+    signed_absmax_of(x, hi, lo)
+}
+
+/// [`signed_absmax`] from the block's `max` (`hi`) and `min` (`lo`), either sign of zero. The
+/// common case picks `hi` or `lo` without a branch (which of the two is random on real data, and
+/// a mispredicted branch costs more than the rest of the block's scale computation).
+#[inline(always)]
+pub(crate) fn signed_absmax_of(x: &[f32; QK], hi: f32, lo: f32) -> f32 {
     let nlo = -lo;
-    if hi > nlo {
-        // Every value lies in [lo, hi] with -hi < lo: only `hi` itself has |x| = hi (and it is
-        // not a zero, so its bits are unique).
-        hi
-    } else if nlo > hi {
-        lo
-    } else if hi == 0.0 {
-        0.0
-    } else {
-        // Both +a and -a occur: the first one wins (rare; the sequential scan decides).
-        x.iter().copied().find(|v| v.abs() == hi).unwrap_or(0.0)
+    if hi == nlo {
+        // All zeros (ggml keeps its start value +0), or +a and -a both occur: the first one
+        // wins (rare; the sequential scan decides).
+        return if hi == 0.0 { 0.0 } else { x.iter().copied().find(|v| v.abs() == hi).unwrap_or(0.0) };
     }
+    // Every value lies in [lo, hi]. If hi > -lo, only `hi` itself has |x| = hi (and it is not a
+    // zero, so its bits are unique); otherwise only `lo` has |x| = -lo.
+    let m = ((hi > nlo) as u32).wrapping_neg();
+    f32::from_bits((hi.to_bits() & m) | (lo.to_bits() & !m))
 }
 
 /// `(min, max)` of a block as Q4_1/Q5_1's sequential loop finds them (start at ±FLT_MAX, replace

@@ -54,16 +54,7 @@ pub(super) unsafe fn quantize_q4_0_ref(src: &[f32], dst: &mut [u8]) {
         let (a, b, hi, lo) = load_block(x);
         // The value of largest magnitude, the first one when +a and -a both occur (as
         // `legacy::signed_absmax`).
-        let nlo = -lo;
-        let max = if hi > nlo {
-            hi
-        } else if nlo > hi {
-            lo
-        } else if hi == 0.0 {
-            0.0
-        } else {
-            x.iter().copied().find(|v| v.abs() == hi).unwrap_or(0.0)
-        };
+        let max = crate::quant::legacy::signed_absmax_of(x, hi, lo);
         let d = max / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         if !(d.is_finite() && id.is_finite()) {
