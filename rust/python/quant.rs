@@ -187,7 +187,7 @@ fn _dequantize<'py>(
     let t = quant_type(type_id)?;
     let src = c_order(&data);
     let ts = t.type_size();
-    if src.len() % ts != 0 {
+    if !src.len().is_multiple_of(ts) {
         return Err(Error::value(format!("{} bytes are not whole {t} blocks of {ts} bytes", src.len())).into());
     }
     let arr = np_empty::<f32, numpy::Ix1>(py, src.len() / ts * t.block_size())?;

@@ -161,7 +161,7 @@ fn rows_of(t: QuantType, len: usize, n_per_row: usize) -> Result<(usize, usize)>
             t.block_size()
         ))
     })?;
-    if len % n_per_row != 0 {
+    if !len.is_multiple_of(n_per_row) {
         return Err(Error::value(format!(
             "{len} values do not form whole rows of {n_per_row}"
         )));
@@ -348,7 +348,7 @@ pub fn dequantize_into(t: QuantType, src: &[u8], dst: &mut [f32], threads: Optio
 pub fn dequantize_into_isa(isa: Isa, t: QuantType, src: &[u8], dst: &mut [f32], threads: Option<usize>) -> Result<()> {
     let c = codec(t)?;
     let (bs, ts) = (t.block_size(), t.type_size());
-    if src.len() % ts != 0 {
+    if !src.len().is_multiple_of(ts) {
         return Err(Error::value(format!("{} bytes are not whole {t} blocks of {ts} bytes", src.len())));
     }
     if dst.len() != src.len() / ts * bs {
