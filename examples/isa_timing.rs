@@ -19,7 +19,7 @@ fn main() {
         })
         .collect();
     let types: Vec<QuantType> = if args.is_empty() {
-        QuantType::ALL.iter().copied().filter(|&t| quant::is_supported(t) && !t.requires_imatrix()).collect()
+        QuantType::ALL.iter().copied().filter(|&t| quant::is_supported(t)).collect()
     } else {
         args.iter().filter_map(|a| QuantType::from_name(a)).collect()
     };
@@ -52,7 +52,10 @@ fn main() {
         let mut y = vec![0f32; rows * cols];
         let mut line = format!("{:8}", t.name());
         for isa in available_isas() {
-            let tq = best(&mut || quant::quantize_into_isa(isa, t, &x, cols, None, Path::Chunk, &mut q, None).unwrap());
+            // Types that need an importance matrix get a unit one.
+            let w = vec![1.0f32; cols];
+            let w = t.requires_imatrix().then_some(w.as_slice());
+            let tq = best(&mut || quant::quantize_into_isa(isa, t, &x, cols, w, Path::Chunk, &mut q, None).unwrap());
             let td = best(&mut || quant::dequantize_into_isa(isa, t, &q, &mut y, None).unwrap());
             line += &format!("  {isa}: q {:8.1} dq {:6.1}", per256(tq), per256(td));
         }

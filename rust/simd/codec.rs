@@ -175,7 +175,7 @@ pub fn select(clones: &CodecClones, isa: Isa) -> Result<RowCodec> {
     loop {
         if let Some(f) = clones.by_isa[level] {
             let isa = Isa::ALL[level];
-            return Ok(RowCodec { f: with_kernels(clones.ty, isa, f), isa });
+            return Ok(RowCodec { f: with_kernels(clones, isa, f), isa });
         }
         if level == 0 {
             // Unreachable: `of` always fills the scalar slot.
@@ -185,22 +185,31 @@ pub fn select(clones: &CodecClones, isa: Isa) -> Result<RowCodec> {
     }
 }
 
-/// `f` with the hand-written kernels of `isa` for type `t` put in place of the clones (the plain
-/// quantizers of Q4_0 and Q8_0 at AVX-512).
-fn with_kernels(t: QuantType, isa: Isa, f: RowFns) -> RowFns {
+/// `f` with the hand-written kernels of `isa` for the codec's type put in place of the clones
+/// (the plain quantizers of Q4_0 and Q8_0 at AVX-512), and the AVX2 clone kept where LLVM's
+/// AVX-512 build of a codec is slower: the 16-entry codebook dequantizers (IQ4_NL, IQ4_XS,
+/// MXFP4, NVFP4), whose table lookups it turns into gathers (measured 1.5-4x slower with
+/// `examples/isa_timing.rs`).
+fn with_kernels(clones: &CodecClones, isa: Isa, f: RowFns) -> RowFns {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
-        match t {
-            QuantType::Q4_0 => {
+        use QuantType as T;
+        match clones.ty {
+            T::Q4_0 => {
                 return RowFns { quantize: legacy512::quantize_q4_0, quantize_ref: legacy512::quantize_q4_0_ref, ..f }
             }
-            QuantType::Q8_0 => {
+            T::Q8_0 => {
                 return RowFns { quantize: legacy512::quantize_q8_0, quantize_ref: legacy512::quantize_q8_0_ref, ..f }
+            }
+            T::IQ4_NL | T::IQ4_XS | T::MXFP4 | T::NVFP4 => {
+                if let Some(avx2) = clones.by_isa[Isa::Avx2.index()] {
+                    return RowFns { dequantize: avx2.dequantize, ..f };
+                }
             }
             _ => {}
         }
     }
-    let _ = (t, isa);
+    let _ = (clones, isa);
     f
 }
 
