@@ -2,16 +2,19 @@
 """kquants vs gguf-py (llama.cpp's NumPy codecs), same arrays, same run.
 
 For every type kquants supports: quantize and dequantize time in ns per 256 values, kquants on
-one thread against gguf-py (NumPy, one thread), the ratio (target >= 20x), whether both give
-the same bytes / values, and kquants' speedup from 1 to 2 threads.
+one thread against gguf-py (NumPy, one thread), the ratio (target >= 20x) and whether both give
+the same bytes / values. Then a thread-scaling table on a larger array: kquants at 1 and 2
+threads (wall clock) and the speedup.
 
     python benches/compare_gguf_py.py              # all supported types
     python benches/compare_gguf_py.py Q4_K Q8_0    # some
     python benches/compare_gguf_py.py --rows 64    # smaller arrays (default 256 x 4096)
+    python benches/compare_gguf_py.py --scale-rows 0   # no scaling table
 
 Timing: best of repeated runs (at least 3, until 0.3 s is spent). Single-thread columns use the
 process CPU time (time.process_time) by default, so a machine shared with other jobs does not
-inflate them (--clock wall for wall time); the thread-scaling columns always use wall time.
+inflate them (--clock wall for wall time); the thread-scaling table always uses wall time, so
+run it on an otherwise idle machine (the header prints the load average).
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=256)
     ap.add_argument("--cols", type=int, default=4096)
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="single-thread timing clock")
+    ap.add_argument("--scale-rows", type=int, default=1024, help="rows of the thread-scaling array (0: skip)")
+    ap.add_argument("--scale-types", default="Q4_0,Q8_0,F16,Q4_K,Q6_K,IQ4_XS",
+                    help="comma-separated types of the thread-scaling table")
     args = ap.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -99,25 +105,21 @@ def main() -> None:
     n = x.size
     per256 = 1e9 * 256 / n
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"# kquants {kquants.__version__} vs gguf-py; {args.rows} x {args.cols} float32 (N(0, 0.02)); "
-          f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, NumPy {np.__version__}")
-    print(f"# ns per 256 values, best of runs ({args.clock} clock; scaling: wall clock); kquants single-threaded unless noted; "
+          f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, NumPy {np.__version__}; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"# ns per 256 values, best of runs ({args.clock} clock); kquants single-threaded; "
           "'same' = identical bytes (quantize) / bits (dequantize)")
     print()
-    print("| type | quantize kquants | gguf-py | ratio | same | dequantize kquants | gguf-py | ratio | same "
-          "| quantize 2 thr speedup | dequantize 2 thr speedup |")
-    print("|---|---:|---:|---:|:-:|---:|---:|---:|:-:|---:|---:|")
+    print("| type | quantize kquants | gguf-py | ratio | same | dequantize kquants | gguf-py | ratio | same |")
+    print("|---|---:|---:|---:|:-:|---:|---:|---:|:-:|")
     for t in types:
         w = imatrix if t.requires_imatrix else None
         q1 = kquants.quantize(x, t, imatrix=w, threads=1)
         raw = q1.data
         tq1 = best_time(lambda: kquants.quantize(x, t, imatrix=w, threads=1))
         td1 = best_time(lambda: q1.dequantize(threads=1))
-        wall = time.perf_counter
-        sq = best_time(lambda: kquants.quantize(x, t, imatrix=w, threads=1), clock=wall) / best_time(
-            lambda: kquants.quantize(x, t, imatrix=w, threads=2), clock=wall)
-        sd = best_time(lambda: q1.dequantize(threads=1), clock=wall) / best_time(
-            lambda: q1.dequantize(threads=2), clock=wall)
         y1 = q1.dequantize(threads=1)
 
         gqf, gdf = gguf_fns(t, x, raw)
@@ -135,8 +137,32 @@ def main() -> None:
             cells += [f"{td1 * per256:,.1f}", f"{gd_t * per256:,.0f}", f"{gd_t / td1:,.1f}x", "yes" if same else "NO"]
         else:
             cells += [f"{td1 * per256:,.1f}", "–", "–", "–"]
-        cells += [f"{sq:.2f}x", f"{sd:.2f}x"]
         print(f"| {t.name} | " + " | ".join(cells) + " |")
+        sys.stdout.flush()
+
+    if args.scale_rows > 0:
+        scaling(args, imatrix)
+
+
+def scaling(args: argparse.Namespace, imatrix: np.ndarray) -> None:
+    """kquants at 1 and 2 threads on a `scale_rows x cols` array, wall clock."""
+    xs = (np.random.default_rng(1).standard_normal((args.scale_rows, args.cols)) * 0.02).astype(np.float32)
+    per256 = 1e9 * 256 / xs.size
+    wall = time.perf_counter
+    print()
+    print(f"# thread scaling: {args.scale_rows} x {args.cols} float32 ({xs.nbytes / 2**20:.0f} MiB), "
+          f"wall clock ns per 256 values, best of runs")
+    print()
+    print("| type | quantize 1 thr | 2 thr | speedup | dequantize 1 thr | 2 thr | speedup |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in args.scale_types.split(","):
+        t = QuantType.parse(name.strip())
+        w = imatrix if t.requires_imatrix else None
+        q = kquants.quantize(xs, t, imatrix=w)
+        tq = [best_time(lambda n=n: kquants.quantize(xs, t, imatrix=w, threads=n), clock=wall) for n in (1, 2)]
+        td = [best_time(lambda n=n: q.dequantize(threads=n), clock=wall) for n in (1, 2)]
+        print(f"| {t.name} | {tq[0] * per256:,.1f} | {tq[1] * per256:,.1f} | {tq[0] / tq[1]:.2f}x "
+              f"| {td[0] * per256:,.1f} | {td[1] * per256:,.1f} | {td[0] / td[1]:.2f}x |")
         sys.stdout.flush()
 
 

@@ -9,9 +9,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use numpy::ndarray::Array2;
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArrayDyn,
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn,
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
@@ -99,8 +98,19 @@ fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
-/// Quantize a float32 array whose last axis is a row. Returns `uint8[rows, row_bytes]`, the
-/// quantized bytes moved into NumPy without a copy.
+/// A new NumPy array from `numpy.empty` (no zero-filling pass: every element is written by the
+/// codec before Python sees the array). NumPy's allocator also reuses freed blocks, where a
+/// fresh Rust `Vec` of megabytes costs a memset or page faults on every call.
+fn np_empty<'py, T: numpy::Element, D: numpy::ndarray::Dimension>(
+    py: Python<'py>,
+    shape: impl IntoPyObject<'py>,
+) -> PyResult<Bound<'py, numpy::PyArray<T, D>>> {
+    let a = py.import("numpy")?.getattr("empty")?.call1((shape, numpy::dtype::<T>(py)))?;
+    Ok(a.cast_into::<numpy::PyArray<T, D>>()?)
+}
+
+/// Quantize a float32 array whose last axis is a row. Returns `uint8[rows, row_bytes]`, written
+/// in place into a NumPy array.
 #[pyfunction]
 #[pyo3(signature = (x, type_id, imatrix=None, threads=None, reference=false))]
 fn _quantize<'py>(
@@ -131,6 +141,7 @@ fn _quantize<'py>(
     let w = imatrix.as_ref().map(c_order);
     let path = if reference { Path::Ref } else { Path::Chunk };
 
+    let arr = np_empty::<u8, numpy::Ix2>(py, (rows, row_bytes))?;
     let result = if n_per_row == 0 {
         // Rows of no values: nothing to compute, but the same argument checks as a real call.
         quant::codec(t).and_then(|_| {
@@ -139,18 +150,16 @@ fn _quantize<'py>(
             } else if t.requires_imatrix() {
                 return Err(Error::value(format!("{t} requires an importance matrix (imatrix=...)")));
             }
-            Ok(Vec::new())
+            Ok(())
         })
     } else {
-        py.detach(|| {
-            with_threads(threads, || {
-                let mut out = vec![0u8; total];
-                quant::quantize_into(t, &src, n_per_row, w.as_deref(), path, &mut out, None).map(|()| out)
-            })
-        })
+        let mut rw = arr.readwrite();
+        let out = rw.as_slice_mut().map_err(|e| Error::value(format!("internal: output not contiguous: {e}")))?;
+        debug_assert_eq!(out.len(), total);
+        py.detach(|| with_threads(threads, || quant::quantize_into(t, &src, n_per_row, w.as_deref(), path, out, None)))
     };
-    let out = match result {
-        Ok(out) => out,
+    match result {
+        Ok(()) => Ok(arr),
         // `quantize_into` names the bad value as (row, col) of the flattened rows; give the full
         // NumPy index too. Only this error starts so (`quant::check_finite`); the rescan runs on
         // the error path only.
@@ -159,13 +168,10 @@ fn _quantize<'py>(
             let idx = unravel(i, &shape);
             let idx = idx.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
             let comma = if shape.len() == 1 { "," } else { "" };
-            return Err(Error::value(format!("{msg}; NumPy index ({idx}{comma})")).into());
+            Err(Error::value(format!("{msg}; NumPy index ({idx}{comma})")).into())
         }
-        Err(e) => return Err(e.into()),
-    };
-    let arr = Array2::from_shape_vec((rows, row_bytes), out)
-        .map_err(|e| Error::value(format!("internal shape error: {e}")))?;
-    Ok(arr.into_pyarray(py))
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Dequantize whole blocks of a type from a `uint8` array (any shape, C order). Returns a flat
@@ -180,8 +186,17 @@ fn _dequantize<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let t = quant_type(type_id)?;
     let src = c_order(&data);
-    let out = py.detach(|| with_threads(threads, || quant::dequantize(t, &src, None)))?;
-    Ok(out.into_pyarray(py))
+    let ts = t.type_size();
+    if !src.len().is_multiple_of(ts) {
+        return Err(Error::value(format!("{} bytes are not whole {t} blocks of {ts} bytes", src.len())).into());
+    }
+    let arr = np_empty::<f32, numpy::Ix1>(py, src.len() / ts * t.block_size())?;
+    {
+        let mut rw = arr.readwrite();
+        let out = rw.as_slice_mut().map_err(|e| Error::value(format!("internal: output not contiguous: {e}")))?;
+        py.detach(|| with_threads(threads, || quant::dequantize_into(t, &src, out, None)))?;
+    }
+    Ok(arr)
 }
 
 /// Scalar reference dot product of a row of `type_id` with a row of its activation type, both of

@@ -55,6 +55,7 @@ fn c_f32_to_int(f: f32) -> i32 {
 impl Block for BlockQ1_0 {
     const TYPE: QuantType = QuantType::Q1_0;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK1_0).zip(dst.iter_mut()) {
             let mut sum_abs = 0.0f32;
@@ -69,6 +70,7 @@ impl Block for BlockQ1_0 {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK1_0)) {
             let d = f16_to_f32(b.d);
@@ -85,6 +87,7 @@ impl Block for BlockQ1_0 {
 impl Block for BlockQ2_0 {
     const TYPE: QuantType = QuantType::Q2_0;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK2_0).zip(dst.iter_mut()) {
             let amax = x.iter().fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m });
@@ -112,6 +115,7 @@ impl Block for BlockQ2_0 {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK2_0)) {
             let d = f16_to_f32(b.d);

@@ -210,6 +210,7 @@ fn amax_of(x: &[f32]) -> f32 {
 impl Block for BlockMXFP4 {
     const TYPE: QuantType = QuantType::MXFP4;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_MXFP4).zip(dst.iter_mut()) {
             let amax = amax_of(x);
@@ -219,6 +220,7 @@ impl Block for BlockMXFP4 {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_MXFP4)) {
             let d = e8m0_to_f32_half(b.e);
@@ -234,6 +236,7 @@ impl Block for BlockMXFP4 {
 impl Block for BlockNVFP4 {
     const TYPE: QuantType = QuantType::NVFP4;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_NVFP4).zip(dst.iter_mut()) {
             for (s, xb) in x.chunks_exact(QK_NVFP4_SUB).enumerate() {
@@ -246,6 +249,7 @@ impl Block for BlockNVFP4 {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_NVFP4)) {
             for (s, ys) in y.chunks_exact_mut(QK_NVFP4_SUB).enumerate() {

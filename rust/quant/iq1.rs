@@ -263,6 +263,7 @@ impl Block for BlockIQ1S {
     const TYPE: QuantType = QuantType::IQ1_S;
 
     /// ggml `quantize_iq1_s`, which requires `imatrix` (see [`UNIT_WEIGHTS`] for `None`).
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (ibl, (xbl, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             let qw = imatrix.map_or(&UNIT_WEIGHTS[..], |w| &w[QK_K * ibl..QK_K * (ibl + 1)]);
@@ -270,6 +271,7 @@ impl Block for BlockIQ1S {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (x, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let d = f16_to_f32(x.d);
@@ -540,12 +542,14 @@ impl Block for BlockIQ1M {
     const TYPE: QuantType = QuantType::IQ1_M;
 
     /// ggml `quantize_iq1_m` (with or without `imatrix`; `_ref` is the same without).
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (ibl, (xbl, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             quantize_block_m(xbl, imatrix.map(|w| &w[QK_K * ibl..QK_K * (ibl + 1)]), y);
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (x, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let (sc, d) = iq1m_scales(x);

@@ -422,12 +422,14 @@ impl Block for BlockIQ2XXS {
     const TYPE: QuantType = QuantType::IQ2_XXS;
 
     /// ggml `quantize_iq2_xxs`, which requires `imatrix` (see [`UNIT_WEIGHTS`] for `None`).
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (ibl, (xbl, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             quantize_block_xxs(xbl, block_weights(imatrix, ibl), y);
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (x, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let d = f16_to_f32(x.d);
@@ -452,12 +454,14 @@ impl Block for BlockIQ2XS {
     const TYPE: QuantType = QuantType::IQ2_XS;
 
     /// ggml `quantize_iq2_xs`, which requires `imatrix` (see [`UNIT_WEIGHTS`] for `None`).
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (ibl, (xbl, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             quantize_block_xs(xbl, block_weights(imatrix, ibl), y);
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (x, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let d = f16_to_f32(x.d);
@@ -490,12 +494,14 @@ impl Block for BlockIQ2S {
     const TYPE: QuantType = QuantType::IQ2_S;
 
     /// ggml `quantize_iq2_s` (with or without `imatrix`; `_ref` is the same without).
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (ibl, (xbl, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             quantize_block_s(xbl, imatrix.map(|w| &w[QK_K * ibl..QK_K * (ibl + 1)]), y);
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (x, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let d = f16_to_f32(x.d);

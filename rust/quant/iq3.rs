@@ -308,12 +308,14 @@ impl Block for BlockIQ3XXS {
     const TYPE: QuantType = QuantType::IQ3_XXS;
 
     /// ggml `quantize_iq3_xxs` (with `imatrix`) / `quantize_row_iq3_xxs_ref` (without).
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (ibl, (xbl, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             quantize_block_xxs(xbl, imatrix.map(|w| &w[QK_K * ibl..QK_K * (ibl + 1)]), y);
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (x, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let d = f16_to_f32(x.d);
@@ -339,12 +341,14 @@ impl Block for BlockIQ3S {
     const TYPE: QuantType = QuantType::IQ3_S;
 
     /// ggml `quantize_iq3_s` (with or without `imatrix`; `_ref` is the same without).
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (ibl, (xbl, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             quantize_block_s(xbl, imatrix.map(|w| &w[QK_K * ibl..QK_K * (ibl + 1)]), y);
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (x, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let d = f16_to_f32(x.d);

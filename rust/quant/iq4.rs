@@ -266,14 +266,17 @@ impl BlockIQ4NL {
 impl Block for BlockIQ4NL {
     const TYPE: QuantType = QuantType::IQ4_NL;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         Self::quantize(src, dst, imatrix, 7);
     }
 
+    #[inline(always)]
     fn quantize_row_ref(src: &[f32], dst: &mut [Self]) {
         Self::quantize(src, dst, None, -1);
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK4_NL)) {
             let d = f16_to_f32(b.d);
@@ -299,6 +302,7 @@ impl BlockIQ4XS {
 impl Block for BlockIQ4XS {
     const TYPE: QuantType = QuantType::IQ4_XS;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             let qw = imatrix.map(|w| &w[QK_K * i..QK_K * (i + 1)]);
@@ -306,6 +310,7 @@ impl Block for BlockIQ4XS {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let d = f16_to_f32(b.d);

@@ -199,50 +199,78 @@ fn blocks(src: &[f32]) -> impl Iterator<Item = &[f32; QK]> {
     src.chunks_exact(QK).filter_map(|c| <&[f32; QK]>::try_from(c).ok())
 }
 
-/// Lanes for order-independent reductions (max/min of finite values do not depend on order).
-const LANES: usize = 8;
+/// A float's order as an integer: for non-NaN values `key(a) < key(b)` iff `a < b`, except that
+/// -0 sorts just below +0. Integer max/min reductions vectorize where float ones (whose NaN
+/// and signed-zero rules LLVM must keep) do not.
+#[inline(always)]
+fn key(v: f32) -> i32 {
+    let b = v.to_bits() as i32;
+    b ^ ((b >> 31) & 0x7fff_ffff)
+}
+
+/// The inverse of [`key`].
+#[inline(always)]
+fn unkey(k: i32) -> f32 {
+    f32::from_bits((k ^ ((k >> 31) & 0x7fff_ffff)) as u32)
+}
+
+/// `(max, min)` of a block. For finite values the results equal the sequential loops' except
+/// possibly in the sign of a zero (callers fix that up where it matters).
+#[inline(always)]
+fn max_min(x: &[f32; QK]) -> (f32, f32) {
+    let (mut hi, mut lo) = (i32::MIN, i32::MAX);
+    for &v in x {
+        let k = key(v);
+        hi = hi.max(k);
+        lo = lo.min(k);
+    }
+    (unkey(hi), unkey(lo))
+}
 
 /// Largest |x| (`MAX(amax, fabsf(v))` from 0 in ggml; the same value in any order).
 #[inline(always)]
 fn abs_max(x: &[f32; QK]) -> f32 {
-    let mut m = [0.0f32; LANES];
-    for c in x.chunks_exact(LANES) {
-        for k in 0..LANES {
-            let a = c[k].abs();
-            m[k] = if m[k] > a { m[k] } else { a };
-        }
+    let (hi, lo) = max_min(x);
+    let nlo = -lo;
+    let m = if hi > nlo { hi } else { nlo };
+    // All zeros: +0 like ggml's start value (|x| is never -0).
+    if m > 0.0 {
+        m
+    } else {
+        0.0
     }
-    m.iter().fold(0.0f32, |a, &v| if a > v { a } else { v })
 }
 
 /// The value of largest magnitude, the first one on ties, or `0.0` when all are zero: what
 /// ggml's loop (start at 0, replace on a strict increase of |x|) leaves in `max`.
 #[inline(always)]
 fn signed_absmax(x: &[f32; QK]) -> f32 {
-    let amax = abs_max(x);
-    if amax == 0.0 {
-        return 0.0;
-    }
-    x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0)
+    let (hi, lo) = max_min(x);
+    signed_absmax_of(x, hi, lo)
 }
 
-/// Lanes for [`min_max`] (4 measured faster than 8 on baseline x86-64).
-const MM_LANES: usize = 4;
+/// [`signed_absmax`] from the block's `max` (`hi`) and `min` (`lo`), either sign of zero. The
+/// common case picks `hi` or `lo` without a branch (which of the two is random on real data, and
+/// a mispredicted branch costs more than the rest of the block's scale computation).
+#[inline(always)]
+pub(crate) fn signed_absmax_of(x: &[f32; QK], hi: f32, lo: f32) -> f32 {
+    let nlo = -lo;
+    if hi == nlo {
+        // All zeros (ggml keeps its start value +0), or +a and -a both occur: the first one
+        // wins (rare; the sequential scan decides).
+        return if hi == 0.0 { 0.0 } else { x.iter().copied().find(|v| v.abs() == hi).unwrap_or(0.0) };
+    }
+    // Every value lies in [lo, hi]. If hi > -lo, only `hi` itself has |x| = hi (and it is not a
+    // zero, so its bits are unique); otherwise only `lo` has |x| = -lo.
+    let m = ((hi > nlo) as u32).wrapping_neg();
+    f32::from_bits((hi.to_bits() & m) | (lo.to_bits() & !m))
+}
 
 /// `(min, max)` of a block as Q4_1/Q5_1's sequential loop finds them (start at ±FLT_MAX, replace
 /// on strict comparison). Equal values only differ in bits for ±0, where the first one wins.
 #[inline(always)]
 fn min_max(x: &[f32; QK]) -> (f32, f32) {
-    let mut lo = [f32::MAX; MM_LANES];
-    let mut hi = [-f32::MAX; MM_LANES];
-    for c in x.chunks_exact(MM_LANES) {
-        for k in 0..MM_LANES {
-            lo[k] = if c[k] < lo[k] { c[k] } else { lo[k] };
-            hi[k] = if c[k] > hi[k] { c[k] } else { hi[k] };
-        }
-    }
-    let mut min = lo.iter().fold(f32::MAX, |a, &v| if v < a { v } else { a });
-    let mut max = hi.iter().fold(-f32::MAX, |a, &v| if v > a { v } else { a });
+    let (mut max, mut min) = max_min(x);
     if min == 0.0 {
         min = x.iter().copied().find(|&v| v == 0.0).unwrap_or(min);
     }
@@ -277,34 +305,17 @@ fn pack5(l: &[u8; QK], qs: &mut [u8; HALF]) -> [u8; 4] {
     [gather_bit4(&l[0..8]), gather_bit4(&l[8..16]), gather_bit4(&l[16..24]), gather_bit4(&l[24..32])]
 }
 
-/// `SPREAD[b]`: byte `i` is `0x10` if bit `i` of `b` is set (the fifth bit of a Q5 level).
-static SPREAD: [u64; 256] = {
-    let mut t = [0u64; 256];
-    let mut b = 0;
-    while b < 256 {
-        let mut i = 0;
-        while i < 8 {
-            if b & (1 << i) != 0 {
-                t[b] |= 0x10 << (8 * i);
-            }
-            i += 1;
-        }
-        b += 1;
-    }
-    t
-};
-
-/// The 32 five-bit levels of a Q5 block.
+/// The 32 five-bit levels of a Q5 block. Bit `j` of `qh` is tested with a per-lane mask (no
+/// table lookup, no variable shift), which vectorizes at every ISA level.
 #[inline(always)]
 fn unpack5(qs: &[u8; HALF], qh: [u8; 4]) -> [u8; QK] {
-    let mut hb = [0u8; QK];
-    for (k, &b) in qh.iter().enumerate() {
-        hb[8 * k..8 * k + 8].copy_from_slice(&SPREAD[b as usize].to_le_bytes());
-    }
+    let h = u32::from_le_bytes(qh);
     let mut l = [0u8; QK];
     for j in 0..HALF {
-        l[j] = (qs[j] & 0x0f) | hb[j];
-        l[j + HALF] = (qs[j] >> 4) | hb[j + HALF];
+        let lo = if h & (1 << j) != 0 { 0x10 } else { 0 };
+        let hi = if h & (1 << (j + HALF)) != 0 { 0x10 } else { 0 };
+        l[j] = (qs[j] & 0x0f) | lo;
+        l[j + HALF] = (qs[j] >> 4) | hi;
     }
     l
 }
@@ -362,43 +373,167 @@ fn asym_levels<const X86: bool>(x: &[f32; QK], min: f32, id: f32, cap: i32) -> [
     l
 }
 
-fn q4_0_ref(x: &[f32; QK], y: &mut BlockQ4_0) {
-    let max = signed_absmax(x);
-    let d = max / -8.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    y.d = f32_to_f16(d);
-    let l = if fast(d, id) { sym_levels::<false>(x, id, 8.5, 15) } else { sym_levels::<true>(x, id, 8.5, 15) };
-    pack4(&l, &mut y.qs);
+/// Blocks whose scales the reference quantizers finish side by side: the inverse scale and the
+/// f16 rounding of each block's `d` (and `m`) run on `G` lanes instead of one block at a time.
+const G: usize = 16;
+
+/// One block's scale and min as the reference quantizers derive them.
+#[derive(Clone, Copy)]
+struct Scale {
+    /// Scale `d`.
+    d: f32,
+    /// `1 / d`, or 0 when `d` is 0.
+    id: f32,
+    /// Min (0 for the symmetric types).
+    m: f32,
+    /// f16 bytes of `d`.
+    dh: [u8; 2],
+    /// f16 bytes of `m`.
+    mh: [u8; 2],
 }
 
-fn q4_1_ref(x: &[f32; QK], y: &mut BlockQ4_1) {
-    let (min, max) = min_max(x);
-    let d = (max - min) / 15.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    y.d = f32_to_f16(d);
-    y.m = f32_to_f16(min);
-    let l = if fast(d, id) { asym_levels::<false>(x, min, id, 15) } else { asym_levels::<true>(x, min, id, 15) };
-    pack4(&l, &mut y.qs);
+/// A legacy type's reference quantizer, split so [`ref_row`] can finish the scales of a group
+/// of blocks together. Methods are `#[inline(always)]` so they compile into the caller's
+/// target-feature clone (`crate::simd::codec`).
+trait RefQuant: Sized {
+    /// The block's scale `d` and min `m` (0 for symmetric types).
+    fn stats(x: &[f32; QK]) -> (f32, f32);
+    /// Write the block from its values and scale.
+    fn emit(y: &mut Self, x: &[f32; QK], s: Scale);
 }
 
-fn q5_0_ref(x: &[f32; QK], y: &mut BlockQ5_0) {
-    let max = signed_absmax(x);
-    let d = max / -16.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    y.d = f32_to_f16(d);
-    let l = if fast(d, id) { sym_levels::<false>(x, id, 16.5, 31) } else { sym_levels::<true>(x, id, 16.5, 31) };
-    y.qh = pack5(&l, &mut y.qs);
+/// A legacy reference quantizer over a row, `G` blocks at a time: [`RefQuant::stats`] gives each
+/// block's scale `d` and min `m`, then `id = d != 0 ? 1/d : 0` and the f16 bytes of `d` and `m`
+/// are computed for the whole group, and [`RefQuant::emit`] writes each block. Per block these
+/// are the same float operations as ggml's loop.
+#[inline(always)]
+fn ref_row<B: RefQuant>(src: &[f32], dst: &mut [B]) {
+    for (ys, xs) in dst.chunks_mut(G).zip(src.chunks(G * QK)) {
+        let mut d = [0.0f32; G];
+        let mut m = [0.0f32; G];
+        for ((d, m), x) in d.iter_mut().zip(m.iter_mut()).zip(blocks(xs)) {
+            (*d, *m) = B::stats(x);
+        }
+        let mut id = [0.0f32; G];
+        let mut dh = [[0u8; 2]; G];
+        let mut mh = [[0u8; 2]; G];
+        for k in 0..G {
+            id[k] = if d[k] != 0.0 { 1.0 / d[k] } else { 0.0 };
+            dh[k] = f32_to_f16(d[k]);
+            mh[k] = f32_to_f16(m[k]);
+        }
+        for (k, (y, x)) in ys.iter_mut().zip(blocks(xs)).enumerate() {
+            B::emit(y, x, Scale { d: d[k], id: id[k], m: m[k], dh: dh[k], mh: mh[k] });
+        }
+    }
 }
 
-fn q5_1_ref(x: &[f32; QK], y: &mut BlockQ5_1) {
-    let (min, max) = min_max(x);
-    let d = (max - min) / 31.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    y.d = f32_to_f16(d);
-    y.m = f32_to_f16(min);
-    // ggml casts straight to uint8_t here (no clamp): keep the low byte.
-    let l = if fast(d, id) { asym_levels::<false>(x, min, id, 255) } else { asym_levels::<true>(x, min, id, 255) };
-    y.qh = pack5(&l, &mut y.qs);
+/// ggml `quantize_row_q4_0_ref`: `d = max / -8` (max: the value of largest magnitude),
+/// `q = min(15, (int8_t)(x * id + 8.5))`.
+impl RefQuant for BlockQ4_0 {
+    #[inline(always)]
+    fn stats(x: &[f32; QK]) -> (f32, f32) {
+        (signed_absmax(x) / -8.0, 0.0)
+    }
+    #[inline(always)]
+    fn emit(y: &mut Self, x: &[f32; QK], s: Scale) {
+        y.d = s.dh;
+        let l = if fast(s.d, s.id) { sym_levels::<false>(x, s.id, 8.5, 15) } else { sym_levels::<true>(x, s.id, 8.5, 15) };
+        pack4(&l, &mut y.qs);
+    }
+}
+
+/// ggml `quantize_row_q4_1_ref`: `d = (max - min) / 15`, `q = min(15, (int8_t)((x - min) * id + 0.5))`.
+impl RefQuant for BlockQ4_1 {
+    #[inline(always)]
+    fn stats(x: &[f32; QK]) -> (f32, f32) {
+        let (min, max) = min_max(x);
+        ((max - min) / 15.0, min)
+    }
+    #[inline(always)]
+    fn emit(y: &mut Self, x: &[f32; QK], s: Scale) {
+        y.d = s.dh;
+        y.m = s.mh;
+        let l = if fast(s.d, s.id) {
+            asym_levels::<false>(x, s.m, s.id, 15)
+        } else {
+            asym_levels::<true>(x, s.m, s.id, 15)
+        };
+        pack4(&l, &mut y.qs);
+    }
+}
+
+/// ggml `quantize_row_q5_0_ref`: `d = max / -16`, `q = min(31, (int8_t)(x * id + 16.5))`.
+impl RefQuant for BlockQ5_0 {
+    #[inline(always)]
+    fn stats(x: &[f32; QK]) -> (f32, f32) {
+        (signed_absmax(x) / -16.0, 0.0)
+    }
+    #[inline(always)]
+    fn emit(y: &mut Self, x: &[f32; QK], s: Scale) {
+        y.d = s.dh;
+        let l = if fast(s.d, s.id) { sym_levels::<false>(x, s.id, 16.5, 31) } else { sym_levels::<true>(x, s.id, 16.5, 31) };
+        y.qh = pack5(&l, &mut y.qs);
+    }
+}
+
+/// ggml `quantize_row_q5_1_ref`: `d = (max - min) / 31`, `q = (uint8_t)((x - min) * id + 0.5)`.
+impl RefQuant for BlockQ5_1 {
+    #[inline(always)]
+    fn stats(x: &[f32; QK]) -> (f32, f32) {
+        let (min, max) = min_max(x);
+        ((max - min) / 31.0, min)
+    }
+    #[inline(always)]
+    fn emit(y: &mut Self, x: &[f32; QK], s: Scale) {
+        y.d = s.dh;
+        y.m = s.mh;
+        // ggml casts straight to uint8_t here (no clamp): keep the low byte.
+        let l = if fast(s.d, s.id) {
+            asym_levels::<false>(x, s.m, s.id, 255)
+        } else {
+            asym_levels::<true>(x, s.m, s.id, 255)
+        };
+        y.qh = pack5(&l, &mut y.qs);
+    }
+}
+
+/// ggml `quantize_row_q8_0_ref`: `d = amax / 127`, `q = roundf(x * id)`.
+impl RefQuant for BlockQ8_0 {
+    #[inline(always)]
+    fn stats(x: &[f32; QK]) -> (f32, f32) {
+        (abs_max(x) / 127.0, 0.0)
+    }
+    #[inline(always)]
+    fn emit(y: &mut Self, x: &[f32; QK], s: Scale) {
+        y.d = s.dh;
+        q8_ref_levels(x, s, &mut y.qs);
+    }
+}
+
+/// ggml `quantize_row_q8_1_ref`: Q8_0 plus `s = f16(Σ q * d)`.
+impl RefQuant for BlockQ8_1 {
+    #[inline(always)]
+    fn stats(x: &[f32; QK]) -> (f32, f32) {
+        (abs_max(x) / 127.0, 0.0)
+    }
+    #[inline(always)]
+    fn emit(y: &mut Self, x: &[f32; QK], s: Scale) {
+        y.d = s.dh;
+        q8_ref_levels(x, s, &mut y.qs);
+        let sum: i32 = y.qs.iter().map(|&q| q as i32).sum();
+        y.s = f32_to_f16(sum as f32 * s.d);
+    }
+}
+
+/// Q8_0 / Q8_1 ref levels: `q = roundf(x * id)` with `d = amax / 127`.
+#[inline(always)]
+fn q8_ref_levels(x: &[f32; QK], s: Scale, qs: &mut [i8; QK]) {
+    if fast(s.d, s.id) {
+        q8_levels::<false>(x, s.id, qs)
+    } else {
+        q8_levels::<true>(x, s.id, qs)
+    }
 }
 
 #[inline(always)]
@@ -406,32 +541,6 @@ fn q8_levels<const X86: bool>(x: &[f32; QK], id: f32, qs: &mut [i8; QK]) {
     for (q, &v) in qs.iter_mut().zip(x) {
         *q = roundf_i8::<X86>(v * id);
     }
-}
-
-/// Shared by Q8_0 and Q8_1 ref: `d = amax / 127`, `q = roundf(x / d)`. Returns `d`.
-#[inline(always)]
-fn q8_ref(x: &[f32; QK], qs: &mut [i8; QK]) -> f32 {
-    let amax = abs_max(x);
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    if fast(d, id) {
-        q8_levels::<false>(x, id, qs)
-    } else {
-        q8_levels::<true>(x, id, qs)
-    }
-    d
-}
-
-fn q8_0_ref(x: &[f32; QK], y: &mut BlockQ8_0) {
-    let d = q8_ref(x, &mut y.qs);
-    y.d = f32_to_f16(d);
-}
-
-fn q8_1_ref(x: &[f32; QK], y: &mut BlockQ8_1) {
-    let d = q8_ref(x, &mut y.qs);
-    y.d = f32_to_f16(d);
-    let sum: i32 = y.qs.iter().map(|&q| q as i32).sum();
-    y.s = f32_to_f16(sum as f32 * d);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,14 +591,6 @@ fn qx_1_imat<B>(x: &[f32], dst: &mut [B], qw: &[f32], nmax: i32, emit: impl Fn(&
 // ---------------------------------------------------------------------------------------------
 // Block trait implementations.
 
-/// Quantize a row block by block with `f`.
-#[inline(always)]
-fn per_block<B>(src: &[f32], dst: &mut [B], f: impl Fn(&[f32; QK], &mut B)) {
-    for (y, x) in dst.iter_mut().zip(blocks(src)) {
-        f(x, y);
-    }
-}
-
 /// The output blocks of a row, 32 values each.
 #[inline(always)]
 fn out_blocks(dst: &mut [f32]) -> impl Iterator<Item = &mut [f32; QK]> {
@@ -498,15 +599,17 @@ fn out_blocks(dst: &mut [f32]) -> impl Iterator<Item = &mut [f32; QK]> {
 
 impl Block for BlockQ4_0 {
     const TYPE: QuantType = QuantType::Q4_0;
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         match imatrix {
-            None => per_block(src, dst, q4_0_ref),
+            None => ref_row(src, dst),
             Some(qw) => qx_0_imat(src, dst, qw, 8, |y, d, l| {
                 y.d = f32_to_f16(d);
                 pack4(l, &mut y.qs);
             }),
         }
     }
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(out_blocks(dst)) {
             let d = f16_to_f32(b.d);
@@ -520,9 +623,10 @@ impl Block for BlockQ4_0 {
 
 impl Block for BlockQ4_1 {
     const TYPE: QuantType = QuantType::Q4_1;
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         match imatrix {
-            None => per_block(src, dst, q4_1_ref),
+            None => ref_row(src, dst),
             Some(qw) => qx_1_imat(src, dst, qw, 15, |y, d, m, l| {
                 y.d = f32_to_f16(d);
                 y.m = f32_to_f16(m);
@@ -530,6 +634,7 @@ impl Block for BlockQ4_1 {
             }),
         }
     }
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(out_blocks(dst)) {
             let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
@@ -543,15 +648,17 @@ impl Block for BlockQ4_1 {
 
 impl Block for BlockQ5_0 {
     const TYPE: QuantType = QuantType::Q5_0;
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         match imatrix {
-            None => per_block(src, dst, q5_0_ref),
+            None => ref_row(src, dst),
             Some(qw) => qx_0_imat(src, dst, qw, 16, |y, d, l| {
                 y.d = f32_to_f16(d);
                 y.qh = pack5(l, &mut y.qs);
             }),
         }
     }
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(out_blocks(dst)) {
             let d = half(b.d);
@@ -565,9 +672,10 @@ impl Block for BlockQ5_0 {
 
 impl Block for BlockQ5_1 {
     const TYPE: QuantType = QuantType::Q5_1;
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         match imatrix {
-            None => per_block(src, dst, q5_1_ref),
+            None => ref_row(src, dst),
             Some(qw) => qx_1_imat(src, dst, qw, 31, |y, d, m, l| {
                 y.d = f32_to_f16(d);
                 y.m = f32_to_f16(m);
@@ -575,6 +683,7 @@ impl Block for BlockQ5_1 {
             }),
         }
     }
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(out_blocks(dst)) {
             let (d, m) = (half(b.d), half(b.m));
@@ -598,9 +707,11 @@ fn dequantize_q8(d: [u8; 2], qs: &[i8; QK], y: &mut [f32; QK]) {
 impl Block for BlockQ8_0 {
     const TYPE: QuantType = QuantType::Q8_0;
     /// ggml's Q8_0 quantizer ignores the importance matrix.
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
-        per_block(src, dst, q8_0_ref)
+        ref_row(src, dst)
     }
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(out_blocks(dst)) {
             dequantize_q8(b.d, &b.qs, y);
@@ -611,10 +722,12 @@ impl Block for BlockQ8_0 {
 impl Block for BlockQ8_1 {
     const TYPE: QuantType = QuantType::Q8_1;
     /// Activation type: ggml has only the reference row quantizer (no importance matrix).
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
-        per_block(src, dst, q8_1_ref)
+        ref_row(src, dst)
     }
     /// `x = d * q` (the `s` field is redundant for dequantization).
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(out_blocks(dst)) {
             dequantize_q8(b.d, &b.qs, y);

@@ -9,7 +9,10 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::error::{Error, Result};
+use crate::simd::{self, codec::CodecClones, codec::RowCodec, Isa};
 use crate::types::QuantType;
 
 pub mod float;
@@ -64,21 +67,11 @@ pub trait DotBlock: Block {
 pub struct Codec {
     /// The type.
     pub ty: QuantType,
-    quantize_row: fn(&[f32], &mut [u8], Option<&[f32]>),
-    quantize_row_ref: fn(&[f32], &mut [u8]),
-    dequantize_row: fn(&[u8], &mut [f32]),
+    /// The row functions, compiled once per ISA level (chosen in [`crate::simd::codec`]).
+    clones: CodecClones,
     vec_dot_ref: Option<fn(&[u8], &[u8]) -> f32>,
 }
 
-fn erased_quantize<B: Block>(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
-    B::quantize_row(src, bytemuck::cast_slice_mut(dst), imatrix)
-}
-fn erased_quantize_ref<B: Block>(src: &[f32], dst: &mut [u8]) {
-    B::quantize_row_ref(src, bytemuck::cast_slice_mut(dst))
-}
-fn erased_dequantize<B: Block>(src: &[u8], dst: &mut [f32]) {
-    B::dequantize_row(bytemuck::cast_slice(src), dst)
-}
 fn erased_vec_dot<B: DotBlock>(lhs: &[u8], rhs: &[u8]) -> f32 {
     B::vec_dot_ref(bytemuck::cast_slice(lhs), bytemuck::cast_slice(rhs))
 }
@@ -86,18 +79,17 @@ fn erased_vec_dot<B: DotBlock>(lhs: &[u8], rhs: &[u8]) -> f32 {
 impl Codec {
     /// The entry for a block type without a dot product (activation types).
     pub const fn of<B: Block>() -> Codec {
-        Codec {
-            ty: B::TYPE,
-            quantize_row: erased_quantize::<B>,
-            quantize_row_ref: erased_quantize_ref::<B>,
-            dequantize_row: erased_dequantize::<B>,
-            vec_dot_ref: None,
-        }
+        Codec { ty: B::TYPE, clones: CodecClones::of::<B>(), vec_dot_ref: None }
     }
 
     /// The entry for a block type with a reference dot product.
     pub const fn of_dot<B: DotBlock>() -> Codec {
         Codec { vec_dot_ref: Some(erased_vec_dot::<B>), ..Codec::of::<B>() }
+    }
+
+    /// The row functions of this codec for `isa` (an error if the machine cannot run it).
+    pub fn rows(&self, isa: Isa) -> Result<RowCodec> {
+        simd::codec::select(&self.clones, isa)
     }
 }
 
@@ -169,7 +161,7 @@ fn rows_of(t: QuantType, len: usize, n_per_row: usize) -> Result<(usize, usize)>
             t.block_size()
         ))
     })?;
-    if len % n_per_row != 0 {
+    if !len.is_multiple_of(n_per_row) {
         return Err(Error::value(format!(
             "{len} values do not form whole rows of {n_per_row}"
         )));
@@ -181,13 +173,18 @@ fn rows_of(t: QuantType, len: usize, n_per_row: usize) -> Result<(usize, usize)>
 pub fn check_finite(src: &[f32], n_per_row: usize) -> Result<()> {
     match src.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
-        Some(i) => Err(Error::value(format!(
-            "input is not finite at (row {}, col {}): {} (ggml has no defined result for NaN/Inf)",
-            i / n_per_row.max(1),
-            i % n_per_row.max(1),
-            src[i]
-        ))),
+        Some(i) => Err(non_finite_error(src, n_per_row, i)),
     }
+}
+
+/// The error for non-finite `src[i]`, as (row, col) of rows of `n_per_row`.
+fn non_finite_error(src: &[f32], n_per_row: usize, i: usize) -> Error {
+    Error::value(format!(
+        "input is not finite at (row {}, col {}): {} (ggml has no defined result for NaN/Inf)",
+        i / n_per_row.max(1),
+        i % n_per_row.max(1),
+        src.get(i).copied().unwrap_or(f32::NAN)
+    ))
 }
 
 /// Check an importance matrix: one finite, non-negative weight per column.
@@ -237,8 +234,26 @@ pub enum Path {
 }
 
 /// Quantize `src` (rows of `n_per_row` values) into `dst`, which must hold exactly the quantized
-/// size. Output does not depend on the thread count.
+/// size. Output does not depend on the thread count. Runs the codec build of
+/// [`simd::selected_isa`]; see [`quantize_into_isa`].
 pub fn quantize_into(
+    t: QuantType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    path: Path,
+    dst: &mut [u8],
+    threads: Option<usize>,
+) -> Result<()> {
+    quantize_into_isa(simd::selected_isa(), t, src, n_per_row, imatrix, path, dst, threads)
+}
+
+/// [`quantize_into`] with the codec compiled for `isa` (the same bytes at every level; an error
+/// if this machine cannot run `isa`). Non-finite input is an error naming the first bad value;
+/// each row is checked just before it is quantized, while it is in cache.
+#[allow(clippy::too_many_arguments)]
+pub fn quantize_into_isa(
+    isa: Isa,
     t: QuantType,
     src: &[f32],
     n_per_row: usize,
@@ -270,20 +285,42 @@ pub fn quantize_into(
             "{t} requires an importance matrix (imatrix=...); ggml refuses to quantize it without one"
         )));
     }
-    check_finite(src, n_per_row)?;
+    if threads == Some(0) {
+        return Err(Error::value("threads must be at least 1"));
+    }
+    let rc = c.rows(isa)?;
+    let finite = simd::codec::finite_check(isa)?;
+    // Smallest flat index of a non-finite value seen (usize::MAX: none). Each task stops at its
+    // first bad row; the minimum over tasks is the first bad value of the whole input.
+    let bad = AtomicUsize::new(usize::MAX);
     let rpt = rows_per_task(n_per_row);
-    with_threads(threads, || {
-        dst.par_chunks_mut(row_bytes * rpt)
-            .zip(src.par_chunks(n_per_row * rpt))
-            .for_each(|(d, s)| {
-                for (drow, srow) in d.chunks_exact_mut(row_bytes).zip(s.chunks_exact(n_per_row)) {
-                    match path {
-                        Path::Chunk => (c.quantize_row)(srow, drow, imatrix),
-                        Path::Ref => (c.quantize_row_ref)(srow, drow),
-                    }
-                }
-            })
-    })
+    let task = |ti: usize, d: &mut [u8], s: &[f32]| {
+        for (ri, (drow, srow)) in d.chunks_exact_mut(row_bytes).zip(s.chunks_exact(n_per_row)).enumerate() {
+            if let Some(j) = finite.first_non_finite(srow) {
+                bad.fetch_min((ti * rpt + ri) * n_per_row + j, Ordering::Relaxed);
+                return;
+            }
+            match path {
+                Path::Chunk => rc.quantize(srow, drow, imatrix),
+                Path::Ref => rc.quantize_ref(srow, drow),
+            }
+        }
+    };
+    if rows <= rpt {
+        // One task: run it here rather than waking a pool thread for it.
+        task(0, dst, src);
+    } else {
+        with_threads(threads, || {
+            dst.par_chunks_mut(row_bytes * rpt)
+                .zip(src.par_chunks(n_per_row * rpt))
+                .enumerate()
+                .for_each(|(ti, (d, s))| task(ti, d, s))
+        })?;
+    }
+    match bad.into_inner() {
+        usize::MAX => Ok(()),
+        i => Err(non_finite_error(src, n_per_row, i)),
+    }
 }
 
 /// Quantize `src` (rows of `n_per_row` values) to a new buffer; see [`quantize_into`].
@@ -300,11 +337,18 @@ pub fn quantize(
     Ok(dst)
 }
 
-/// Dequantize `src` (whole blocks of `t`) into `dst` (`block_size` values per block).
+/// Dequantize `src` (whole blocks of `t`) into `dst` (`block_size` values per block), with the
+/// codec build of [`simd::selected_isa`].
 pub fn dequantize_into(t: QuantType, src: &[u8], dst: &mut [f32], threads: Option<usize>) -> Result<()> {
+    dequantize_into_isa(simd::selected_isa(), t, src, dst, threads)
+}
+
+/// [`dequantize_into`] with the codec compiled for `isa` (the same values at every level; an
+/// error if this machine cannot run `isa`).
+pub fn dequantize_into_isa(isa: Isa, t: QuantType, src: &[u8], dst: &mut [f32], threads: Option<usize>) -> Result<()> {
     let c = codec(t)?;
     let (bs, ts) = (t.block_size(), t.type_size());
-    if src.len() % ts != 0 {
+    if !src.len().is_multiple_of(ts) {
         return Err(Error::value(format!("{} bytes are not whole {t} blocks of {ts} bytes", src.len())));
     }
     if dst.len() != src.len() / ts * bs {
@@ -315,12 +359,21 @@ pub fn dequantize_into(t: QuantType, src: &[u8], dst: &mut [f32], threads: Optio
             src.len() / ts * bs
         )));
     }
+    if threads == Some(0) {
+        return Err(Error::value("threads must be at least 1"));
+    }
+    let rc = c.rows(isa)?;
     // Tasks of whole blocks, about 16k values each.
     let blocks_per_task = (16384 / bs).max(1);
+    if dst.len() <= bs * blocks_per_task {
+        // One task: run it here rather than waking a pool thread for it.
+        rc.dequantize(src, dst);
+        return Ok(());
+    }
     with_threads(threads, || {
         dst.par_chunks_mut(bs * blocks_per_task)
             .zip(src.par_chunks(ts * blocks_per_task))
-            .for_each(|(d, s)| (c.dequantize_row)(s, d))
+            .for_each(|(d, s)| rc.dequantize(s, d))
     })
 }
 
@@ -359,11 +412,11 @@ pub fn f16_to_f32(b: [u8; 2]) -> f32 {
 /// f32 to little-endian f16 bytes, round to nearest even (ggml `GGML_FP32_TO_FP16`).
 #[inline(always)]
 pub fn f32_to_f16(x: f32) -> [u8; 2] {
-    half::f16::from_f32(x).to_bits().to_le_bytes()
+    float::f32_to_f16_bits(x).to_le_bytes()
 }
 
 /// f32 rounded through f16 and back (ggml `GGML_FP32_TO_FP16` then `GGML_FP16_TO_FP32`).
 #[inline(always)]
 pub fn round_f16(x: f32) -> f32 {
-    half::f16::from_f32(x).to_f32()
+    half::f16::from_bits(float::f32_to_f16_bits(x)).to_f32()
 }

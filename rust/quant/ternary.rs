@@ -99,6 +99,7 @@ fn trit(q: u8, k: usize) -> i32 {
 impl Block for BlockTQ1_0 {
     const TYPE: QuantType = QuantType::TQ1_0;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_K).zip(dst.iter_mut()) {
             let (d, id) = scale_of(x);
@@ -117,6 +118,7 @@ impl Block for BlockTQ1_0 {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let d = f16_to_f32(b.d);
@@ -140,6 +142,7 @@ impl Block for BlockTQ1_0 {
 impl Block for BlockTQ2_0 {
     const TYPE: QuantType = QuantType::TQ2_0;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_K).zip(dst.iter_mut()) {
             let (d, id) = scale_of(x);
@@ -157,6 +160,7 @@ impl Block for BlockTQ2_0 {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let d = f16_to_f32(b.d);

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::quant;
 use crate::types::QuantType;
 
+pub mod codec;
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     pub mod avx2;

@@ -122,6 +122,7 @@ fn quantize_block_imatrix(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut BlockQ2K) {
 impl Block for BlockQ2K {
     const TYPE: QuantType = QuantType::Q2_K;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (i, (x, y)) in super_blocks(src).zip(dst.iter_mut()).enumerate() {
             match imatrix {
@@ -131,6 +132,7 @@ impl Block for BlockQ2K {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(super_blocks_mut(dst)) {
             let d = f16_to_f32(b.d);

@@ -146,6 +146,7 @@ fn quantize_block_imatrix(x: &[f32; QK_K], qw: &[f32; QK_K], y: &mut BlockQ3K) {
 impl Block for BlockQ3K {
     const TYPE: QuantType = QuantType::Q3_K;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (i, (x, y)) in super_blocks(src).zip(dst.iter_mut()).enumerate() {
             match imatrix {
@@ -155,6 +156,7 @@ impl Block for BlockQ3K {
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(super_blocks_mut(dst)) {
             let dall = f16_to_f32(b.d);

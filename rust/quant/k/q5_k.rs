@@ -73,12 +73,14 @@ fn levels(x: &BlockQ5K) -> [i8; QK_K] {
 impl Block for BlockQ5K {
     const TYPE: QuantType = QuantType::Q5_K;
 
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (i, (x, y)) in super_blocks(src).zip(dst.iter_mut()).enumerate() {
             quantize_block(x, imatrix.map(|w| block_weights(w, i)), y);
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(super_blocks_mut(dst)) {
             let d = f16_to_f32(b.d);

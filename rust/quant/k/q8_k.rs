@@ -65,12 +65,14 @@ impl Block for BlockQ8K {
     /// ggml has no `ggml_quantize_chunk` path for Q8_K (an activation type); this is its only
     /// quantizer, `quantize_row_q8_K_ref`. The importance matrix does not apply and is ignored
     /// (the dispatcher rejects it before calling).
+    #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in super_blocks(src).zip(dst.iter_mut()) {
             quantize_block(x, y);
         }
     }
 
+    #[inline(always)]
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(super_blocks_mut(dst)) {
             let d = b.d();
