@@ -58,22 +58,25 @@ def _leftovers(d: Path, keep: set[str]) -> list[str]:
 
 CHILD = textwrap.dedent(
     """
-    import resource, signal, sys, kquants
+    import resource, signal, sys, time, kquants
     limit = int(sys.argv[4])
+    pause = float(sys.argv[5])
     if limit:
         resource.setrlimit(resource.RLIMIT_{kind}, (limit, limit))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past RLIMIT_FSIZE then fails with EFBIG
     def progress(done, total, *rest):
         print("tensor", done, total, flush=True)
+        time.sleep(pause)
     r = kquants.quantize_model(sys.argv[1], sys.argv[2], sys.argv[3], threads=1, progress=progress)
     print("ok", r.bytes_out, flush=True)
     """
 )
 
 
-def _child(kind: str, src: Path, dst: Path, mix: str, limit: int) -> subprocess.Popen:
+def _child(kind: str, src: Path, dst: Path, mix: str, limit: int, pause: float = 0.0) -> subprocess.Popen:
+    """Run quantize_model in a child under an rlimit; it sleeps `pause` s after each progress line."""
     code = CHILD.replace("{kind}", kind)
-    return subprocess.Popen([sys.executable, "-c", code, str(src), str(dst), mix, str(limit)],
+    return subprocess.Popen([sys.executable, "-c", code, str(src), str(dst), mix, str(limit), str(pause)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -125,7 +128,9 @@ def test_disk_full_leaves_no_output_and_no_temp_file(big_model, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_or_interrupted_run_leaves_nothing(big_model, tmp_path, sig):
     out = tmp_path / "q.gguf"
-    p = _child("DATA", big_model, out, "Q4_K_S", 0)
+    # The child pauses after each progress line, so the signal lands mid-run however fast the
+    # quantization is (without the pause a fast run could finish before the signal is sent).
+    p = _child("DATA", big_model, out, "Q4_K_S", 0, pause=2.0)
     assert p.stdout is not None
     # Wait until the run is writing (a tensor finished), then stop it.
     line = p.stdout.readline()
