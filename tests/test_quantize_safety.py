@@ -64,6 +64,9 @@ CHILD = textwrap.dedent(
     if limit:
         resource.setrlimit(resource.RLIMIT_{kind}, (limit, limit))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past RLIMIT_FSIZE then fails with EFBIG
+    # Python leaves SIGINT ignored when it starts ignored (a background job of a shell): restore
+    # the KeyboardInterrupt handler so the Ctrl-C case tests what a terminal user gets.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     def progress(done, total, *rest):
         print("tensor", done, total, flush=True)
         time.sleep(pause)
