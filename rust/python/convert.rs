@@ -8,8 +8,6 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 
 use crate::convert::{convert, ConvertOptions, OutType};
-use crate::error::{Error, Result};
-use crate::quantize_model::Progress;
 
 /// One row of the report: (name, shape, from, to, bytes_in, bytes_out).
 type Row = (String, Vec<usize>, &'static str, &'static str, usize, usize);
@@ -32,31 +30,7 @@ fn _convert(
     opts.threads = threads;
     opts.model_name = model_name;
     opts.tokenizer_pre = tokenizer_pre;
-    let mut raised: Option<PyErr> = None;
-    let report = py.detach(|| -> Result<_> {
-        let mut cb = |p: &Progress<'_>| -> Result<()> {
-            Python::attach(|py| -> PyResult<()> {
-                py.check_signals()?;
-                if let Some(f) = &progress {
-                    let t = p.tensor;
-                    f.call1(py, (p.done, p.total, t.name.as_str(), t.from.name(), t.to.name(), p.bytes_done, p.bytes_total))?;
-                }
-                Ok(())
-            })
-            .map_err(|e| {
-                let msg = format!("aborted: {e}");
-                raised = Some(e);
-                Error::value(msg)
-            })
-        };
-        convert(&model_dir, &output, &opts, &mut cb)
-    });
-    let report = match report {
-        Ok(r) => r,
-        // An exception from the progress callback (KeyboardInterrupt included) is re-raised as
-        // itself once the run has cleaned up.
-        Err(e) => return Err(raised.take().unwrap_or_else(|| e.into())),
-    };
+    let report = super::quantize::with_progress(py, progress, |cb| convert(&model_dir, &output, &opts, cb))?;
     let rows = report
         .tensors
         .iter()

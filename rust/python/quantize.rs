@@ -69,11 +69,31 @@ fn _quantize_model(
     opts.allow_requantize = allow_requantize;
     opts.dry_run = dry_run;
     opts.threads = threads;
-    let mut raised: Option<PyErr> = None;
-    let report = py.detach(|| -> Result<_> {
+    let report = with_progress(py, progress, |cb| {
         if let Some(p) = &imatrix {
             opts.imatrix = Some(ImatrixInput::load(p, &include_weights, &exclude_weights)?);
         }
+        quantize_model(&input, &output, &opts, cb)
+    })?;
+    let rows = report
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), t.from.name(), t.to.name(), t.bytes_in, t.bytes_out, t.used_imatrix))
+        .collect();
+    Ok((rows, report.n_elements, report.needs_imatrix))
+}
+
+/// Run `work` with the GIL released, handing it a per-tensor progress callback that notices
+/// Ctrl-C (`check_signals`) and calls `progress` with (done, total, name, from, to, bytes_done,
+/// bytes_total). An exception raised there (KeyboardInterrupt included) aborts the run and is
+/// re-raised as itself once the run has cleaned up. Shared by quantize and convert.
+pub(crate) fn with_progress<R: Send>(
+    py: Python<'_>,
+    progress: Option<Py<PyAny>>,
+    work: impl FnOnce(&mut dyn FnMut(&Progress<'_>) -> Result<()>) -> Result<R> + Send,
+) -> PyResult<R> {
+    let mut raised: Option<PyErr> = None;
+    let result = py.detach(|| {
         let mut cb = |p: &Progress<'_>| -> Result<()> {
             Python::attach(|py| -> PyResult<()> {
                 py.check_signals()?;
@@ -89,20 +109,9 @@ fn _quantize_model(
                 Error::value(msg)
             })
         };
-        quantize_model(&input, &output, &opts, &mut cb)
+        work(&mut cb)
     });
-    let report = match report {
-        Ok(r) => r,
-        // A Python exception raised in the progress callback (KeyboardInterrupt included) is
-        // re-raised as itself once the run has cleaned up.
-        Err(e) => return Err(raised.take().unwrap_or_else(|| e.into())),
-    };
-    let rows = report
-        .tensors
-        .iter()
-        .map(|t| (t.name.clone(), t.shape.clone(), t.from.name(), t.to.name(), t.bytes_in, t.bytes_out, t.used_imatrix))
-        .collect();
-    Ok((rows, report.n_elements, report.needs_imatrix))
+    result.map_err(|e| raised.take().unwrap_or_else(|| e.into()))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
