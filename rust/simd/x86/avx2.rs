@@ -70,14 +70,14 @@ pub(crate) unsafe fn f32_at(p: *const u8) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load256(p: *const u8) -> __m256i {
+pub(crate) unsafe fn load256(p: *const u8) -> __m256i {
     // SAFETY: the caller guarantees 32 readable bytes at `p`.
     unsafe { _mm256_loadu_si256(p as *const __m256i) }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load128(p: *const u8) -> __m128i {
+pub(crate) unsafe fn load128(p: *const u8) -> __m128i {
     // SAFETY: the caller guarantees 16 readable bytes at `p`.
     unsafe { _mm_loadu_si128(p as *const __m128i) }
 }

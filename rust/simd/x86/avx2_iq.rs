@@ -15,7 +15,7 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::{f16_at, f32_at, hsum_ps};
+use super::avx2::{f16_at, f32_at, hsum_ps, load128, load256};
 use crate::quant::fp4::KVALUES_FP4;
 use crate::quant::grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
 use crate::simd::Overrides;
@@ -129,20 +129,6 @@ unsafe fn rd16(p: *const u8) -> u32 {
 unsafe fn rd32(p: *const u8) -> u32 {
     // SAFETY: the caller guarantees 4 readable bytes at `p`.
     u32::from_le(unsafe { core::ptr::read_unaligned(p as *const u32) })
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load256(p: *const u8) -> __m256i {
-    // SAFETY: the caller guarantees 32 readable bytes at `p`.
-    unsafe { _mm256_loadu_si256(p as *const __m256i) }
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load128(p: *const u8) -> __m128i {
-    // SAFETY: the caller guarantees 16 readable bytes at `p`.
-    unsafe { _mm_loadu_si128(p as *const __m128i) }
 }
 
 /// Horizontal sum of 8 i32 (exact; block sums here stay far below 2^31).
