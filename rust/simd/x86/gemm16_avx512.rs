@@ -129,7 +129,7 @@ unsafe fn four(p: *const u8, stride: usize) -> __m512i {
     }
 }
 
-/// The constants that decode one block of 16 rows (see [`Decoder::block`]).
+/// The constants that decode one block of 16 rows (see [`decode_block`]).
 struct Decoder {
     nib: __m512i,
     tbl: __m512i,
@@ -140,7 +140,7 @@ struct Decoder {
     idx_hi: __m512i,
 }
 
-/// One block of 16 rows, decoded: the scales `d` (and minimums `m` for Q4_1) per row, and the
+/// One block of 16 rows, decoded (by [`decode_block`]): the scales `d` (and minimums `m` for Q4_1) per row, and the
 /// unsigned values `lo[k]` = values 4k..4k+4, `hi[k]` = values 16+4k..16+4k+4 of every row (row =
 /// dword lane).
 struct Block16 {
@@ -178,54 +178,54 @@ impl Decoder {
             idx_hi: _mm512_set_epi32(31, 30, 29, 28, 27, 26, 25, 24, 15, 14, 13, 12, 11, 10, 9, 8),
         }
     }
+}
 
-    /// Decode block `b` of the 16 rows at `w` (stride `wrow`).
-    ///
-    /// # Safety
-    /// Block `b` of each of the 16 rows is readable.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn block<const K: u8>(&self, w: *const u8, wrow: usize, b: usize) -> Block16 {
-        let (wb, qa) = (block_bytes(K), quants_at(K));
-        // SAFETY: by the caller; gathers read the first 4 bytes of a block, loads its 16 quant
-        // bytes; prefetches are hints (may pass the end).
-        unsafe {
-            let blk = w.add(b * wb);
-            let hdr = _mm512_i32gather_epi32::<1>(self.rows, blk as *const i32);
-            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hdr));
-            let m = if q8_1(K) { _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hdr, 16))) } else { _mm512_setzero_ps() };
-            let q = blk.add(qa);
-            let (z0, z1, z2, z3) = (four(q, wrow), four(q.add(4 * wrow), wrow), four(q.add(8 * wrow), wrow), four(q.add(12 * wrow), wrow));
-            // The same block of the next group of rows, a line at a time.
-            if (b * wb) % 64 < wb {
-                let next = blk.wrapping_add(16 * wrow);
-                for r in 0..16 {
-                    crate::simd::prefetch(next.wrapping_add(r * wrow), 1);
-                }
+/// Decode block `$b` of the 16 rows at `$w` (stride `$wrow`) of kind `$k` with decoder `$dec`
+/// into a [`Block16`] (a macro so that it is inlined into the kernels' loops: as a function it
+/// is not, and its ten-register result goes through memory).
+///
+/// Safety (of the expansion, inside an `unsafe` block): block `$b` of each of the 16 rows is
+/// readable. Gathers read the first 4 bytes of a block, loads its 16 quant bytes; prefetches
+/// are hints (may pass the end).
+macro_rules! decode_block {
+    ($dec:expr, $k:expr, $w:expr, $wrow:expr, $b:expr) => {{
+        let (w, wrow, b) = ($w, $wrow, $b);
+        let (wb, qa) = (block_bytes($k), quants_at($k));
+        let blk = w.add(b * wb);
+        let hdr = _mm512_i32gather_epi32::<1>($dec.rows, blk as *const i32);
+        let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hdr));
+        let m = if q8_1($k) { _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hdr, 16))) } else { _mm512_setzero_ps() };
+        let q = blk.add(qa);
+        let (z0, z1, z2, z3) = (four(q, wrow), four(q.add(4 * wrow), wrow), four(q.add(8 * wrow), wrow), four(q.add(12 * wrow), wrow));
+        // The same block of the next group of rows, a line at a time.
+        if (b * wb) % 64 < wb {
+            let next = blk.wrapping_add(16 * wrow);
+            for r in 0..16 {
+                crate::simd::prefetch(next.wrapping_add(r * wrow), 1);
             }
-            let a01 = _mm512_permutex2var_epi32(z0, self.idx_a0, z1);
-            let b01 = _mm512_permutex2var_epi32(z2, self.idx_a0, z3);
-            let a23 = _mm512_permutex2var_epi32(z0, self.idx_a1, z1);
-            let b23 = _mm512_permutex2var_epi32(z2, self.idx_a1, z3);
-            let v = [
-                _mm512_permutex2var_epi32(a01, self.idx_lo, b01),
-                _mm512_permutex2var_epi32(a01, self.idx_hi, b01),
-                _mm512_permutex2var_epi32(a23, self.idx_lo, b23),
-                _mm512_permutex2var_epi32(a23, self.idx_hi, b23),
-            ];
-            let mut lo = [_mm512_setzero_si512(); 4];
-            let mut hi = [_mm512_setzero_si512(); 4];
-            for k in 0..4 {
-                lo[k] = _mm512_and_si512(v[k], self.nib);
-                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), self.nib);
-                if K == IQ4NL {
-                    lo[k] = _mm512_shuffle_epi8(self.tbl, lo[k]);
-                    hi[k] = _mm512_shuffle_epi8(self.tbl, hi[k]);
-                }
-            }
-            Block16 { d, m, lo, hi }
         }
-    }
+        let a01 = _mm512_permutex2var_epi32(z0, $dec.idx_a0, z1);
+        let b01 = _mm512_permutex2var_epi32(z2, $dec.idx_a0, z3);
+        let a23 = _mm512_permutex2var_epi32(z0, $dec.idx_a1, z1);
+        let b23 = _mm512_permutex2var_epi32(z2, $dec.idx_a1, z3);
+        let v = [
+            _mm512_permutex2var_epi32(a01, $dec.idx_lo, b01),
+            _mm512_permutex2var_epi32(a01, $dec.idx_hi, b01),
+            _mm512_permutex2var_epi32(a23, $dec.idx_lo, b23),
+            _mm512_permutex2var_epi32(a23, $dec.idx_hi, b23),
+        ];
+        let mut lo = [_mm512_setzero_si512(); 4];
+        let mut hi = [_mm512_setzero_si512(); 4];
+        for k in 0..4 {
+            lo[k] = _mm512_and_si512(v[k], $dec.nib);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), $dec.nib);
+            if $k == IQ4NL {
+                lo[k] = _mm512_shuffle_epi8($dec.tbl, lo[k]);
+                hi[k] = _mm512_shuffle_epi8($dec.tbl, hi[k]);
+            }
+        }
+        Block16 { d, m, lo, hi }
+    }};
 }
 
 /// 16 weight rows times `C` activation rows; `res[act][row]`.
@@ -250,7 +250,7 @@ unsafe fn group<const K: u8, const C: usize>(
         // SAFETY: block b of each of the 16 rows is inside the rows (caller); activation block
         // b of rows 0..C is inside `a` and the panel (caller).
         unsafe {
-            let x = dec.block::<K>(w, wrow, b);
+            let x = decode_block!(dec, K, w, wrow, b);
             for c in 0..C {
                 let y = a.as_ptr().add((c * nb + b) * ab + aq) as *const i32;
                 let p = panel.get_unchecked(c * nb + b);
@@ -351,7 +351,7 @@ unsafe fn group_q4_1<const C: usize>(
         // SAFETY: block b of each of the 16 rows is inside the rows (caller); activation block
         // b of rows 0..C is inside `a` and the panel (caller).
         unsafe {
-            let x = dec.block::<Q4_1>(w, wrow, b);
+            let x = decode_block!(dec, Q4_1, w, wrow, b);
             for c in 0..C {
                 let y = a.as_ptr().add((c * nb + b) * 36 + 4) as *const i32;
                 let p = panel.get_unchecked(c * nb + b);
