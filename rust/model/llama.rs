@@ -86,7 +86,10 @@ impl Linear {
     /// How this weight is multiplied with the kernels in use.
     fn plan(&self) -> Result<Plan> {
         if !self.is_quantized_path() {
-            return Ok(Plan::Float);
+            return match crate::simd::fgemm::supports(self.ty) {
+                true => Ok(Plan::Float),
+                false => Err(Error::Unsupported { ty: self.ty, op: "matmul" }),
+            };
         }
         let kern = crate::simd::kernels();
         let act_ty = self.ty.dot_type().ok_or(Error::Unsupported { ty: self.ty, op: "matmul" })?;
@@ -145,27 +148,11 @@ impl Linear {
             }
             Plan::Float => {
                 let (cols, rb) = (self.cols, self.row_bytes);
-                let mut tmp = vec![0f32; nr * cols];
-                for (src, dst) in w[rs.start * rb..rs.end * rb].chunks_exact(rb).zip(tmp.chunks_exact_mut(cols)) {
-                    dequantize_row(self.ty, src, dst);
-                }
                 let mut res = vec![0f32; n * nr];
-                // One SGEMM for any number of tokens, so that each output's summation order does
-                // not depend on the batch size (batched and token-by-token runs agree).
-                // res (n x nr) = x (n x cols) . tmp^T (cols x nr)
-                // SAFETY: every pointer addresses a live buffer of exactly the extent the strides
-                // describe: x is n*cols, tmp is nr*cols (read transposed through its strides), res
-                // is n*nr; none of them alias.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        n, cols, nr,
-                        1.0,
-                        x.as_ptr(), cols as isize, 1,
-                        tmp.as_ptr(), 1, cols as isize,
-                        0.0,
-                        res.as_mut_ptr(), nr as isize, 1,
-                    );
-                }
+                // Each output is computed the same way whatever the batch (see simd::fgemm).
+                // Cannot fail: the type is a float type (the plan) and the lengths are this
+                // chunk's rows and the step's input.
+                let _ = crate::simd::fgemm::float_gemm(self.ty, cols, &w[rs.start * rb..rs.end * rb], nr, x, n, &mut res, nr);
                 for t in 0..n {
                     // SAFETY: columns `rs` of every output row belong to this chunk.
                     let o = unsafe { out.part(t * self.rows + rs.start..t * self.rows + rs.end) };
@@ -187,7 +174,7 @@ enum Plan {
     /// Activations quantized to `act_ty` (`act_row` bytes per token) by `act`, then one kernel
     /// dot product per output.
     Quant { dot: RowDot, act_ty: QuantType, act: ActCall, act_row: usize },
-    /// Dequantize weight rows to f32 and multiply with SGEMM.
+    /// Float weights (F32/F16/BF16) times f32 activations ([`crate::simd::fgemm`]).
     Float,
 }
 

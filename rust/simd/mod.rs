@@ -19,6 +19,7 @@ use crate::quant;
 use crate::types::QuantType;
 
 pub mod codec;
+pub mod fgemm;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {

@@ -335,6 +335,7 @@ pub(crate) unsafe fn gemm_q4_1(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize
 /// # Safety
 /// As [`gemm16`], with `C` rows at `a` (stride `nb` blocks) and `C * nb` panel entries.
 #[inline]
+#[allow(clippy::needless_range_loop)] // lanes g and activations c index parallel arrays
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn group_q4_1<const C: usize>(
     nb: usize,
