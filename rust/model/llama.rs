@@ -242,6 +242,8 @@ pub struct Model {
     layers: Vec<Layer>,
     output_norm: Vec<f32>,
     output: Linear,
+    /// `rope_freqs.weight`: divisors of the RoPE frequencies, one per rotated pair.
+    rope_freqs: Option<Vec<f32>>,
     team: Team,
 }
 
@@ -313,6 +315,17 @@ impl Model {
             });
         }
         let output_norm = f32_vector(src, "output_norm.weight", c.n_embd)?;
+        // Per-dimension RoPE frequency divisors (Llama 3.1-style scaling, written by converters).
+        let rope_freqs = match src.tensor("rope_freqs.weight") {
+            Some(_) => {
+                let f = f32_vector(src, "rope_freqs.weight", c.n_rot / 2)?;
+                if let Some(bad) = f.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+                    return Err(Error::value(format!("rope_freqs.weight holds {bad}, not a positive number")));
+                }
+                Some(f)
+            }
+            None => None,
+        };
         let output = if src.tensor("output.weight").is_some() {
             lin("output.weight", c.n_vocab, c.n_embd, false)?
         } else {
@@ -324,7 +337,7 @@ impl Model {
             None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         };
         let team = Team::new(threads).map_err(|e| Error::value(format!("cannot start {threads} threads: {e}")))?;
-        Ok(Model { config, source, embd, layers, output_norm, output, team })
+        Ok(Model { config, source, embd, layers, output_norm, output, rope_freqs, team })
     }
 
     /// The source the weights live in.
@@ -386,7 +399,7 @@ impl Model {
         let (d, hd) = (c.n_embd, c.head_dim);
         let (q_dim, kv_dim) = (c.n_head * hd, c.n_head_kv * hd);
         let pos0 = s.pos;
-        let rope = RopeTable::new(c, pos0, n);
+        let rope = RopeTable::new(c, self.rope_freqs.as_deref(), pos0, n);
 
         // Plans (and every error) before the workers start.
         let plans: Vec<[Plan; 7]> = self
@@ -657,15 +670,19 @@ struct RopeTable {
 }
 
 impl RopeTable {
-    fn new(c: &Config, pos0: usize, n: usize) -> RopeTable {
+    fn new(c: &Config, freqs: Option<&[f32]>, pos0: usize, n: usize) -> RopeTable {
         let half = c.n_rot / 2;
-        // ggml: theta_scale = base^(-2/n_dims), theta_i = pos * theta_scale^i, built by repeated products.
+        // ggml: theta_scale = base^(-2/n_dims), theta_i = pos * theta_scale^i, built by repeated
+        // products; the angle is freq_scale * (theta_i / freq_factor_i) (both 1 when absent,
+        // which leaves theta_i unchanged bit for bit).
         let theta_scale = c.rope_base.powf(-2.0 / c.n_rot as f32);
         let mut cs = Vec::with_capacity(n * half);
         for t in 0..n {
             let mut theta = (pos0 + t) as f32;
-            for _ in 0..half {
-                cs.push((theta.cos(), theta.sin()));
+            for i in 0..half {
+                let ff = freqs.map_or(1.0, |f| f[i]);
+                let a = c.rope_freq_scale * (theta / ff);
+                cs.push((a.cos(), a.sin()));
                 theta *= theta_scale;
             }
         }

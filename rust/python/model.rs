@@ -61,6 +61,7 @@ impl PyModel {
         d.set_item("head_dim", c.head_dim)?;
         d.set_item("n_rot", c.n_rot)?;
         d.set_item("rope_base", c.rope_base)?;
+        d.set_item("rope_freq_scale", c.rope_freq_scale)?;
         d.set_item("rms_eps", c.rms_eps)?;
         d.set_item("n_ctx_train", c.n_ctx_train)?;
         d.set_item("n_vocab", c.n_vocab)?;
