@@ -191,6 +191,22 @@ def test_rope_frequency_factors_and_linear_scaling(tmp_path):
         Model.load(bad)
 
 
+def test_warns_beyond_training_context(tmp_path):
+    path = tmp_path / "tiny.gguf"
+    write_tiny(path)  # context_length 256
+    m = Model.load(path, threads=1)
+    with pytest.warns(RuntimeWarning, match="256"):
+        m.generate("ab", max_tokens=300)
+    with pytest.warns(RuntimeWarning, match="trained on"):
+        m.forward([5] * 257, last_only=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.forward([5] * 256, last_only=True)
+        m.generate("ab", max_tokens=10)
+
+
 def test_generation_api(tmp_path):
     path = tmp_path / "tiny.gguf"
     write_tiny(path)
