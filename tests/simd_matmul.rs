@@ -126,7 +126,7 @@ fn superblock_kernels_any_row_count_batch_and_threads() {
                 .collect();
             let w = kquants::quant::quantize(t, &wf, k, None, Some(1)).unwrap();
             let deq = kquants::quant::dequantize(t, &w, Some(1)).unwrap();
-            let (wrow, _) = simd::dot_row_bytes(t, k).unwrap();
+            let (wrow, arow) = simd::dot_row_bytes(t, k).unwrap();
             let acts = matmul::quantize_activations(t, &x, k, m).unwrap();
             let mut full = vec![0f32; m * n];
             matmul::matmul_quantized(t, &w, n, &acts, &mut full, Some(1)).unwrap();
@@ -154,6 +154,15 @@ fn superblock_kernels_any_row_count_batch_and_threads() {
                     let exact: f64 = xr.iter().zip(wr).map(|(a, b)| *a as f64 * *b as f64).sum();
                     let tol = error_bound(t, xr, wr);
                     assert!((o as f64 - exact).abs() <= tol, "{t} k={k} ({j},{r}): {o} vs {exact}, tol {tol}");
+                    // Against the row-by-row kernel: both compute each super-block's integer sums
+                    // exactly and differ only in float rounding, at most a few f32 roundings
+                    // (2^-24 relative) of the running sum per super-block and per final add,
+                    // each within the magnitude sum of the quantized products (<= 1.01 * mag: the
+                    // activations move by at most 1/254 of their block's max).
+                    let d = simd::vec_dot(t, k, &w[r * wrow..(r + 1) * wrow], &acts.data()[j * arow..(j + 1) * arow]).unwrap();
+                    let mag: f64 = xr.iter().zip(wr).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                    let tol2 = (4 * (k / 256) + 16) as f64 * f32::EPSILON as f64 / 2.0 * 1.01 * mag;
+                    assert!((o as f64 - d as f64).abs() <= tol2, "{t} k={k} ({j},{r}): matmul {o} vs vec_dot {d}, tol {tol2}");
                 }
             }
         }
