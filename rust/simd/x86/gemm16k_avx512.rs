@@ -1,5 +1,5 @@
 //! AVX-512 VNNI kernels over groups of 16 weight rows for the 256-value super-block types
-//! against Q8_K activations: IQ4_XS, Q4_K and Q6_K.
+//! against Q8_K activations: IQ4_XS, Q4_K, Q5_K and Q6_K.
 //!
 //! Same idea as `gemm16_avx512` (ggml's interleaved repacked GEMM done in registers): the bytes
 //! of one super-block of 16 rows are transposed 16 at a time (`vpermt2d`) so that a zmm holds the
@@ -11,13 +11,14 @@
 //! **Arithmetic of one output** (weight row `w`, activation row `a`), the same whatever the
 //! number of weight or activation rows in the call:
 //! - per scale group `g` (32 values for IQ4_XS / Q4_K, 16 for Q6_K) the exact integer
-//!   `s_g = Σ (u − off)·a` (`off` = 128 for IQ4_XS's shifted codebook, 0 for Q4_K, 32 for Q6_K;
+//!   `s_g = Σ (u − off)·a` (`off` = 128 for IQ4_XS's shifted codebook, 0 for Q4_K / Q5_K, 32
+//!   for Q6_K;
 //!   the `−off·Σa` start comes from the Q8_K block sums), then the exact super-block sum
-//!   `S = Σ_g sc_g·s_g` in int32 (`sc_g` = IQ4_XS `ls − 32`, Q4_K's 6-bit scale, Q6_K's int8
-//!   scale; magnitudes stay below 2^28);
-//! - Q4_K also the exact `M = Σ_j min_j·Σa_j` over its 8 sub-blocks;
-//! - float: over super-blocks in order, `acc = fma(f32(S), d_w·d_a, acc)` (and for Q4_K
-//!   `accm = fma(f32(M), dmin_w·d_a, accm)`); the result is `acc` (Q4_K: `acc − accm`).
+//!   `S = Σ_g sc_g·s_g` in int32 (`sc_g` = IQ4_XS `ls − 32`, Q4_K / Q5_K's 6-bit scale, Q6_K's
+//!   int8 scale; magnitudes stay below 2^28);
+//! - Q4_K / Q5_K also the exact `M = Σ_j min_j·Σa_j` over their 8 sub-blocks;
+//! - float: over super-blocks in order, `acc = fma(f32(S), d_w·d_a, acc)` (and for Q4_K / Q5_K
+//!   `accm = fma(f32(M), dmin_w·d_a, accm)`); the result is `acc` (Q4_K / Q5_K: `acc − accm`).
 //!
 //! ggml's `vec_dot` instead keeps 8 float lanes of partial sums per row and adds them at the end,
 //! so results differ from it by float rounding only (the integer parts are exact in both).
@@ -37,12 +38,23 @@ use crate::types::QuantType as T;
 /// # Safety
 /// The caller must have checked AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C.
 pub(crate) unsafe fn gemm_overrides() -> Vec<(T, GemmFn)> {
-    vec![(T::IQ4_XS, gemm::<IQ4XS> as _), (T::Q4_K, gemm::<Q4K> as _), (T::Q6_K, gemm::<Q6K> as _)]
+    vec![
+        (T::IQ4_XS, gemm::<IQ4XS> as _),
+        (T::Q4_K, gemm::<Q4K> as _),
+        (T::Q5_K, gemm::<Q5K> as _),
+        (T::Q6_K, gemm::<Q6K> as _),
+    ]
 }
 
 const IQ4XS: u8 = 0;
 const Q4K: u8 = 1;
 const Q6K: u8 = 2;
+const Q5K: u8 = 3;
+
+/// Whether the type has per-sub-block mins (`w = d·sc·u − dmin·min`).
+const fn has_mins(kind: u8) -> bool {
+    matches!(kind, Q4K | Q5K)
+}
 
 /// Bytes of one Q8_K block: f32 `d`, 256 int8 quants, 16 int16 sums of 16.
 const Q8K: usize = 292;
@@ -52,6 +64,7 @@ const fn block_bytes(kind: u8) -> usize {
     match kind {
         IQ4XS => 136,
         Q4K => 144,
+        Q5K => 176,
         _ => 210,
     }
 }
@@ -137,7 +150,7 @@ fn act_panel<const K: u8>(nb: usize, a: &[u8], m: usize) -> Vec<ActSb> {
                     p.base[g] = -128 * (bs[2 * g] + bs[2 * g + 1]);
                 }
             }
-            Q4K => {
+            Q4K | Q5K => {
                 // Σa of a 32-value sub-block is within ±32·127: it fits an int16.
                 let s = |g: usize| (bs[2 * g] + bs[2 * g + 1]) as i16 as u16 as u32;
                 for i in 0..4 {
@@ -212,7 +225,7 @@ unsafe fn rows16<const K: u8>(
     }
     let mut lanes = [0f32; 16];
     for j in 0..m {
-        let v = if K == Q4K { _mm512_sub_ps(acc[j], accm[j]) } else { acc[j] };
+        let v = if has_mins(K) { _mm512_sub_ps(acc[j], accm[j]) } else { acc[j] };
         // SAFETY: 16 floats into a [f32; 16].
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
         for (r, x) in lanes.iter().enumerate() {
@@ -261,7 +274,7 @@ unsafe fn cols<const K: u8, const C: usize>(
             let pc = p.get_unchecked(c * ps);
             let da = _mm512_set1_ps(pc.d);
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dec.d, da), acc[c]);
-            if K == Q4K {
+            if has_mins(K) {
                 let mut ms = _mm512_setzero_si512();
                 for i in 0..4 {
                     ms = _mm512_dpwssd_epi32(ms, dec.mins[i], _mm512_set1_epi32(pc.sums[i]));
@@ -351,7 +364,7 @@ unsafe fn decode<const K: u8>(x: *const u8, wrow: usize, dec: &mut Dec) {
                     }
                 }
             }
-            Q4K => {
+            Q4K | Q5K => {
                 // d | dmin << 16, then the 12 scale bytes as words a, b, c.
                 let h = t16(x, wrow);
                 dec.d = f16_lanes(h[0]);
@@ -374,13 +387,26 @@ unsafe fn decode<const K: u8>(x: *const u8, wrow: usize, dec: &mut Dec) {
                     dec.mins[2 * i] = _mm512_or_si512(and(wv, 0xff), _mm512_slli_epi32(and(wv, 0xff00), 8));
                     dec.mins[2 * i + 1] = _mm512_or_si512(and(_mm512_srli_epi32(wv, 16), 0xff), and(_mm512_srli_epi32(wv, 8), 0x00ff_0000));
                 }
-                // 4 chunks of 32 bytes: low nibbles are sub-block 2j, high nibbles 2j + 1.
+                // 4 chunks of 32 bytes: low nibbles are sub-block 2j, high nibbles 2j + 1. Q5_K:
+                // bit 2j / 2j + 1 of qh[l] is the fifth bit (16) of value l of those sub-blocks.
+                let qs = if K == Q5K { 48 } else { 16 };
+                let qh = if K == Q5K { [t16(x.add(16), wrow), t16(x.add(32), wrow)] } else { [[_mm512_setzero_si512(); 4]; 2] };
+                let one = _mm512_set1_epi8(1);
+                let bit = |h: __m512i, s: i32| {
+                    _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(h, _mm_cvtsi32_si128(s)), one), 4)
+                };
                 for j in 0..4 {
                     for hh in 0..2 {
-                        let v = t16(x.add(16 + 32 * j + 16 * hh), wrow);
+                        let v = t16(x.add(qs + 32 * j + 16 * hh), wrow);
                         for k in 0..4 {
-                            dec.q[16 * j + 4 * hh + k] = _mm512_and_si512(v[k], nib);
-                            dec.q[16 * j + 8 + 4 * hh + k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), nib);
+                            let mut lo = _mm512_and_si512(v[k], nib);
+                            let mut hi = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), nib);
+                            if K == Q5K {
+                                lo = _mm512_or_si512(lo, bit(qh[hh][k], 2 * j as i32));
+                                hi = _mm512_or_si512(hi, bit(qh[hh][k], 2 * j as i32 + 1));
+                            }
+                            dec.q[16 * j + 4 * hh + k] = lo;
+                            dec.q[16 * j + 8 + 4 * hh + k] = hi;
                         }
                     }
                 }
