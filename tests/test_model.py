@@ -154,6 +154,12 @@ def test_tiny_model_matches_numpy(tmp_path, arch, bias):
     err = np.abs(ours - ref).max()
     assert err < 1e-2, f"max |ours - numpy| = {err} (logit std {ref.std():.2f})"
     assert (ours.argmax(-1) == ref.argmax(-1)).all()
+    # Only the last position's logits: the same bits as the last row of the full forward (every
+    # matmul gives a row the same value whatever the batch).
+    last = m.forward(ids, last_only=True)
+    assert last.shape == (1, 64)
+    np.testing.assert_array_equal(last[0], ours[-1])
+    assert m.forward([], last_only=True).shape == (0, 64)
 
 
 def test_generation_api(tmp_path):

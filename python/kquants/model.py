@@ -89,9 +89,14 @@ class Model:
         """Text of ``ids`` (control tokens are written out)."""
         return self._m.detokenize([int(i) for i in ids])
 
-    def forward(self, ids: Sequence[int]) -> np.ndarray:
-        """Logits (``float32 [len(ids), n_vocab]``) of every position, from an empty cache."""
-        return self._m.forward([int(i) for i in ids])
+    def forward(self, ids: Sequence[int], *, last_only: bool = False) -> np.ndarray:
+        """Logits (``float32 [len(ids), n_vocab]``) of every position, from an empty cache.
+
+        With ``last_only=True`` only the last position's logits are computed (``[1, n_vocab]``,
+        or ``[0, n_vocab]`` for no ids): the output projection then runs for one row, which is
+        what scoring the next token needs and what prompt processing in generation does.
+        """
+        return self._m.forward([int(i) for i in ids], bool(last_only))
 
     def _stop_ids(self) -> List[int]:
         ids = [self._m.eos_token_id, self._m.eot_token_id]

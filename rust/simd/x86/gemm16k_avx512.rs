@@ -158,8 +158,8 @@ fn act_panel<const K: u8>(nb: usize, a: &[u8], m: usize) -> Vec<ActSb> {
                 }
             }
             _ => {
-                for g in 0..16 {
-                    p.base[g] = -32 * bs[g];
+                for (b, s) in p.base.iter_mut().zip(bs) {
+                    *b = -32 * s;
                 }
             }
         }
@@ -358,9 +358,9 @@ unsafe fn decode<const K: u8>(x: *const u8, wrow: usize, dec: &mut Dec) {
                 ));
                 for g in 0..8 {
                     let v = t16(x.add(8 + 16 * g), wrow);
-                    for k in 0..4 {
-                        dec.q[8 * g + k] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(v[k], nib));
-                        dec.q[8 * g + 4 + k] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v[k], 4), nib));
+                    for (k, vk) in v.into_iter().enumerate() {
+                        dec.q[8 * g + k] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(vk, nib));
+                        dec.q[8 * g + 4 + k] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(vk, 4), nib));
                     }
                 }
             }
@@ -396,14 +396,14 @@ unsafe fn decode<const K: u8>(x: *const u8, wrow: usize, dec: &mut Dec) {
                     _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(h, _mm_cvtsi32_si128(s)), one), 4)
                 };
                 for j in 0..4 {
-                    for hh in 0..2 {
+                    for (hh, qhh) in qh.iter().enumerate() {
                         let v = t16(x.add(qs + 32 * j + 16 * hh), wrow);
-                        for k in 0..4 {
-                            let mut lo = _mm512_and_si512(v[k], nib);
-                            let mut hi = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), nib);
+                        for (k, (vk, hk)) in v.into_iter().zip(qhh).enumerate() {
+                            let mut lo = _mm512_and_si512(vk, nib);
+                            let mut hi = _mm512_and_si512(_mm512_srli_epi16(vk, 4), nib);
                             if K == Q5K {
-                                lo = _mm512_or_si512(lo, bit(qh[hh][k], 2 * j as i32));
-                                hi = _mm512_or_si512(hi, bit(qh[hh][k], 2 * j as i32 + 1));
+                                lo = _mm512_or_si512(lo, bit(*hk, 2 * j as i32));
+                                hi = _mm512_or_si512(hi, bit(*hk, 2 * j as i32 + 1));
                             }
                             dec.q[16 * j + 4 * hh + k] = lo;
                             dec.q[16 * j + 8 + 4 * hh + k] = hi;
