@@ -107,3 +107,73 @@ fn multi_row_kernels_handle_odd_blocks_and_ragged_tiles() {
         }
     }
 }
+
+#[test]
+fn superblock_kernels_any_row_count_batch_and_threads() {
+    // The 256-value super-block types (16-row kernels on AVX-512 with multi-row kernels on):
+    // k = 1, 2, 9 and 12 super-blocks; every weight row count 1..=40 (no, one, two complete
+    // groups of 16 plus a partial one) gives each row bit for bit the value it has in the
+    // 40-row call; a batch of 11 activation rows equals one row at a time; 1 thread equals 2;
+    // everything within `error_bound` of the float64 product with the dequantized weights.
+    let (n, m) = (40usize, 11usize);
+    let kern = simd::kernels();
+    for t in [QuantType::IQ4_XS, QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K] {
+        if kern.isa() == simd::Isa::Avx512 && kern.has_gemm(QuantType::Q4_0) {
+            assert!(kern.has_gemm(t), "{t}: AVX-512 multi-row kernels are on but {t} has none");
+        }
+        for k in [256usize, 512, 2304, 3072] {
+            // Rows of different magnitudes and signs so that block scales vary.
+            let wf: Vec<f32> = (0..n * k)
+                .map(|i| {
+                    let r = i / k;
+                    ((i * 2654435761usize % 1999) as f32 / 999.5 - 1.0) * (0.01 + 0.02 * (r % 5) as f32)
+                        + if (i / 32) % 7 == 3 { 0.03 } else { 0.0 }
+                })
+                .collect();
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 40503 % 997) as f32 / 498.5 - 1.0) * (1.0 + (i / 256 % 5) as f32) * if i % 11 == 0 { 4.0 } else { 1.0 })
+                .collect();
+            let w = kquants::quant::quantize(t, &wf, k, None, Some(1)).unwrap();
+            let deq = kquants::quant::dequantize(t, &w, Some(1)).unwrap();
+            let (wrow, arow) = simd::dot_row_bytes(t, k).unwrap();
+            let acts = matmul::quantize_activations(t, &x, k, m).unwrap();
+            let mut full = vec![0f32; m * n];
+            matmul::matmul_quantized(t, &w, n, &acts, &mut full, Some(1)).unwrap();
+            let mut two = vec![0f32; m * n];
+            matmul::matmul_quantized(t, &w, n, &acts, &mut two, Some(2)).unwrap();
+            assert_eq!(full, two, "{t} k={k}: thread count changed the result");
+            for nr in 1..n {
+                let mut part = vec![0f32; m * nr];
+                matmul::matmul_quantized(t, &w[..nr * wrow], nr, &acts, &mut part, Some(1)).unwrap();
+                for j in 0..m {
+                    for r in 0..nr {
+                        let (a, b) = (part[j * nr + r], full[j * n + r]);
+                        assert_eq!(a.to_bits(), b.to_bits(), "{t} k={k}: row {r} act {j}: {a} with {nr} rows, {b} with {n}");
+                    }
+                }
+            }
+            for j in 0..m {
+                let single = matmul::quantize_activations(t, &x[j * k..(j + 1) * k], k, 1).unwrap();
+                let mut one = vec![0f32; n];
+                matmul::matmul_quantized(t, &w, n, &single, &mut one, Some(2)).unwrap();
+                for r in 0..n {
+                    let o = full[j * n + r];
+                    assert_eq!(o.to_bits(), one[r].to_bits(), "{t} k={k} ({j},{r}): batch {o} vs single row {}", one[r]);
+                    let (xr, wr) = (&x[j * k..(j + 1) * k], &deq[r * k..(r + 1) * k]);
+                    let exact: f64 = xr.iter().zip(wr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                    let tol = error_bound(t, xr, wr);
+                    assert!((o as f64 - exact).abs() <= tol, "{t} k={k} ({j},{r}): {o} vs {exact}, tol {tol}");
+                    // Against the row-by-row kernel: both compute each super-block's integer sums
+                    // exactly and differ only in float rounding, at most a few f32 roundings
+                    // (2^-24 relative) of the running sum per super-block and per final add,
+                    // each within the magnitude sum of the quantized products (<= 1.01 * mag: the
+                    // activations move by at most 1/254 of their block's max).
+                    let d = simd::vec_dot(t, k, &w[r * wrow..(r + 1) * wrow], &acts.data()[j * arow..(j + 1) * arow]).unwrap();
+                    let mag: f64 = xr.iter().zip(wr).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                    let tol2 = (4 * (k / 256) + 16) as f64 * f32::EPSILON as f64 / 2.0 * 1.01 * mag;
+                    assert!((o as f64 - d as f64).abs() <= tol2, "{t} k={k} ({j},{r}): matmul {o} vs vec_dot {d}, tol {tol2}");
+                }
+            }
+        }
+    }
+}

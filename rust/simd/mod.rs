@@ -28,6 +28,7 @@ mod x86 {
     pub mod avx512;
     pub mod avx512_iq;
     pub mod gemm16_avx512;
+    pub mod gemm16k_avx512;
     pub mod gemm_avx512;
 }
 #[cfg(target_arch = "aarch64")]
@@ -582,7 +583,8 @@ fn build(isa: Isa) -> Option<Kernels> {
             .with(Isa::Avx512, unsafe { x86::avx512::overrides() })
             .with_rows(unsafe { x86::avx512::rows_overrides() })
             .with(Isa::Avx512, unsafe { x86::avx512_iq::overrides() })
-            .with_gemm(unsafe { x86::gemm_avx512::gemm_overrides() }),
+            .with_gemm(unsafe { x86::gemm_avx512::gemm_overrides() })
+            .with_gemm(unsafe { x86::gemm16k_avx512::gemm_overrides() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.
         Isa::Neon => k.with(Isa::Neon, unsafe { aarch64::neon::overrides() }),
