@@ -244,6 +244,14 @@ def test_tokenize_matches_sentencepiece(tmp_path, sp_model):
     ids = model.tokenize("Hello world")
     logits = model.forward(ids)
     assert logits.shape == (len(ids), len(sp) + PAD_EXTRA) and np.isfinite(logits).all()
+    # add_eos_token: llama.cpp's tokenizer appends EOS when special tokens are added.
+    tc = json.loads((d / "tokenizer_config.json").read_text())
+    tc["add_eos_token"] = True
+    (d / "tokenizer_config.json").write_text(json.dumps(tc))
+    kquants.convert(d, tmp_path / "eos.gguf", outtype="f32")
+    model = kquants.Model.load(tmp_path / "eos.gguf")
+    assert model.tokenize("Hi there") == [1] + sp.encode("Hi there") + [2]
+    assert model.tokenize("Hi there", add_special=False) == sp.encode("Hi there")
 
 
 def test_bad_tokenizer_model(tmp_path, sp_model):
