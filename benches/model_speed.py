@@ -8,7 +8,8 @@ Without MODEL, runs the bundled Q4_1 file. With `--variants DIR` it first writes
 afterwards) the files llama.cpp's figures were measured on: the bundled model dequantized to an
 F32 base, and that base quantized to Q8_0, Q4_K_M, Q4_0 and IQ4_XS by `kquants.quantize_model`
 (same mixes as llama-quantize), then runs the bundled file and all of them.
-pp64 = 64 prompt tokens in one batch from an empty cache; tg32 = 32 single-token steps after a
+pp64 = 64 prompt tokens in one batch from an empty cache, logits of the last one only (as
+llama-bench); tg32 = 32 single-token steps after a
 1-token prompt (as llama-bench's -n 32). Medians. Timings need a quiet machine: other load on
 the 2 cores halves them.
 """
@@ -34,7 +35,7 @@ def bench(path, threads: int, reps: int):
     pp = []
     for _ in range(reps):
         t = time.perf_counter()
-        m._m.forward(ids)
+        m._m.forward(ids, True)  # logits of the last position only, as llama-bench's pp
         pp.append(64 / (time.perf_counter() - t))
     tg = []
     for _ in range(reps):

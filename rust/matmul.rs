@@ -17,9 +17,7 @@
 //! One quantized activation can feed several weights ([`quantize_activations`] then
 //! [`matmul_quantized`]), e.g. Q/K/V or gate/up projections sharing their input.
 
-use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
@@ -90,37 +88,15 @@ pub fn quantize_activations_with(
     Ok(QuantizedActivations { ty: at, k, m, data })
 }
 
-/// A cached rayon pool per thread count (building one per call would cost more than a GEMV).
-fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let mut map = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = map.get(&threads) {
-        return Ok(p.clone());
-    }
-    let p = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::value(format!("cannot start {threads} threads: {e}")))?,
-    );
-    map.insert(threads, p.clone());
-    Ok(p)
-}
-
 /// Run `f` on `threads` workers (`None`: rayon's global pool).
 fn run<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
-    match threads {
-        None => Ok(f()),
-        Some(0) => Err(Error::value("threads must be at least 1")),
-        Some(1) => Ok(f()),
-        Some(n) => Ok(pool(n)?.install(f)),
-    }
+    crate::parallel::with_threads(threads, f)
 }
 
 /// `out[m x n] = x[m x k] @ dequantize(w)[n x k].T`; see the module docs for the accuracy.
 ///
 /// `w` holds `n` rows of `k` values of `w_ty`; `threads` of `None` uses rayon's global pool,
-/// `Some(1)` runs on the calling thread.
+/// `Some(n)` a pool of `n` workers.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     w_ty: QuantType,

@@ -291,3 +291,44 @@ mod tests {
         assert_eq!(count.load(Ordering::Relaxed), 100);
     }
 }
+
+/// Largest thread count whose pool is kept between calls (bigger ones are built per call).
+const MAX_CACHED_POOL: usize = 256;
+
+/// A rayon pool of `n` workers, built once per `n` and kept: building one costs hundreds of
+/// microseconds, more than a GEMV or quantizing a small tensor.
+pub fn pool(n: usize) -> crate::Result<std::sync::Arc<rayon::ThreadPool>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    if n == 0 {
+        return Err(crate::Error::value("threads must be at least 1"));
+    }
+    let build = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(Arc::new)
+            .map_err(|e| crate::Error::value(format!("cannot start {n} threads: {e}")))
+    };
+    if n > MAX_CACHED_POOL {
+        return build();
+    }
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    // A poisoned lock only means another thread panicked while holding it; the map is still valid.
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let p = build()?;
+    pools.insert(n, p.clone());
+    Ok(p)
+}
+
+/// Run `f` with rayon's parallel iterators on `threads` workers (`None`: the global pool, one
+/// worker per core; `Some(1)`: one worker, so nothing runs in parallel).
+pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> crate::Result<R> {
+    match threads {
+        None => Ok(f()),
+        Some(n) => Ok(pool(n)?.install(f)),
+    }
+}

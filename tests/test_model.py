@@ -55,8 +55,11 @@ def _weights(arch: str, bias: bool, seed: int = 1):
     return w
 
 
-def write_tiny(path: Path, arch: str = "llama", bias: bool = False, seed: int = 1) -> dict:
+def write_tiny(path: Path, arch: str = "llama", bias: bool = False, seed: int = 1,
+               rope_freqs=None, rope_factor=None) -> dict:
     w = _weights(arch, bias, seed)
+    if rope_freqs is not None:
+        w["rope_freqs.weight"] = np.asarray(rope_freqs, np.float32)
     wr = gguf.GGUFWriter(str(path), arch)
     wr.add_block_count(NL)
     wr.add_context_length(256)
@@ -67,6 +70,9 @@ def write_tiny(path: Path, arch: str = "llama", bias: bool = False, seed: int = 
     wr.add_rope_freq_base(BASE)
     wr.add_layer_norm_rms_eps(EPS)
     wr.add_rope_dimension_count(HD)
+    if rope_factor is not None:
+        wr.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        wr.add_rope_scaling_factor(rope_factor)
     wr.add_tokenizer_model("gpt2")
     wr.add_tokenizer_pre("smollm")
     toks = _vocab()
@@ -89,17 +95,17 @@ def _f16(x):
     return x.astype(np.float16).astype(np.float32)
 
 
-def reference_forward(w: dict, ids, neox: bool) -> np.ndarray:
+def reference_forward(w: dict, ids, neox: bool, rope_factor: float = 1.0) -> np.ndarray:
     """The llama graph in NumPy (float64 math, f16-rounded K, V, Q and attention weights as in
-    an f16 KV cache)."""
+    an f16 KV cache). RoPE angles are ``pos / rope_factor * base^(-2i/d) / rope_freqs[i]``."""
     n = len(ids)
     x = w["token_embd.weight"][ids].astype(np.float64)
 
     def rms(v, g):
         return v / np.sqrt((v * v).mean(-1, keepdims=True) + EPS) * g
 
-    inv = BASE ** (-np.arange(0, HD, 2) / HD)
-    ang = np.arange(n)[:, None] * inv[None, :]
+    inv = BASE ** (-np.arange(0, HD, 2) / HD) / w.get("rope_freqs.weight", 1.0)
+    ang = np.arange(n)[:, None] / rope_factor * inv[None, :]
     cos, sin = np.cos(ang), np.sin(ang)
 
     def rope(t, heads):
@@ -154,6 +160,51 @@ def test_tiny_model_matches_numpy(tmp_path, arch, bias):
     err = np.abs(ours - ref).max()
     assert err < 1e-2, f"max |ours - numpy| = {err} (logit std {ref.std():.2f})"
     assert (ours.argmax(-1) == ref.argmax(-1)).all()
+    # Only the last position's logits: the same bits as the last row of the full forward (every
+    # matmul gives a row the same value whatever the batch).
+    last = m.forward(ids, last_only=True)
+    assert last.shape == (1, 64)
+    np.testing.assert_array_equal(last[0], ours[-1])
+    assert m.forward([], last_only=True).shape == (0, 64)
+
+
+def test_rope_frequency_factors_and_linear_scaling(tmp_path):
+    """`rope_freqs.weight` (Llama 3.1-style per-dimension divisors) and linear
+    `rope.scaling.factor` change the angles as in ggml's rope; both checked against NumPy and
+    shown to matter."""
+    ids = [5, 9, 1, 30, 63, 2, 7, 7, 40, 11, 0, 22]
+    freqs = np.array([1.0, 2.5, 8.0, 31.0], np.float32)
+    path = tmp_path / "rope.gguf"
+    w = write_tiny(path, rope_freqs=freqs, rope_factor=4.0)
+    m = Model.load(path, threads=2)
+    assert m.config["rope_freq_scale"] == 0.25
+    ours = m.forward(ids)
+    ref = reference_forward(w, ids, neox=False, rope_factor=4.0)
+    # Same bound and reason as test_tiny_model_matches_numpy.
+    assert np.abs(ours - ref).max() < 1e-2
+    plain = tmp_path / "plain.gguf"
+    write_tiny(plain)
+    assert np.abs(Model.load(plain, threads=2).forward(ids) - ours).max() > 0.1
+    bad = tmp_path / "bad.gguf"
+    write_tiny(bad, rope_freqs=np.array([1.0, 0.0, 1.0, 1.0], np.float32))
+    with pytest.raises(ValueError, match="rope_freqs"):
+        Model.load(bad)
+
+
+def test_warns_beyond_training_context(tmp_path):
+    path = tmp_path / "tiny.gguf"
+    write_tiny(path)  # context_length 256
+    m = Model.load(path, threads=1)
+    with pytest.warns(RuntimeWarning, match="256"):
+        m.generate("ab", max_tokens=300)
+    with pytest.warns(RuntimeWarning, match="trained on"):
+        m.forward([5] * 257, last_only=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.forward([5] * 256, last_only=True)
+        m.generate("ab", max_tokens=10)
 
 
 def test_generation_api(tmp_path):

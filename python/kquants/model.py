@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -89,9 +90,27 @@ class Model:
         """Text of ``ids`` (control tokens are written out)."""
         return self._m.detokenize([int(i) for i in ids])
 
-    def forward(self, ids: Sequence[int]) -> np.ndarray:
-        """Logits (``float32 [len(ids), n_vocab]``) of every position, from an empty cache."""
-        return self._m.forward([int(i) for i in ids])
+    def forward(self, ids: Sequence[int], *, last_only: bool = False) -> np.ndarray:
+        """Logits (``float32 [len(ids), n_vocab]``) of every position, from an empty cache.
+
+        With ``last_only=True`` only the last position's logits are computed (``[1, n_vocab]``,
+        or ``[0, n_vocab]`` for no ids): the output projection then runs for one row, which is
+        what scoring the next token needs and what prompt processing in generation does.
+        """
+        ids = [int(i) for i in ids]
+        self._check_context(len(ids), "forward")
+        return self._m.forward(ids, bool(last_only))
+
+    def _check_context(self, n: int, what: str) -> None:
+        """Warn (like llama.cpp) when ``n`` positions exceed the model's training context."""
+        train = int(self.config.get("n_ctx_train", 0) or 0)
+        if train and n > train:
+            warnings.warn(
+                f"{what} spans {n} positions, more than the {train} the model was trained on "
+                f"({self.config.get('architecture', 'model')}.context_length): expect degraded output",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _stop_ids(self) -> List[int]:
         ids = [self._m.eos_token_id, self._m.eot_token_id]
@@ -117,6 +136,7 @@ class Model:
         if max_tokens < 0:
             raise ValueError("max_tokens must be >= 0")
         stop = self._stop_ids() if stop_at_eos else []
+        self._check_context(len(ids) + max_tokens, "generate (prompt + max_tokens)")
         return Generation(self._m.generate(ids, max_tokens, float(temperature), int(top_k), float(top_p), int(seed), stop))
 
     def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
@@ -202,6 +222,7 @@ def perplexity(
     ``progress``: a ``callback(done, total)``, ``True`` for a bar on stderr, default a bar on a TTY.
     """
     m = _as_model(model, threads)
+    m._check_context(ctx, "perplexity ctx")
     b = _as_model(base, threads)._m if base is not None else None
     cb = progress if callable(progress) else (_progress_bar("perplexity") if progress in (None, True) else None)
     return dict(m._m.perplexity(text, ctx, b, max_chunks, cb))
@@ -222,6 +243,7 @@ def imatrix(
     ``out`` in llama.cpp's GGUF imatrix format (legacy ``.dat`` if ``out`` ends in ``.dat``).
     Returns the number of chunks processed."""
     m = _as_model(model, threads)
+    m._check_context(ctx, "imatrix ctx")
     cb = progress if callable(progress) else (_progress_bar("imatrix") if progress in (None, True) else None)
     return m._m.imatrix(text, str(out), ctx, max_chunks, dataset or "", cb)
 

@@ -75,6 +75,9 @@ pub struct Config {
     pub n_rot: usize,
     /// RoPE base.
     pub rope_base: f32,
+    /// RoPE position scale: `1 / rope.scaling.factor` for linear scaling, else 1 (ggml's
+    /// `freq_scale`).
+    pub rope_freq_scale: f32,
     /// RoPE mode.
     pub rope_mode: RopeMode,
     /// RMSNorm epsilon.
@@ -175,6 +178,16 @@ impl Config {
                 return Err(Error::value(format!("rope scaling {t:?} is not supported")));
             }
         }
+        // llama.cpp reads the factor from `rope.scale_linear` or `rope.scaling.factor` (the
+        // latter wins) whatever the scaling type, and runs positions scaled by its inverse.
+        let mut factor = meta_f32(src, &format!("{a}.rope.scale_linear"))?.unwrap_or(0.0);
+        if let Some(f) = meta_f32(src, &format!("{a}.rope.scaling.factor"))? {
+            factor = f;
+        }
+        if !factor.is_finite() || factor < 0.0 {
+            return Err(Error::value(format!("rope scaling factor {factor} is not a positive number")));
+        }
+        let rope_freq_scale = if factor == 0.0 { 1.0 } else { 1.0 / factor };
         if let Some(e) = meta_usize(src, &format!("{a}.expert_count"))? {
             if e > 0 {
                 return Err(Error::value("mixture-of-experts models are not supported"));
@@ -196,6 +209,7 @@ impl Config {
             head_dim,
             n_rot,
             rope_base,
+            rope_freq_scale,
             rope_mode: arch.rope_mode(),
             rms_eps,
             n_ctx_train,

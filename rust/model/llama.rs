@@ -86,7 +86,10 @@ impl Linear {
     /// How this weight is multiplied with the kernels in use.
     fn plan(&self) -> Result<Plan> {
         if !self.is_quantized_path() {
-            return Ok(Plan::Float);
+            return match crate::simd::fgemm::supports(self.ty) {
+                true => Ok(Plan::Float),
+                false => Err(Error::Unsupported { ty: self.ty, op: "matmul" }),
+            };
         }
         let kern = crate::simd::kernels();
         let act_ty = self.ty.dot_type().ok_or(Error::Unsupported { ty: self.ty, op: "matmul" })?;
@@ -145,27 +148,11 @@ impl Linear {
             }
             Plan::Float => {
                 let (cols, rb) = (self.cols, self.row_bytes);
-                let mut tmp = vec![0f32; nr * cols];
-                for (src, dst) in w[rs.start * rb..rs.end * rb].chunks_exact(rb).zip(tmp.chunks_exact_mut(cols)) {
-                    dequantize_row(self.ty, src, dst);
-                }
                 let mut res = vec![0f32; n * nr];
-                // One SGEMM for any number of tokens, so that each output's summation order does
-                // not depend on the batch size (batched and token-by-token runs agree).
-                // res (n x nr) = x (n x cols) . tmp^T (cols x nr)
-                // SAFETY: every pointer addresses a live buffer of exactly the extent the strides
-                // describe: x is n*cols, tmp is nr*cols (read transposed through its strides), res
-                // is n*nr; none of them alias.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        n, cols, nr,
-                        1.0,
-                        x.as_ptr(), cols as isize, 1,
-                        tmp.as_ptr(), 1, cols as isize,
-                        0.0,
-                        res.as_mut_ptr(), nr as isize, 1,
-                    );
-                }
+                // Each output is computed the same way whatever the batch (see simd::fgemm).
+                // Cannot fail: the type is a float type (the plan) and the lengths are this
+                // chunk's rows and the step's input.
+                let _ = crate::simd::fgemm::float_gemm(self.ty, cols, &w[rs.start * rb..rs.end * rb], nr, x, n, &mut res, nr);
                 for t in 0..n {
                     // SAFETY: columns `rs` of every output row belong to this chunk.
                     let o = unsafe { out.part(t * self.rows + rs.start..t * self.rows + rs.end) };
@@ -187,7 +174,7 @@ enum Plan {
     /// Activations quantized to `act_ty` (`act_row` bytes per token) by `act`, then one kernel
     /// dot product per output.
     Quant { dot: RowDot, act_ty: QuantType, act: ActCall, act_row: usize },
-    /// Dequantize weight rows to f32 and multiply with SGEMM.
+    /// Float weights (F32/F16/BF16) times f32 activations ([`crate::simd::fgemm`]).
     Float,
 }
 
@@ -255,6 +242,8 @@ pub struct Model {
     layers: Vec<Layer>,
     output_norm: Vec<f32>,
     output: Linear,
+    /// `rope_freqs.weight`: divisors of the RoPE frequencies, one per rotated pair.
+    rope_freqs: Option<Vec<f32>>,
     team: Team,
 }
 
@@ -326,6 +315,17 @@ impl Model {
             });
         }
         let output_norm = f32_vector(src, "output_norm.weight", c.n_embd)?;
+        // Per-dimension RoPE frequency divisors (Llama 3.1-style scaling, written by converters).
+        let rope_freqs = match src.tensor("rope_freqs.weight") {
+            Some(_) => {
+                let f = f32_vector(src, "rope_freqs.weight", c.n_rot / 2)?;
+                if let Some(bad) = f.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+                    return Err(Error::value(format!("rope_freqs.weight holds {bad}, not a positive number")));
+                }
+                Some(f)
+            }
+            None => None,
+        };
         let output = if src.tensor("output.weight").is_some() {
             lin("output.weight", c.n_vocab, c.n_embd, false)?
         } else {
@@ -337,7 +337,7 @@ impl Model {
             None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         };
         let team = Team::new(threads).map_err(|e| Error::value(format!("cannot start {threads} threads: {e}")))?;
-        Ok(Model { config, source, embd, layers, output_norm, output, team })
+        Ok(Model { config, source, embd, layers, output_norm, output, rope_freqs, team })
     }
 
     /// The source the weights live in.
@@ -399,7 +399,7 @@ impl Model {
         let (d, hd) = (c.n_embd, c.head_dim);
         let (q_dim, kv_dim) = (c.n_head * hd, c.n_head_kv * hd);
         let pos0 = s.pos;
-        let rope = RopeTable::new(c, pos0, n);
+        let rope = RopeTable::new(c, self.rope_freqs.as_deref(), pos0, n);
 
         // Plans (and every error) before the workers start.
         let plans: Vec<[Plan; 7]> = self
@@ -670,15 +670,19 @@ struct RopeTable {
 }
 
 impl RopeTable {
-    fn new(c: &Config, pos0: usize, n: usize) -> RopeTable {
+    fn new(c: &Config, freqs: Option<&[f32]>, pos0: usize, n: usize) -> RopeTable {
         let half = c.n_rot / 2;
-        // ggml: theta_scale = base^(-2/n_dims), theta_i = pos * theta_scale^i, built by repeated products.
+        // ggml: theta_scale = base^(-2/n_dims), theta_i = pos * theta_scale^i, built by repeated
+        // products; the angle is freq_scale * (theta_i / freq_factor_i) (both 1 when absent,
+        // which leaves theta_i unchanged bit for bit).
         let theta_scale = c.rope_base.powf(-2.0 / c.n_rot as f32);
         let mut cs = Vec::with_capacity(n * half);
         for t in 0..n {
             let mut theta = (pos0 + t) as f32;
-            for _ in 0..half {
-                cs.push((theta.cos(), theta.sin()));
+            for i in 0..half {
+                let ff = freqs.map_or(1.0, |f| f[i]);
+                let a = c.rope_freq_scale * (theta / ff);
+                cs.push((a.cos(), a.sin()));
                 theta *= theta_scale;
             }
         }

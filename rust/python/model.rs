@@ -61,6 +61,7 @@ impl PyModel {
         d.set_item("head_dim", c.head_dim)?;
         d.set_item("n_rot", c.n_rot)?;
         d.set_item("rope_base", c.rope_base)?;
+        d.set_item("rope_freq_scale", c.rope_freq_scale)?;
         d.set_item("rms_eps", c.rms_eps)?;
         d.set_item("n_ctx_train", c.n_ctx_train)?;
         d.set_item("n_vocab", c.n_vocab)?;
@@ -114,17 +115,19 @@ impl PyModel {
         Ok(self.tok.token_bytes(ids[0]).to_vec())
     }
 
-    /// Logits `float32 [n, n_vocab]` for every position of `ids`, from an empty cache.
-    fn forward<'py>(&self, py: Python<'py>, ids: Vec<i64>) -> PyResult<Bound<'py, PyAny>> {
+    /// Logits `float32 [n, n_vocab]` for every position of `ids` (or `[1, n_vocab]` for the last
+    /// one with `last_only`), from an empty cache.
+    #[pyo3(signature = (ids, last_only=false))]
+    fn forward<'py>(&self, py: Python<'py>, ids: Vec<i64>, last_only: bool) -> PyResult<Bound<'py, PyAny>> {
         let ids = ids_of(ids, self.model.config.n_vocab)?;
-        let n = ids.len();
+        let rows = if last_only { ids.len().min(1) } else { ids.len() };
         let m = Arc::clone(&self.model);
         let logits = py.detach(move || {
             let mut s = m.session();
-            s.eval(&ids, true)
+            s.eval(&ids, !last_only)
         })?;
         let arr = PyArray1::from_vec(py, logits);
-        Ok(arr.reshape([n, self.model.config.n_vocab])?.into_any())
+        Ok(arr.reshape([rows, self.model.config.n_vocab])?.into_any())
     }
 
     /// A generation iterator over text pieces.

@@ -6,8 +6,6 @@
 //! release the GIL for the work, and hand the result to NumPy without copying.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn,
@@ -51,40 +49,9 @@ fn c_order<'a, T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(
     Cow::Owned(a.as_array().iter().copied().collect())
 }
 
-/// Largest `threads=` value whose pool is kept between calls (bigger ones are built per call).
-const MAX_CACHED_POOL: usize = 256;
-
-/// A rayon pool of `n` workers, built once per `n` and kept: building one costs hundreds of
-/// microseconds, more than quantizing a small tensor.
-fn pool(n: usize) -> Result<Arc<rayon::ThreadPool>> {
-    let build = || {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map(Arc::new)
-            .map_err(|e| Error::value(format!("cannot start {n} threads: {e}")))
-    };
-    if n > MAX_CACHED_POOL {
-        return build();
-    }
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    // A poisoned lock only means another thread panicked while holding it; the map is still valid.
-    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = pools.get(&n) {
-        return Ok(p.clone());
-    }
-    let p = build()?;
-    pools.insert(n, p.clone());
-    Ok(p)
-}
-
 /// Run `f` on `threads` workers (`None`: rayon's global pool, one worker per core).
 fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
-    match threads {
-        None => f(),
-        Some(0) => Err(Error::value("threads must be at least 1")),
-        Some(n) => pool(n)?.install(f),
-    }
+    crate::parallel::with_threads(threads, f)?
 }
 
 /// The full NumPy index of flat C-order position `i` in an array of `shape`.

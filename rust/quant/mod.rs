@@ -206,17 +206,7 @@ pub fn check_imatrix(imatrix: &[f32], n_per_row: usize) -> Result<()> {
 
 /// Run `f` on a rayon pool with `threads` workers (`None`: the global pool).
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
-    match threads {
-        None => Ok(f()),
-        Some(0) => Err(Error::value("threads must be at least 1")),
-        Some(n) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| Error::value(format!("cannot start {n} threads: {e}")))?;
-            Ok(pool.install(f))
-        }
-    }
+    crate::parallel::with_threads(threads, f)
 }
 
 /// Rows per rayon task: enough work per task to amortize scheduling, small enough to balance.

@@ -129,6 +129,105 @@ unsafe fn four(p: *const u8, stride: usize) -> __m512i {
     }
 }
 
+/// The constants that decode one block of 16 rows (see [`decode_block`]).
+struct Decoder {
+    nib: __m512i,
+    tbl: __m512i,
+    rows: __m512i,
+    idx_a0: __m512i,
+    idx_a1: __m512i,
+    idx_lo: __m512i,
+    idx_hi: __m512i,
+}
+
+/// One block of 16 rows, decoded (by [`decode_block`]): the scales `d` (and minimums `m` for Q4_1) per row, and the
+/// unsigned values `lo[k]` = values 4k..4k+4, `hi[k]` = values 16+4k..16+4k+4 of every row (row =
+/// dword lane).
+struct Block16 {
+    d: __m512,
+    m: __m512,
+    lo: [__m512i; 4],
+    hi: [__m512i; 4],
+}
+
+impl Decoder {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn new(wrow: usize) -> Decoder {
+        // SAFETY: 16 readable bytes (the table).
+        let tbl = unsafe {
+            _mm512_broadcast_i32x4(_mm_add_epi8(
+                _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i),
+                _mm_set1_epi8(-128),
+            ))
+        };
+        Decoder {
+            nib: _mm512_set1_epi8(0x0f),
+            tbl,
+            // Gather offsets of the 16 rows' block headers.
+            rows: _mm512_mullo_epi32(
+                _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                _mm512_set1_epi32(wrow as i32),
+            ),
+            // Transposition indices (vpermt2d: 0..15 first source, 16..31 second).
+            // Step 1: rows 0..7 (or 8..15) of two 4-row registers, dwords k and k+1: out = (k-k0)*8 + r.
+            idx_a0: _mm512_set_epi32(29, 25, 21, 17, 13, 9, 5, 1, 28, 24, 20, 16, 12, 8, 4, 0),
+            idx_a1: _mm512_set_epi32(31, 27, 23, 19, 15, 11, 7, 3, 30, 26, 22, 18, 14, 10, 6, 2),
+            // Step 2: dword k of rows 0..7 (first) and 8..15 (second).
+            idx_lo: _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 7, 6, 5, 4, 3, 2, 1, 0),
+            idx_hi: _mm512_set_epi32(31, 30, 29, 28, 27, 26, 25, 24, 15, 14, 13, 12, 11, 10, 9, 8),
+        }
+    }
+}
+
+/// Decode block `$b` of the 16 rows at `$w` (stride `$wrow`) of kind `$k` with decoder `$dec`
+/// into a [`Block16`] (a macro so that it is inlined into the kernels' loops: as a function it
+/// is not, and its ten-register result goes through memory).
+///
+/// Safety (of the expansion, inside an `unsafe` block): block `$b` of each of the 16 rows is
+/// readable. Gathers read the first 4 bytes of a block, loads its 16 quant bytes; prefetches
+/// are hints (may pass the end).
+macro_rules! decode_block {
+    ($dec:expr, $k:expr, $w:expr, $wrow:expr, $b:expr) => {{
+        let (w, wrow, b) = ($w, $wrow, $b);
+        let (wb, qa) = (block_bytes($k), quants_at($k));
+        let blk = w.add(b * wb);
+        let hdr = _mm512_i32gather_epi32::<1>($dec.rows, blk as *const i32);
+        let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hdr));
+        let m = if q8_1($k) { _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hdr, 16))) } else { _mm512_setzero_ps() };
+        let q = blk.add(qa);
+        let (z0, z1, z2, z3) = (four(q, wrow), four(q.add(4 * wrow), wrow), four(q.add(8 * wrow), wrow), four(q.add(12 * wrow), wrow));
+        // The same block of the next group of rows, a line at a time.
+        if (b * wb) % 64 < wb {
+            let next = blk.wrapping_add(16 * wrow);
+            for r in 0..16 {
+                crate::simd::prefetch(next.wrapping_add(r * wrow), 1);
+            }
+        }
+        let a01 = _mm512_permutex2var_epi32(z0, $dec.idx_a0, z1);
+        let b01 = _mm512_permutex2var_epi32(z2, $dec.idx_a0, z3);
+        let a23 = _mm512_permutex2var_epi32(z0, $dec.idx_a1, z1);
+        let b23 = _mm512_permutex2var_epi32(z2, $dec.idx_a1, z3);
+        let v = [
+            _mm512_permutex2var_epi32(a01, $dec.idx_lo, b01),
+            _mm512_permutex2var_epi32(a01, $dec.idx_hi, b01),
+            _mm512_permutex2var_epi32(a23, $dec.idx_lo, b23),
+            _mm512_permutex2var_epi32(a23, $dec.idx_hi, b23),
+        ];
+        let mut lo = [_mm512_setzero_si512(); 4];
+        let mut hi = [_mm512_setzero_si512(); 4];
+        for k in 0..4 {
+            lo[k] = _mm512_and_si512(v[k], $dec.nib);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), $dec.nib);
+            if $k == IQ4NL {
+                lo[k] = _mm512_shuffle_epi8($dec.tbl, lo[k]);
+                hi[k] = _mm512_shuffle_epi8($dec.tbl, hi[k]);
+            }
+        }
+        Block16 { d, m, lo, hi }
+    }};
+}
+
 /// 16 weight rows times `C` activation rows; `res[act][row]`.
 ///
 /// # Safety
@@ -143,78 +242,28 @@ unsafe fn group<const K: u8, const C: usize>(
     panel: &[ActBlock],
     res: &mut [[f32; 16]; 8],
 ) {
-    let (wb, qa) = (block_bytes(K), quants_at(K));
     let ab = if q8_1(K) { 36 } else { 34 };
     let aq = ab - 32;
-    let nib = _mm512_set1_epi8(0x0f);
-    // SAFETY (both tables): 16 readable bytes.
-    let tbl = unsafe {
-        _mm512_broadcast_i32x4(_mm_add_epi8(
-            _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i),
-            _mm_set1_epi8(-128),
-        ))
-    };
-    // Gather offsets of the 16 rows' block headers.
-    let rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(wrow as i32));
-    // Transposition indices (vpermt2d: 0..15 first source, 16..31 second).
-    // Step 1: rows 0..7 (or 8..15) of two 4-row registers, dwords k and k+1: out = (k-k0)*8 + r.
-    let idx_a0 = _mm512_set_epi32(29, 25, 21, 17, 13, 9, 5, 1, 28, 24, 20, 16, 12, 8, 4, 0);
-    let idx_a1 = _mm512_set_epi32(31, 27, 23, 19, 15, 11, 7, 3, 30, 26, 22, 18, 14, 10, 6, 2);
-    // Step 2: dword k of rows 0..7 (first) and 8..15 (second).
-    let idx_lo = _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 7, 6, 5, 4, 3, 2, 1, 0);
-    let idx_hi = _mm512_set_epi32(31, 30, 29, 28, 27, 26, 25, 24, 15, 14, 13, 12, 11, 10, 9, 8);
+    let dec = Decoder::new(wrow);
     let mut acc = [_mm512_setzero_ps(); C];
     for b in 0..nb {
-        // SAFETY: block b of each of the 16 rows is inside the rows (caller); gathers read the
-        // first 4 bytes of a block, loads its 16 quant bytes.
+        // SAFETY: block b of each of the 16 rows is inside the rows (caller); activation block
+        // b of rows 0..C is inside `a` and the panel (caller).
         unsafe {
-            let blk = w.add(b * wb);
-            let hdr = _mm512_i32gather_epi32::<1>(rows, blk as *const i32);
-            let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hdr));
-            let mw = if q8_1(K) { _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(hdr, 16))) } else { _mm512_setzero_ps() };
-            let q = blk.add(qa);
-            let (z0, z1, z2, z3) = (four(q, wrow), four(q.add(4 * wrow), wrow), four(q.add(8 * wrow), wrow), four(q.add(12 * wrow), wrow));
-            // The same block of the next group of rows, a line at a time (a hint: may pass the end).
-            if (b * wb) % 64 < wb {
-                let next = blk.wrapping_add(16 * wrow);
-                for r in 0..16 {
-                    crate::simd::prefetch(next.wrapping_add(r * wrow), 1);
-                }
-            }
-            let a01 = _mm512_permutex2var_epi32(z0, idx_a0, z1);
-            let b01 = _mm512_permutex2var_epi32(z2, idx_a0, z3);
-            let a23 = _mm512_permutex2var_epi32(z0, idx_a1, z1);
-            let b23 = _mm512_permutex2var_epi32(z2, idx_a1, z3);
-            let v = [
-                _mm512_permutex2var_epi32(a01, idx_lo, b01),
-                _mm512_permutex2var_epi32(a01, idx_hi, b01),
-                _mm512_permutex2var_epi32(a23, idx_lo, b23),
-                _mm512_permutex2var_epi32(a23, idx_hi, b23),
-            ];
-            // Values 4k..4k+4 (low nibbles) and 16+4k..16+4k+4 (high nibbles) of every row.
-            let mut lo = [_mm512_setzero_si512(); 4];
-            let mut hi = [_mm512_setzero_si512(); 4];
-            for k in 0..4 {
-                lo[k] = _mm512_and_si512(v[k], nib);
-                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), nib);
-                if K == IQ4NL {
-                    lo[k] = _mm512_shuffle_epi8(tbl, lo[k]);
-                    hi[k] = _mm512_shuffle_epi8(tbl, hi[k]);
-                }
-            }
+            let x = decode_block!(dec, K, w, wrow, b);
             for c in 0..C {
                 let y = a.as_ptr().add((c * nb + b) * ab + aq) as *const i32;
                 let p = panel.get_unchecked(c * nb + b);
                 let mut s0 = _mm512_set1_epi32(p.base);
                 let mut s1 = _mm512_setzero_si512();
                 for k in 0..4 {
-                    s0 = _mm512_dpbusd_epi32(s0, lo[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(k))));
-                    s1 = _mm512_dpbusd_epi32(s1, hi[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(4 + k))));
+                    s0 = _mm512_dpbusd_epi32(s0, x.lo[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(k))));
+                    s1 = _mm512_dpbusd_epi32(s1, x.hi[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(4 + k))));
                 }
                 let isum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-                acc[c] = _mm512_fmadd_ps(isum, _mm512_mul_ps(dw, _mm512_set1_ps(p.d)), acc[c]);
+                acc[c] = _mm512_fmadd_ps(isum, _mm512_mul_ps(x.d, _mm512_set1_ps(p.d)), acc[c]);
                 if q8_1(K) {
-                    acc[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(p.s), acc[c]);
+                    acc[c] = _mm512_fmadd_ps(x.m, _mm512_set1_ps(p.s), acc[c]);
                 }
             }
         }
@@ -222,5 +271,108 @@ unsafe fn group<const K: u8, const C: usize>(
     for c in 0..C {
         // SAFETY: 16 floats into a [f32; 16].
         unsafe { _mm512_storeu_ps(res[c].as_mut_ptr(), acc[c]) };
+    }
+}
+
+/// Q4_1 × Q8_1 for `nr` weight rows and `m` activation rows in ggml's order, bit for bit the
+/// AVX2 row kernel ([`super::avx2::dot_q4_1`]) and ggml's AVX2 `vec_dot`: per output, eight
+/// float lanes, lane `g` adding `fma(d_w·d_a, Σ_{4 values 4g..4g+4} u·a, lane)` block after block;
+/// `Σ m_w·s_a` added on its own (multiply, then add); the lanes summed as
+/// `((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7))`, then the minimum term. Complete groups of 16 rows run
+/// the interleaved decode with those eight lanes per (row, activation) pair; other rows call the
+/// row kernel, which gives the same bits, so nothing depends on the batch or the row split.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C available; `w` holds `nr` rows and `a` holds `m` rows
+/// of `k` values (a multiple of 32); `out` holds `nr * m` values.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn gemm_q4_1(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, out: &mut [f32]) {
+    let nb = k / 32;
+    let (wrow, arow) = (nb * 20, nb * 36);
+    assert!(w.len() >= nr * wrow && a.len() >= m * arow && out.len() >= nr * m, "gemm_q4_1 buffer sizes");
+    let mut panel = vec![ActBlock::default(); m * nb];
+    for (p, blk) in panel.iter_mut().zip(a.chunks_exact(36)) {
+        let h = |i: usize| half::f16::from_bits(u16::from_le_bytes([blk[i], blk[i + 1]])).to_f32();
+        *p = ActBlock { d: h(0), base: 0, s: h(2) };
+    }
+    let mut i = 0;
+    if wrow * 16 <= i32::MAX as usize && nb > 0 {
+        while nr - i >= 16 {
+            let wp = w[i * wrow..].as_ptr();
+            let mut j = 0;
+            while j < m {
+                let c = if m - j >= 2 { 2 } else { 1 };
+                let mut res = [[0f32; 16]; 2];
+                // SAFETY: rows i..i+16 are inside `w` and activation rows j..j+c inside `a` and
+                // the panel (lengths checked above); 16 * wrow fits an i32.
+                unsafe {
+                    if c == 2 {
+                        group_q4_1::<2>(nb, wp, wrow, &a[j * arow..], &panel[j * nb..], &mut res);
+                    } else {
+                        group_q4_1::<1>(nb, wp, wrow, &a[j * arow..], &panel[j * nb..], &mut res);
+                    }
+                }
+                for (ci, col) in res.iter().enumerate().take(c) {
+                    for (r, v) in col.iter().enumerate() {
+                        out[(i + r) * m + j + ci] = *v;
+                    }
+                }
+                j += c;
+            }
+            i += 16;
+        }
+    }
+    for r in i..nr {
+        for j in 0..m {
+            // SAFETY: row r of `w` and row j of `a` are whole rows of `k` values (checked above).
+            out[r * m + j] = unsafe { super::avx2::dot_q4_1(k, &w[r * wrow..(r + 1) * wrow], &a[j * arow..(j + 1) * arow]) };
+        }
+    }
+}
+
+/// 16 Q4_1 rows times `C` activation rows in ggml's order (see [`gemm_q4_1`]); `res[act][row]`.
+///
+/// # Safety
+/// As [`gemm16`], with `C` rows at `a` (stride `nb` blocks) and `C * nb` panel entries.
+#[inline]
+#[allow(clippy::needless_range_loop)] // lanes g and activations c index parallel arrays
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn group_q4_1<const C: usize>(
+    nb: usize,
+    w: *const u8,
+    wrow: usize,
+    a: &[u8],
+    panel: &[ActBlock],
+    res: &mut [[f32; 16]; 2],
+) {
+    let dec = Decoder::new(wrow);
+    let mut acc = [[_mm512_setzero_ps(); 8]; C];
+    let mut summs = [_mm512_setzero_ps(); C];
+    for b in 0..nb {
+        // SAFETY: block b of each of the 16 rows is inside the rows (caller); activation block
+        // b of rows 0..C is inside `a` and the panel (caller).
+        unsafe {
+            let x = decode_block!(dec, Q4_1, w, wrow, b);
+            for c in 0..C {
+                let y = a.as_ptr().add((c * nb + b) * 36 + 4) as *const i32;
+                let p = panel.get_unchecked(c * nb + b);
+                let d = _mm512_mul_ps(x.d, _mm512_set1_ps(p.d));
+                summs[c] = _mm512_add_ps(summs[c], _mm512_mul_ps(x.m, _mm512_set1_ps(p.s)));
+                for g in 0..8 {
+                    let u = if g < 4 { x.lo[g] } else { x.hi[g - 4] };
+                    let i = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_set1_epi32(core::ptr::read_unaligned(y.add(g))));
+                    acc[c][g] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(i), acc[c][g]);
+                }
+            }
+        }
+    }
+    for c in 0..C {
+        let l = &acc[c];
+        let s = _mm512_add_ps(
+            _mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
+            _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])),
+        );
+        // SAFETY: 16 floats into a [f32; 16].
+        unsafe { _mm512_storeu_ps(res[c].as_mut_ptr(), _mm512_add_ps(s, summs[c])) };
     }
 }

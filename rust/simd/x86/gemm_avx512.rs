@@ -29,7 +29,7 @@ use crate::types::QuantType as T;
 pub(crate) unsafe fn gemm_overrides() -> Vec<(T, GemmFn)> {
     vec![
         (T::Q4_0, gemm::<Q4_0> as _),
-        (T::Q4_1, gemm::<Q4_1> as _),
+        (T::Q4_1, super::gemm16_avx512::gemm_q4_1 as _),
         (T::Q5_0, gemm::<Q5_0> as _),
         (T::Q5_1, gemm::<Q5_1> as _),
         (T::Q8_0, gemm::<Q8_0> as _),
