@@ -5,7 +5,8 @@ for the same Hugging Face directory, key by key and in order.
 llama.cpp's `convert_hf_to_gguf.py` needs torch for tensors; the metadata path (hyperparameters,
 `get_vocab_base`, `SpecialVocab`, the pre-tokenizer fingerprint) does not, so this script stubs
 torch out, runs `prepare_metadata` of llama.cpp's model class, and compares its key/value list with
-the GGUF we wrote. Needs `transformers` (llama.cpp's vocabulary code uses AutoTokenizer).
+the GGUF we wrote. Needs `transformers` (llama.cpp's vocabulary code uses AutoTokenizer), and
+`sentencepiece` for directories with a `tokenizer.model`.
 
     python scripts/compare_convert_llamacpp.py MODEL_DIR OURS.gguf [--llama-cpp /work/ref/llama.cpp]
 """
@@ -53,19 +54,23 @@ def main() -> int:
     hparams = ModelBase.load_hparams(args.model_dir, False)
     cls = get_model_class(get_model_architecture(hparams, ModelType.TEXT))
     m = cls(args.model_dir, gguf.LlamaFileType.MOSTLY_F16, Path("/nonexistent/out.gguf"), model_name=None)
+    # llama.cpp's write() prepares the tensors before the metadata, and the size label and the
+    # name heuristics use their parameter count; this script prepares none, so it counts ours
+    # (the tensor set is compared by tests/test_convert.py).
+    import numpy as np
+
+    total = sum(int(np.prod(t.shape)) for t in rd.tensors)
+    m.gguf_writer.get_total_parameter_count = lambda: (total, total, 0, 0)
     m.prepare_metadata(vocab_only=False)
     ref = {}
     for k, v in m.gguf_writer.kv_data[0].items():
         val = v.value
         ref[k] = [x for x in val] if isinstance(val, (list, tuple)) else val
+        if isinstance(ref[k], list):  # SentencePiece tokens are bytes there
+            ref[k] = [x.decode("utf-8") if isinstance(x, bytes) else x for x in ref[k]]
 
-    # llama.cpp derives these from the directory name and model card by heuristics; we write the
-    # directory name as general.name only.
-    heuristic = {"general.name", "general.basename", "general.size_label", "general.finetune", "general.version"}
     diffs = 0
     for k in ref:
-        if k in heuristic:
-            continue
         if k not in ours:
             print(f"MISSING in ours: {k} = {str(ref[k])[:80]}")
             diffs += 1
@@ -75,11 +80,10 @@ def main() -> int:
             print(f"DIFFERENT {k}: llama.cpp {str(ref[k])[:80]} / ours {str(ours[k])[:80]}")
             diffs += 1
     for k in ours:
-        if k not in ref and k not in heuristic:
+        if k not in ref:
             print(f"EXTRA in ours: {k}")
             diffs += 1
-    order_ref = [k for k in ref if k not in heuristic]
-    order_ours = [k for k in ours if k not in heuristic]
+    order_ref, order_ours = list(ref), list(ours)
     if order_ref != order_ours:
         print("key order differs:\n  llama.cpp", order_ref, "\n  ours     ", order_ours)
         diffs += 1

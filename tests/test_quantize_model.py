@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import kquants
@@ -120,3 +121,105 @@ def test_overrides_apply(f32_base, tmp_path):
     assert types["blk.3.ffn_down.weight"] == "Q4_0"
     assert types["token_embd.weight"] == "F16"
     assert types["blk.3.attn_q.weight"] == "Q8_0"
+
+
+# --- Mixture-of-experts: one imatrix row per expert --------------------------------------------
+
+N_EXPERT, N_EMBD, N_FF = 4, 256, 512
+
+
+def _moe_model(path: Path, rng) -> dict:
+    """A one-layer llama-architecture MoE GGUF (Mixtral layout) written with our writer; returns
+    the F32 weights by tensor name (NumPy order: experts, rows, columns)."""
+    def r(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    w = {
+        "token_embd.weight": r(32, N_EMBD),
+        "blk.0.attn_norm.weight": r(N_EMBD),
+        "blk.0.attn_q.weight": r(N_EMBD, N_EMBD),
+        "blk.0.attn_k.weight": r(N_EMBD, N_EMBD),
+        "blk.0.attn_v.weight": r(N_EMBD, N_EMBD),
+        "blk.0.attn_output.weight": r(N_EMBD, N_EMBD),
+        "blk.0.ffn_norm.weight": r(N_EMBD),
+        "blk.0.ffn_gate_inp.weight": r(N_EXPERT, N_EMBD),
+        "blk.0.ffn_gate_exps.weight": r(N_EXPERT, N_FF, N_EMBD),
+        "blk.0.ffn_up_exps.weight": r(N_EXPERT, N_FF, N_EMBD),
+        "blk.0.ffn_down_exps.weight": r(N_EXPERT, N_EMBD, N_FF),
+        "output_norm.weight": r(N_EMBD),
+        "output.weight": r(32, N_EMBD),
+    }
+    with kquants.GGUFWriter(path) as g:
+        g.add_metadata("general.architecture", "llama")
+        g.add_metadata("llama.block_count", 1, type="u32")
+        g.add_metadata("llama.embedding_length", N_EMBD, type="u32")
+        g.add_metadata("llama.feed_forward_length", N_FF, type="u32")
+        g.add_metadata("llama.attention.head_count", 4, type="u32")
+        g.add_metadata("llama.attention.head_count_kv", 4, type="u32")
+        g.add_metadata("llama.expert_count", N_EXPERT, type="u32")
+        g.add_metadata("llama.expert_used_count", 2, type="u32")
+        for name, a in w.items():
+            g.add_tensor(name, a)
+    return w
+
+
+def _imatrix(path: Path, entries: dict) -> None:
+    """llama.cpp's GGUF imatrix layout: per weight, ``.in_sum2`` (one row per expert) and
+    ``.counts`` (one per expert)."""
+    with kquants.GGUFWriter(path) as g:
+        g.add_metadata("general.type", "imatrix")
+        g.add_metadata("imatrix.datasets", ["synthetic"])
+        g.add_metadata("imatrix.chunk_count", 1, type="u32")
+        g.add_metadata("imatrix.chunk_size", 512, type="u32")
+        for name in sorted(entries):
+            sums, counts = entries[name]
+            g.add_tensor(f"{name}.in_sum2", sums.astype(np.float32))
+            g.add_tensor(f"{name}.counts", np.asarray(counts, np.float32))
+
+
+def test_moe_experts_use_their_own_imatrix_rows(tmp_path):
+    """llama-quantize (src/llama-quant.cpp) takes an imatrix entry of ne[0]*ne[2] values for a
+    3-D expert tensor and quantizes the rows of expert e with values [e*ne[0], (e+1)*ne[0])."""
+    rng = np.random.default_rng(7)
+    model = tmp_path / "moe.gguf"
+    w = _moe_model(model, rng)
+    entries, weights = {}, {}
+    for name in ("blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight", "blk.0.ffn_down_exps.weight"):
+        n_per_row = w[name].shape[2]
+        # Very different weights per expert, so a wrong slice changes the bytes.
+        sums = (rng.random((N_EXPERT, n_per_row)) ** 4 * 10.0 ** np.arange(N_EXPERT)[:, None]).astype(np.float32)
+        counts = np.array([3, 5, 7, 11][:N_EXPERT], np.float32)
+        entries[name] = (sums, counts)
+        weights[name] = sums / counts[:, None]  # llama.cpp: sums / count in f32
+    _imatrix(tmp_path / "imatrix.gguf", entries)
+    out = tmp_path / "moe-q4km.gguf"
+    r = kquants.quantize_model(model, out, "Q4_K_M", imatrix=tmp_path / "imatrix.gguf", threads=2)
+    used = {t.name for t in r.tensors if t.used_imatrix}
+    assert used == set(entries)
+    with kquants.GGUFFile(out) as f:
+        for name in entries:
+            t = f.tensors[name]
+            assert t.shape == w[name].shape
+            raw = t.raw.tobytes()
+            per_expert = len(raw) // N_EXPERT
+            for e in range(N_EXPERT):
+                want = kquants.quantize(w[name][e], t.type, imatrix=weights[name][e]).data.tobytes()
+                assert raw[e * per_expert:(e + 1) * per_expert] == want, f"{name} expert {e} ({t.type})"
+                # and the slice really depends on its own row of the imatrix
+                other = kquants.quantize(w[name][e], t.type, imatrix=weights[name][(e + 1) % N_EXPERT]).data.tobytes()
+                assert other != want
+
+
+@pytest.mark.parametrize("n_rows", [1, N_EXPERT - 1, N_EXPERT + 1])
+def test_moe_imatrix_of_the_wrong_length_is_an_error(tmp_path, n_rows):
+    """Only ne[0]*ne[2] values fit an expert tensor (one ne[0] row shared by all experts does not,
+    as in llama-quantize, which throws "imatrix size ... is different from tensor size")."""
+    rng = np.random.default_rng(8)
+    model = tmp_path / "moe.gguf"
+    _moe_model(model, rng)
+    name = "blk.0.ffn_up_exps.weight"
+    _imatrix(tmp_path / "imatrix.gguf", {name: (rng.random((n_rows, N_EMBD)).astype(np.float32), np.ones(n_rows, np.float32))})
+    out = tmp_path / "out.gguf"
+    with pytest.raises(ValueError, match=rf"imatrix has {n_rows * N_EMBD} values for {name} but the tensor needs {N_EXPERT * N_EMBD}"):
+        kquants.quantize_model(model, out, "Q4_K_M", imatrix=tmp_path / "imatrix.gguf")
+    assert not out.exists()

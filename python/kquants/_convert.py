@@ -40,7 +40,7 @@ def convert(
             biases stay F32, as llama.cpp writes them), or any llama-quantize mix such as
             ``"Q4_K_M"``, which converts to F32 first and then runs :func:`quantize_model`.
         threads: worker threads (default: all cores). The output does not depend on it.
-        model_name: ``general.name`` (default: the directory name).
+        model_name: ``general.name`` (default: derived from the directory name as llama.cpp does).
         tokenizer_pre: force ``tokenizer.ggml.pre`` (otherwise detected from llama.cpp's
             fingerprint of the tokenizer, then from its pre-tokenizer pattern).
         progress: called after each tensor as

@@ -15,13 +15,17 @@
 //! in a hidden temporary file beside the output, then runs [`quantize_model`] on it: the
 //! result is what `convert_hf_to_gguf.py --outtype f32` followed by `llama-quantize` gives.
 //!
-//! Differences from llama.cpp's converter, all in metadata: `general.name` is the directory name
-//! (llama.cpp derives name, basename, size label and fine-tune from the model card and directory
-//! name by heuristics, and copies sampling defaults from `generation_config.json`); added tokens
-//! are not re-encoded through `transformers`. SentencePiece vocabularies are not supported.
+//! Differences from llama.cpp's converter, all in metadata: `general.name`, `basename`,
+//! `size_label`, `finetune`, `version` and `organization` follow gguf-py's heuristics on
+//! `config.json`'s `_name_or_path` and the directory name ([`naming`]), but the model card
+//! (`README.md`: license, tags, base models, datasets...) and `generation_config.json`'s sampling
+//! defaults are not read; added tokens are not re-encoded through `transformers`. SentencePiece vocabularies come from `tokenizer.model`;
+//! a byte-fallback `tokenizer.json` without one (llama.cpp's `LlamaHfVocab`) is not supported.
 
 mod hf;
+mod naming;
 mod pre_hashes;
+mod spm;
 mod vocab;
 
 use std::path::Path;
@@ -98,7 +102,7 @@ pub struct ConvertOptions {
     pub outtype: OutType,
     /// Worker threads (`None`: all cores). The output does not depend on it.
     pub threads: Option<usize>,
-    /// `general.name` (default: the directory name).
+    /// `general.name` (default: derived from the directory name as llama.cpp does).
     pub model_name: Option<String>,
     /// Force `tokenizer.ggml.pre` instead of detecting it.
     pub tokenizer_pre: Option<String>,
@@ -166,19 +170,18 @@ fn dtype_qt(d: Dtype) -> QuantType {
 }
 
 /// The metadata llama.cpp's converter writes before the tokenizer (`general.*`, `<arch>.*`).
-fn model_metadata(kv: &mut Kv, cfg: &HfConfig, dir: &Path, opts: &ConvertOptions, file_type: FileType) -> Result<()> {
+fn model_metadata(
+    kv: &mut Kv,
+    cfg: &HfConfig,
+    dir: &Path,
+    opts: &ConvertOptions,
+    file_type: FileType,
+    total_params: u64,
+) -> Result<()> {
     let a = cfg.arch.gguf_name();
     kv.set("general.architecture", Value::from(a));
     kv.set("general.type", Value::from("model"));
-    let name = match &opts.model_name {
-        Some(n) => n.clone(),
-        None => dir
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "model".into()),
-    };
-    kv.set("general.name", Value::String(name));
+    naming::Naming::derive(dir, cfg, opts.model_name.as_deref(), total_params).write(kv);
     let u = |kv: &mut Kv, key: &str, keys: &[&str]| -> Result<()> {
         if let Some(v) = cfg.find_u32(keys)? {
             kv.set(&format!("{a}.{key}"), Value::U32(v));
@@ -529,7 +532,8 @@ fn write_direct(
     }
 
     let mut kv = Kv::default();
-    model_metadata(&mut kv, cfg, dir, opts, opts.outtype.file_type())?;
+    let total_params: usize = plan.iter().map(|p| p.shape.iter().product::<usize>()).sum();
+    model_metadata(&mut kv, cfg, dir, opts, opts.outtype.file_type(), total_params as u64)?;
     vocab::add_tokenizer(&mut kv, dir, cfg, opts.tokenizer_pre.as_deref())?;
 
     let mut w = GgufWriter::create(output)?;

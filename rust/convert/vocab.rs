@@ -1,8 +1,10 @@
 //! Tokenizer metadata from `tokenizer.json` / `tokenizer_config.json`, as llama.cpp's converter
 //! writes it for byte-level BPE ("gpt2") vocabularies (`_set_vocab_gpt2`, gguf-py `SpecialVocab`).
 //!
-//! SentencePiece vocabularies (`tokenizer.model`, or a `tokenizer.json` with byte-fallback BPE,
-//! which llama.cpp converts as `llama`) are reported as unsupported.
+//! SentencePiece vocabularies (`tokenizer.model`) become `llama` vocabularies as llama.cpp's
+//! `_set_vocab_sentencepiece` writes them (tokens, scores and types from [`super::spm`], then the
+//! same `SpecialVocab` keys). A `tokenizer.json` with byte-fallback BPE and no `tokenizer.model`
+//! (llama.cpp's `LlamaHfVocab` path) is still reported as unsupported.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,15 +14,12 @@ use sha2::{Digest, Sha256};
 
 use super::hf::{read_json, HfConfig};
 use super::pre_hashes::{CHECK_TEXT, PRE_HASHES};
+use super::spm;
 use super::Kv;
 use crate::error::{Error, Result};
 use crate::gguf::{Array, Value};
 
-/// gguf-py `TokenType` values.
-const NORMAL: i32 = 1;
-const CONTROL: i32 = 3;
-const USER_DEFINED: i32 = 4;
-const UNUSED: i32 = 5;
+use spm::{CONTROL, NORMAL, UNUSED, USER_DEFINED};
 
 /// Pre-tokenizer regexes as Hugging Face tokenizers write them in `tokenizer.json`.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -48,14 +47,10 @@ pub(crate) fn add_tokenizer(kv: &mut Kv, dir: &Path, cfg: &HfConfig, pre_overrid
             kv.set("tokenizer.ggml.add_space_prefix", Value::Bool(b));
         }
     }
-    if dir.join("tokenizer.model").is_file() {
-        return Err(Error::value(format!(
-            "{}: SentencePiece vocabularies (tokenizer.model) are not supported by kquants convert yet; \
-             convert with llama.cpp's convert_hf_to_gguf.py",
-            dir.join("tokenizer.model").display()
-        )));
-    }
     let tj_path = dir.join("tokenizer.json");
+    if dir.join("tokenizer.model").is_file() {
+        return add_sentencepiece(kv, dir, cfg, tokenizer_config, &tj_path);
+    }
     if !tj_path.is_file() {
         return Err(Error::value(format!("{}: tokenizer.json is missing (needed for the vocabulary)", dir.display())));
     }
@@ -163,33 +158,46 @@ pub(crate) fn add_tokenizer(kv: &mut Kv, dir: &Path, cfg: &HfConfig, pre_overrid
     if !merges.is_empty() {
         kv.set("tokenizer.ggml.merges", Value::Array(Array::from_strs(&merges)));
     }
-    let special = special_vocab(&tj, tokenizer_config, &added, dir)?;
-    for (typ, id) in &special.ids {
-        if let Some(key) = id_key(typ) {
-            kv.set(key, Value::U32(*id));
-        }
-    }
-    for (typ, on) in &special.add {
-        if let Some(key) = add_key(typ) {
-            kv.set(key, Value::Bool(*on));
-        }
-    }
-    match special.chat_template {
-        Some(Json::String(s)) => kv.set("tokenizer.chat_template", Value::String(s)),
-        Some(Json::Array(list)) => add_chat_templates(kv, &list),
-        _ => {}
-    }
-    if let Some(b) = special.lowercase {
-        kv.set("tokenizer.ggml.normalizer.lowercase", Value::Bool(b));
-    }
-    if let Some(b) = special.strip_accents {
-        kv.set("tokenizer.ggml.normalizer.strip_accents", Value::Bool(b));
-    }
-    // LlamaModel.set_vocab: granite-small style vocabularies never get a BOS.
+    let special = special_vocab(Some(&tj), tokenizer_config, &added, dir, None)?;
+    special.write(kv);
+    granite_no_bos(kv, cfg)
+}
+
+/// LlamaModel.set_vocab: granite-small style vocabularies never get a BOS.
+fn granite_no_bos(kv: &mut Kv, cfg: &HfConfig) -> Result<()> {
     if cfg.arch.permutes_qk() && cfg.find_u32(&["vocab_size"])?.unwrap_or(32000) == 49152 {
         kv.set("tokenizer.ggml.add_bos_token", Value::Bool(false));
     }
     Ok(())
+}
+
+/// `_set_vocab_sentencepiece`: the `llama` vocabulary from `tokenizer.model`, then
+/// `SpecialVocab(dir, n_vocab=len(tokens))` (no merges), which still reads `tokenizer.json`'s
+/// post-processor, normalizer and added tokens when that file exists.
+fn add_sentencepiece(kv: &mut Kv, dir: &Path, cfg: &HfConfig, tokenizer_config: Option<Json>, tj_path: &Path) -> Result<()> {
+    let v = spm::create_vocab(dir, cfg, looks_special)?;
+    kv.set("tokenizer.ggml.model", Value::from("llama"));
+    kv.set("tokenizer.ggml.pre", Value::from("default"));
+    kv.set("tokenizer.ggml.tokens", Value::Array(Array::from_strs(&v.tokens)));
+    kv.set("tokenizer.ggml.scores", Value::Array(Array::from_slice(&v.scores)));
+    kv.set("tokenizer.ggml.token_type", Value::Array(Array::from_slice(&v.types)));
+    let tj = if tj_path.is_file() { Some(read_json(tj_path)?) } else { None };
+    // SpecialVocab only looks the added tokens up by content (entries without both are skipped).
+    let added: Vec<Added> = tj
+        .as_ref()
+        .and_then(|t| t.get("added_tokens"))
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let id = a.get("id").and_then(Json::as_u64).and_then(|i| u32::try_from(i).ok())?;
+            let content = a.get("content").and_then(Json::as_str)?.to_owned();
+            Some(Added { id, content, special: false, normalized: false })
+        })
+        .collect();
+    let special = special_vocab(tj.as_ref(), tokenizer_config, &added, dir, Some(v.tokens.len()))?;
+    special.write(kv);
+    granite_no_bos(kv, cfg)
 }
 
 /// llama.cpp's `does_token_look_special`.
@@ -282,6 +290,8 @@ fn pre_by_hash_inner(path: &Path) -> Option<&'static str> {
 /// What gguf-py's `SpecialVocab` collects.
 #[derive(Default)]
 struct Special {
+    /// Ids at or above this are skipped (`SpecialVocab(n_vocab=...)`).
+    n_vocab: Option<usize>,
     ids: Vec<(String, u32)>,
     add: Vec<(String, bool)>,
     chat_template: Option<Json>,
@@ -297,6 +307,9 @@ impl Special {
             return Err(Error::value(format!("invalid value for special token type {typ}: {n}")));
         }
         let Ok(n) = u32::try_from(n) else { return Ok(()) };
+        if self.n_vocab.is_some_and(|nv| n as usize >= nv) {
+            return Ok(()); // out of range: skipped with a warning there
+        }
         if !self.ids.iter().any(|(t, _)| t == typ) {
             self.ids.push((typ.to_owned(), n));
         }
@@ -309,6 +322,31 @@ impl Special {
             None => self.add.push((typ.to_owned(), on)),
         }
     }
+    /// gguf-py `SpecialVocab.add_to_gguf` (merges are written by the caller).
+    fn write(self, kv: &mut Kv) {
+        for (typ, id) in &self.ids {
+            if let Some(key) = id_key(typ) {
+                kv.set(key, Value::U32(*id));
+            }
+        }
+        for (typ, on) in &self.add {
+            if let Some(key) = add_key(typ) {
+                kv.set(key, Value::Bool(*on));
+            }
+        }
+        match self.chat_template {
+            Some(Json::String(s)) => kv.set("tokenizer.chat_template", Value::String(s)),
+            Some(Json::Array(list)) => add_chat_templates(kv, &list),
+            _ => {}
+        }
+        if let Some(b) = self.lowercase {
+            kv.set("tokenizer.ggml.normalizer.lowercase", Value::Bool(b));
+        }
+        if let Some(b) = self.strip_accents {
+            kv.set("tokenizer.ggml.normalizer.strip_accents", Value::Bool(b));
+        }
+    }
+
     fn parse_normalizer(&mut self, n: &Json) {
         match n.get("type").and_then(Json::as_str) {
             Some("Lowercase") => self.lowercase = Some(true),
@@ -341,10 +379,16 @@ fn token_content(v: Option<&Json>) -> Option<String> {
 
 /// gguf-py `SpecialVocab._try_load_from_tokenizer_json` + `_try_load_from_config_json` (the
 /// single-sequence part of `TemplateProcessing`; pair templates and separators are not read).
-fn special_vocab(tj: &Json, tokenizer_config: Option<Json>, added: &[Added], dir: &Path) -> Result<Special> {
-    let mut s = Special::default();
+fn special_vocab(
+    tj: Option<&Json>,
+    tokenizer_config: Option<Json>,
+    added: &[Added],
+    dir: &Path,
+    n_vocab: Option<usize>,
+) -> Result<Special> {
+    let mut s = Special { n_vocab, ..Special::default() };
     let mut types: Vec<&str> = vec!["bos", "eos", "unk", "sep", "pad", "cls", "mask"];
-    if let Some(n) = tj.get("normalizer").filter(|n| !n.is_null()) {
+    if let Some(n) = tj.and_then(|t| t.get("normalizer")).filter(|n| !n.is_null()) {
         s.parse_normalizer(n);
     }
     let mut tc: Option<Map<String, Json>> = tokenizer_config.and_then(|t| match t {
@@ -368,7 +412,7 @@ fn special_vocab(tj: &Json, tokenizer_config: Option<Json>, added: &[Added], dir
             special_eos = special_sep.clone();
         }
     }
-    if let Some(pp) = tj.get("post_processor").filter(|p| !p.is_null()) {
+    if let Some(pp) = tj.and_then(|t| t.get("post_processor")).filter(|p| !p.is_null()) {
         let procs: Vec<&Json> = match pp.get("processors").and_then(Json::as_array) {
             Some(list) => list.iter().collect(),
             None => vec![pp],

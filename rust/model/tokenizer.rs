@@ -53,6 +53,9 @@ pub struct Tokenizer {
     pub eot: Option<u32>,
     /// Whether [`Tokenizer::encode`] with `add_special` prepends BOS.
     pub add_bos: bool,
+    /// Whether [`Tokenizer::encode`] with `add_special` appends EOS
+    /// (`tokenizer.ggml.add_eos_token`, as llama.cpp's tokenizer does).
+    pub add_eos: bool,
     /// The chat template (`tokenizer.chat_template`), if any.
     pub chat_template: Option<String>,
 }
@@ -235,8 +238,9 @@ impl Tokenizer {
         let eos = token_id(src, "tokenizer.ggml.eos_token_id", n)?;
         let eot = token_id(src, "tokenizer.ggml.eot_token_id", n)?;
         let add_bos = meta_bool(src, "tokenizer.ggml.add_bos_token")?.unwrap_or(kind == Kind::Spm) && bos.is_some();
+        let add_eos = meta_bool(src, "tokenizer.ggml.add_eos_token")?.unwrap_or(false) && eos.is_some();
         let chat_template = meta_str(src, "tokenizer.chat_template").ok().flatten();
-        Ok(Tokenizer { inner, kind, tokens, token_types, bytes, bos, eos, eot, add_bos, chat_template })
+        Ok(Tokenizer { inner, kind, tokens, token_types, bytes, bos, eos, eot, add_bos, add_eos, chat_template })
     }
 
     /// Tokenizer family.
@@ -260,14 +264,18 @@ impl Tokenizer {
     }
 
     /// Encode `text`; special tokens written in the text are parsed. With `add_special`, BOS is
-    /// prepended when the model asks for it (`tokenizer.ggml.add_bos_token`).
+    /// prepended and EOS appended when the model asks for them (`tokenizer.ggml.add_bos_token`,
+    /// `add_eos_token`).
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, false).map_err(|e| Error::value(format!("tokenization failed: {e}")))?;
-        let mut ids = Vec::with_capacity(enc.get_ids().len() + 1);
+        let mut ids = Vec::with_capacity(enc.get_ids().len() + 2);
         if add_special && self.add_bos {
             ids.extend(self.bos);
         }
         ids.extend_from_slice(enc.get_ids());
+        if add_special && self.add_eos {
+            ids.extend(self.eos);
+        }
         Ok(ids)
     }
 
