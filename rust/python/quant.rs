@@ -6,8 +6,6 @@
 //! release the GIL for the work, and hand the result to NumPy without copying.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn,
@@ -49,42 +47,6 @@ fn c_order<'a, T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(
         }
     }
     Cow::Owned(a.as_array().iter().copied().collect())
-}
-
-/// Largest `threads=` value whose pool is kept between calls (bigger ones are built per call).
-const MAX_CACHED_POOL: usize = 256;
-
-/// A rayon pool of `n` workers, built once per `n` and kept: building one costs hundreds of
-/// microseconds, more than quantizing a small tensor.
-fn pool(n: usize) -> Result<Arc<rayon::ThreadPool>> {
-    let build = || {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map(Arc::new)
-            .map_err(|e| Error::value(format!("cannot start {n} threads: {e}")))
-    };
-    if n > MAX_CACHED_POOL {
-        return build();
-    }
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    // A poisoned lock only means another thread panicked while holding it; the map is still valid.
-    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = pools.get(&n) {
-        return Ok(p.clone());
-    }
-    let p = build()?;
-    pools.insert(n, p.clone());
-    Ok(p)
-}
-
-/// Run `f` on `threads` workers (`None`: rayon's global pool, one worker per core).
-fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
-    match threads {
-        None => f(),
-        Some(0) => Err(Error::value("threads must be at least 1")),
-        Some(n) => pool(n)?.install(f),
-    }
 }
 
 /// The full NumPy index of flat C-order position `i` in an array of `shape`.
@@ -156,7 +118,9 @@ fn _quantize<'py>(
         let mut rw = arr.readwrite();
         let out = rw.as_slice_mut().map_err(|e| Error::value(format!("internal: output not contiguous: {e}")))?;
         debug_assert_eq!(out.len(), total);
-        py.detach(|| with_threads(threads, || quant::quantize_into(t, &src, n_per_row, w.as_deref(), path, out, None)))
+        // `quantize_into` runs on the calling thread for `threads=1` or a one-task array, on a
+        // cached pool of `threads` workers otherwise.
+        py.detach(|| quant::quantize_into(t, &src, n_per_row, w.as_deref(), path, out, threads))
     };
     match result {
         Ok(()) => Ok(arr),
@@ -194,7 +158,7 @@ fn _dequantize<'py>(
     {
         let mut rw = arr.readwrite();
         let out = rw.as_slice_mut().map_err(|e| Error::value(format!("internal: output not contiguous: {e}")))?;
-        py.detach(|| with_threads(threads, || quant::dequantize_into(t, &src, out, None)))?;
+        py.detach(|| quant::dequantize_into(t, &src, out, threads))?;
     }
     Ok(arr)
 }

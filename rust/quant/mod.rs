@@ -9,7 +9,9 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::simd::{self, codec::CodecClones, codec::RowCodec, Isa};
@@ -204,19 +206,48 @@ pub fn check_imatrix(imatrix: &[f32], n_per_row: usize) -> Result<()> {
     Ok(())
 }
 
-/// Run `f` on a rayon pool with `threads` workers (`None`: the global pool).
+/// Largest `threads=` value whose pool is kept between calls (bigger ones are built per call).
+const MAX_CACHED_POOL: usize = 256;
+
+/// A rayon pool of `n` workers, built once per `n` and kept: building one costs hundreds of
+/// microseconds, more than quantizing a small tensor.
+pub fn pool(n: usize) -> Result<Arc<rayon::ThreadPool>> {
+    let build = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(Arc::new)
+            .map_err(|e| Error::value(format!("cannot start {n} threads: {e}")))
+    };
+    if n > MAX_CACHED_POOL {
+        return build();
+    }
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    // A poisoned lock only means another thread panicked while holding it; the map is still valid.
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let p = build()?;
+    pools.insert(n, p.clone());
+    Ok(p)
+}
+
+/// Run `f` on a rayon pool with `threads` workers (`None`: the global pool; pools are cached,
+/// see [`pool`]).
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
     match threads {
         None => Ok(f()),
         Some(0) => Err(Error::value("threads must be at least 1")),
-        Some(n) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| Error::value(format!("cannot start {n} threads: {e}")))?;
-            Ok(pool.install(f))
-        }
+        Some(n) => Ok(pool(n)?.install(f)),
     }
+}
+
+/// Whether a job of `tasks` tasks runs on the calling thread: one task, or one thread asked for.
+/// Handing work to a pool and waiting for it costs a few microseconds (a thread wake-up), as
+/// much as quantizing a 16k-value task.
+fn sequential(tasks: usize, threads: Option<usize>) -> bool {
+    tasks <= 1 || threads == Some(1)
 }
 
 /// Rows per rayon task: enough work per task to amortize scheduling, small enough to balance.
@@ -306,9 +337,13 @@ pub fn quantize_into_isa(
             }
         }
     };
-    if rows <= rpt {
-        // One task: run it here rather than waking a pool thread for it.
-        task(0, dst, src);
+    if sequential(rows.div_ceil(rpt), threads) {
+        for (ti, (d, s)) in dst.chunks_mut(row_bytes * rpt).zip(src.chunks(n_per_row * rpt)).enumerate() {
+            task(ti, d, s);
+            if bad.load(Ordering::Relaxed) != usize::MAX {
+                break;
+            }
+        }
     } else {
         with_threads(threads, || {
             dst.par_chunks_mut(row_bytes * rpt)
@@ -365,8 +400,7 @@ pub fn dequantize_into_isa(isa: Isa, t: QuantType, src: &[u8], dst: &mut [f32], 
     let rc = c.rows(isa)?;
     // Tasks of whole blocks, about 16k values each.
     let blocks_per_task = (16384 / bs).max(1);
-    if dst.len() <= bs * blocks_per_task {
-        // One task: run it here rather than waking a pool thread for it.
+    if sequential(dst.len().div_ceil(bs * blocks_per_task), threads) {
         rc.dequantize(src, dst);
         return Ok(());
     }
