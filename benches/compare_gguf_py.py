@@ -8,7 +8,8 @@ threads (wall clock) and the speedup.
 
     python benches/compare_gguf_py.py              # all supported types
     python benches/compare_gguf_py.py Q4_K Q8_0    # some
-    python benches/compare_gguf_py.py --rows 64    # smaller arrays (default 256 x 4096)
+    python benches/compare_gguf_py.py --rows 256   # bigger arrays (default 16 x 4096 = 256 KiB,
+                                                   # the L2-resident size of llama.cpp anchors §4a)
     python benches/compare_gguf_py.py --scale-rows 0   # no scaling table
 
 Timing: best of repeated runs (at least 3, until 0.3 s is spent). Single-thread columns use the
@@ -88,7 +89,7 @@ def gguf_fns(t: QuantType, x: np.ndarray, raw: np.ndarray):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("types", nargs="*", help="type names (default: every supported type)")
-    ap.add_argument("--rows", type=int, default=256)
+    ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--cols", type=int, default=4096)
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="single-thread timing clock")
     ap.add_argument("--scale-rows", type=int, default=1024, help="rows of the thread-scaling array (0: skip)")

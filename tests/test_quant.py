@@ -424,7 +424,11 @@ def test_gil_is_released_while_quantizing_and_dequantizing():
     # The other thread gets the GIL at least once during a big call; retried because the OS may
     # not schedule it in time on a loaded machine (a held GIL gives 0 every time).
     assert any(_progress_during(lambda: kquants.quantize(x, t, threads=1)) for _ in range(10))
-    assert any(_progress_during(lambda: q.dequantize(threads=1)) for _ in range(10))
+    # Dequantizing is two orders of magnitude faster than quantizing (and `threads=1` runs it
+    # on the calling thread, with no pool hand-off): probe it on a tensor big enough for
+    # milliseconds of work, so the other thread has time to be scheduled.
+    qd = kquants.quantize(_x(512, 16384, seed=4), QuantType.Q8_0)
+    assert any(_progress_during(lambda: qd.dequantize(threads=1)) for _ in range(10))
 
 
 # ---------------------------------------------------------------- vec_dot_ref (private)

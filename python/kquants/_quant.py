@@ -17,6 +17,8 @@ from ._types import QuantType
 
 TypeLike = Union[QuantType, str, int]
 
+_F32 = np.dtype(np.float32)
+
 
 def _threads(threads: Optional[int]) -> Optional[int]:
     if threads is None:
@@ -93,6 +95,16 @@ class QTensor:
         self._data = flat.reshape(rows, row_bytes)
 
     @classmethod
+    def _trusted(cls, data: npt.NDArray[np.uint8], t: QuantType, shape: Tuple[int, ...]) -> "QTensor":
+        """Wrap ``_kquants._quantize``'s output, already ``uint8[rows, row_bytes]`` for ``shape``
+        (skips the checks of ``__init__``, a few microseconds per call)."""
+        self = cls.__new__(cls)
+        self._type = t
+        self._shape = tuple(int(d) for d in shape)
+        self._data = data
+        return self
+
+    @classmethod
     def from_bytes(cls, buffer: Any, type: TypeLike, shape: Sequence[int]) -> "QTensor":
         """Wrap the bytes of a quantized tensor without copying: ``bytes``, ``memoryview``,
         ``mmap``, a NumPy array (e.g. a GGUF tensor's data), anything C-contiguous with the
@@ -152,6 +164,8 @@ class QTensor:
 
 
 def _float32(x: Any, bfloat16: bool) -> npt.NDArray[np.float32]:
+    if not bfloat16 and type(x) is np.ndarray and x.dtype is _F32:
+        return x  # the common case, without the slower dtype checks below
     arr = np.asarray(x)
     if bfloat16:
         if arr.dtype != np.uint16:
@@ -215,7 +229,7 @@ def quantize(
         w = np.ascontiguousarray(w, dtype=np.float32)
     arr = np.ascontiguousarray(arr)
     data = _kquants._quantize(arr, t.ggml_id, w, _threads(threads), bool(ref))
-    return QTensor(data, t, arr.shape)
+    return QTensor._trusted(data, t, arr.shape)
 
 
 def dequantize(

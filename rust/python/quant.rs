@@ -49,11 +49,6 @@ fn c_order<'a, T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(
     Cow::Owned(a.as_array().iter().copied().collect())
 }
 
-/// Run `f` on `threads` workers (`None`: rayon's global pool, one worker per core).
-fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
-    crate::parallel::with_threads(threads, f)?
-}
-
 /// The full NumPy index of flat C-order position `i` in an array of `shape`.
 fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     let mut idx = vec![0; shape.len()];
@@ -123,7 +118,9 @@ fn _quantize<'py>(
         let mut rw = arr.readwrite();
         let out = rw.as_slice_mut().map_err(|e| Error::value(format!("internal: output not contiguous: {e}")))?;
         debug_assert_eq!(out.len(), total);
-        py.detach(|| with_threads(threads, || quant::quantize_into(t, &src, n_per_row, w.as_deref(), path, out, None)))
+        // `quantize_into` runs on the calling thread for `threads=1` or a one-task array, on a
+        // cached pool of `threads` workers otherwise.
+        py.detach(|| quant::quantize_into(t, &src, n_per_row, w.as_deref(), path, out, threads))
     };
     match result {
         Ok(()) => Ok(arr),
@@ -161,7 +158,7 @@ fn _dequantize<'py>(
     {
         let mut rw = arr.readwrite();
         let out = rw.as_slice_mut().map_err(|e| Error::value(format!("internal: output not contiguous: {e}")))?;
-        py.detach(|| with_threads(threads, || quant::dequantize_into(t, &src, out, None)))?;
+        py.detach(|| quant::dequantize_into(t, &src, out, threads))?;
     }
     Ok(arr)
 }

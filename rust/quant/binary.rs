@@ -90,7 +90,7 @@ impl Block for BlockQ2_0 {
     #[inline(always)]
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK2_0).zip(dst.iter_mut()) {
-            let amax = x.iter().fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+            let amax = super::abs_max(x);
             let d = amax;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             y.d = f32_to_f16(d);

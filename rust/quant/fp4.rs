@@ -204,7 +204,7 @@ fn pack_fp4(x: &[f32], amax: f32, d: f32, qs: &mut [u8]) {
 #[inline(always)]
 fn amax_of(x: &[f32]) -> f32 {
     // ggml: `if (amax < fabsf(v)) amax = fabsf(v);` — inputs are finite, so max is the same.
-    x.iter().fold(0.0f32, |m, v| if m < v.abs() { v.abs() } else { m })
+    super::abs_max(x)
 }
 
 impl Block for BlockMXFP4 {

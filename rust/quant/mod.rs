@@ -204,9 +204,17 @@ pub fn check_imatrix(imatrix: &[f32], n_per_row: usize) -> Result<()> {
     Ok(())
 }
 
-/// Run `f` on a rayon pool with `threads` workers (`None`: the global pool).
+/// Run `f` on a rayon pool with `threads` workers (`None`: the global pool; pools are cached,
+/// see [`crate::parallel::pool`]).
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
     crate::parallel::with_threads(threads, f)
+}
+
+/// Whether a job of `tasks` tasks runs on the calling thread: one task, or one thread asked for.
+/// Handing work to a pool and waiting for it costs a few microseconds (a thread wake-up), as
+/// much as quantizing a 16k-value task.
+fn sequential(tasks: usize, threads: Option<usize>) -> bool {
+    tasks <= 1 || threads == Some(1)
 }
 
 /// Rows per rayon task: enough work per task to amortize scheduling, small enough to balance.
@@ -296,9 +304,13 @@ pub fn quantize_into_isa(
             }
         }
     };
-    if rows <= rpt {
-        // One task: run it here rather than waking a pool thread for it.
-        task(0, dst, src);
+    if sequential(rows.div_ceil(rpt), threads) {
+        for (ti, (d, s)) in dst.chunks_mut(row_bytes * rpt).zip(src.chunks(n_per_row * rpt)).enumerate() {
+            task(ti, d, s);
+            if bad.load(Ordering::Relaxed) != usize::MAX {
+                break;
+            }
+        }
     } else {
         with_threads(threads, || {
             dst.par_chunks_mut(row_bytes * rpt)
@@ -355,8 +367,7 @@ pub fn dequantize_into_isa(isa: Isa, t: QuantType, src: &[u8], dst: &mut [f32], 
     let rc = c.rows(isa)?;
     // Tasks of whole blocks, about 16k values each.
     let blocks_per_task = (16384 / bs).max(1);
-    if dst.len() <= bs * blocks_per_task {
-        // One task: run it here rather than waking a pool thread for it.
+    if sequential(dst.len().div_ceil(bs * blocks_per_task), threads) {
         rc.dequantize(src, dst);
         return Ok(());
     }
@@ -391,6 +402,15 @@ pub fn vec_dot_ref(t: QuantType, lhs: &[u8], rhs: &[u8], n: usize) -> Result<f32
         )));
     }
     Ok(f(lhs, rhs))
+}
+
+/// Largest |x| of finite values, or +0 when all are zero: ggml's `amax = MAX(amax, fabsf(v))`
+/// from 0 in any order. The bits of a non-negative finite float order like its value, so the
+/// maximum is taken on integers, which vectorizes where a float compare-and-select chain does
+/// not (its sequential dependency cost ~1 ns per value). Callers pass validated finite input.
+#[inline(always)]
+pub(crate) fn abs_max(x: &[f32]) -> f32 {
+    f32::from_bits(x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff)))
 }
 
 /// Little-endian f16 bytes to f32 (ggml `GGML_FP16_TO_FP32`).

@@ -78,7 +78,7 @@ fn trit_codes(x: &[f32], id: f32) -> [u8; QK_K] {
 #[inline(always)]
 fn scale_of(x: &[f32]) -> (f32, f32) {
     // ggml: amax = MAX(amax, fabsf(v)) — inputs are finite.
-    let amax = x.iter().fold(0.0f32, |m, v| if m > v.abs() { m } else { v.abs() });
+    let amax = super::abs_max(x);
     (amax, if amax != 0.0 { 1.0 / amax } else { 0.0 })
 }
 

@@ -19,6 +19,8 @@ use crate::types::QuantType;
 use super::Isa;
 
 #[cfg(target_arch = "x86_64")]
+mod float512;
+#[cfg(target_arch = "x86_64")]
 mod legacy512;
 
 type QuantizeRow = unsafe fn(&[f32], &mut [u8], Option<&[f32]>);
@@ -186,25 +188,35 @@ pub fn select(clones: &CodecClones, isa: Isa) -> Result<RowCodec> {
 }
 
 /// `f` with the hand-written kernels of `isa` for the codec's type put in place of the clones
-/// (the plain quantizers of Q4_0 and Q8_0 at AVX-512), and the AVX2 clone kept where LLVM's
+/// (at AVX-512: the plain quantizers of the legacy types, `legacy512`, and F16/BF16 both ways,
+/// `float512`), and the AVX2 clone kept where LLVM's
 /// AVX-512 build of a dequantizer measured slower (`examples/isa_timing.rs`, repeated runs): the
 /// 16-entry codebook types (IQ4_NL, IQ4_XS, MXFP4, NVFP4), whose table lookups become gathers
-/// (1.5-4x slower), and the plain scale-times-integer loops of Q4_0, Q8_0, Q8_1, Q4_K, Q8_K,
-/// BF16 and TQ2_0 (15-50% slower in zmm registers).
+/// (1.5-4x slower), and the plain scale-times-integer loops of Q4_0, Q8_0, Q8_1, Q4_K, Q8_K
+/// and TQ2_0 (15-50% slower in zmm registers).
 fn with_kernels(clones: &CodecClones, isa: Isa, f: RowFns) -> RowFns {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
         use QuantType as T;
+        let avx2_dequantize = clones.by_isa[Isa::Avx2.index()].map_or(f.dequantize, |a| a.dequantize);
+        let kernels = |quantize: QuantizeRow, quantize_ref: QuantizeRowRef, dequantize: DequantizeRow| RowFns {
+            quantize,
+            quantize_ref,
+            dequantize,
+        };
         match clones.ty {
-            T::Q4_0 | T::Q8_0 => {
-                let dequantize = clones.by_isa[Isa::Avx2.index()].map_or(f.dequantize, |a| a.dequantize);
-                return if clones.ty == T::Q4_0 {
-                    RowFns { quantize: legacy512::quantize_q4_0, quantize_ref: legacy512::quantize_q4_0_ref, dequantize }
-                } else {
-                    RowFns { quantize: legacy512::quantize_q8_0, quantize_ref: legacy512::quantize_q8_0_ref, dequantize }
-                };
-            }
-            T::IQ4_NL | T::IQ4_XS | T::MXFP4 | T::NVFP4 | T::Q8_1 | T::Q4_K | T::Q8_K | T::BF16 | T::TQ2_0 => {
+            T::Q4_0 => return kernels(legacy512::quantize_q4_0, legacy512::quantize_q4_0_ref, avx2_dequantize),
+            T::Q4_1 => return kernels(legacy512::quantize_q4_1, legacy512::quantize_q4_1_ref, f.dequantize),
+            T::Q5_0 => return kernels(legacy512::quantize_q5_0, legacy512::quantize_q5_0_ref, f.dequantize),
+            T::Q5_1 => return kernels(legacy512::quantize_q5_1, legacy512::quantize_q5_1_ref, f.dequantize),
+            T::Q8_0 => return kernels(legacy512::quantize_q8_0, legacy512::quantize_q8_0_ref, avx2_dequantize),
+            T::Q8_1 => return kernels(legacy512::quantize_q8_1, legacy512::quantize_q8_1_ref, avx2_dequantize),
+            T::F16 => return kernels(float512::quantize_f16, float512::quantize_f16_ref, float512::dequantize_f16),
+            T::BF16 => return kernels(float512::quantize_bf16, float512::quantize_bf16_ref, avx2_dequantize),
+            _ => {}
+        }
+        match clones.ty {
+            T::IQ4_NL | T::IQ4_XS | T::MXFP4 | T::NVFP4 | T::Q4_K | T::Q8_K | T::TQ2_0 => {
                 if let Some(avx2) = clones.by_isa[Isa::Avx2.index()] {
                     return RowFns { dequantize: avx2.dequantize, ..f };
                 }

@@ -41,7 +41,7 @@ fn quantize_block(x: &[f32; QK_K], y: &mut BlockQ8K) {
     // ggml keeps the first value of largest magnitude. The largest magnitude does not depend on
     // the scan order (max is exact), so find it with a vectorizable fold, then the first value
     // that has it.
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let amax = crate::quant::abs_max(x);
     if amax == 0.0 {
         *y = bytemuck::Zeroable::zeroed();
         return;
