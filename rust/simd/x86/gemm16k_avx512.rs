@@ -252,22 +252,39 @@ unsafe fn cols<const K: u8, const C: usize>(
     accm: &mut [__m512],
 ) {
     let gd = group_dwords(K);
+    // Independent integer chains per activation row (`vpdpbusd` latency): a group's sum is
+    // split over `split` accumulators, added at its end (exact in int32, so the split never
+    // changes a result).
+    let split = match C {
+        1 => 4,
+        2..=4 => 2,
+        _ => 1,
+    };
     let mut isum = [_mm512_setzero_si512(); C];
     // SAFETY: the dword reads are inside the Q8_K blocks (4 + 4 * 63 + 4 <= 260); panel
     // entries c * ps exist (caller).
     unsafe {
         for g in 0..64 / gd {
-            let mut s: [__m512i; C] = core::array::from_fn(|c| _mm512_set1_epi32(p.get_unchecked(c * ps).base[g]));
+            // Chain u of row c is s[c * split + u] (C * split <= 8).
+            let mut s = [_mm512_setzero_si512(); 8];
+            for c in 0..C {
+                s[c * split] = _mm512_set1_epi32(p.get_unchecked(c * ps).base[g]);
+            }
             for t in 0..gd {
                 let i = g * gd + t;
                 let v = dec.q[i];
-                for (c, sc) in s.iter_mut().enumerate() {
+                for c in 0..C {
                     let yd = core::ptr::read_unaligned(y.add(c * arow + 4 + 4 * i) as *const i32);
-                    *sc = _mm512_dpbusd_epi32(*sc, v, _mm512_set1_epi32(yd));
+                    let x = &mut s[c * split + t % split];
+                    *x = _mm512_dpbusd_epi32(*x, v, _mm512_set1_epi32(yd));
                 }
             }
             for c in 0..C {
-                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(s[c], dec.sc[g]));
+                let mut tot = s[c * split];
+                for u in 1..split {
+                    tot = _mm512_add_epi32(tot, s[c * split + u]);
+                }
+                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(tot, dec.sc[g]));
             }
         }
         for c in 0..C {
