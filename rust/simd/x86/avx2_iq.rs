@@ -148,6 +148,75 @@ fn set4(a: u64, b: u64, c: u64, d: u64) -> __m256i {
     _mm256_set_epi64x(d as i64, c as i64, b as i64, a as i64)
 }
 
+/// Four little-endian u16 at `p` (8 readable bytes), read by scalar loads that LLVM cannot merge
+/// with a vector load of the same bytes (it would extract them with `vpextrw`, two uops each, one
+/// on the shuffle port that these kernels are bound by).
+#[inline(always)]
+unsafe fn idx4_u16(p: *const u8) -> [usize; 4] {
+    let (a, b, c, d): (usize, usize, usize, usize);
+    // SAFETY: the caller guarantees 8 readable bytes at `p`; the asm only reads them (x86 is
+    // little-endian, as the format) and writes the four output registers.
+    unsafe {
+        core::arch::asm!(
+            "movzx {a:e}, word ptr [{p}]",
+            "movzx {b:e}, word ptr [{p} + 2]",
+            "movzx {c:e}, word ptr [{p} + 4]",
+            "movzx {d:e}, word ptr [{p} + 6]",
+            p = in(reg) p, a = out(reg) a, b = out(reg) b, c = out(reg) c, d = out(reg) d,
+            options(pure, readonly, nostack, preserves_flags),
+        )
+    };
+    [a, b, c, d]
+}
+
+/// Four rows of an 8-byte grid table (length a power of two) as one vector, row `i[0]` lowest.
+/// Indices are reduced modulo the length (callers' indices already are in range). Assembled by
+/// one `vmovq` and three broadcast loads blended in (no shuffle-port uops, unlike `set4`'s
+/// unpack/insert, which LLVM would also turn a blend of broadcasts back into).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn grid4(t: &[u64], i: [usize; 4]) -> __m256i {
+    debug_assert!(t.len().is_power_of_two());
+    let m = t.len() - 1;
+    let (a, b, c, d) = (i[0] & m, i[1] & m, i[2] & m, i[3] & m);
+    let out: __m256i;
+    // SAFETY: every index is below `t.len()` (masked just above), so the four 8-byte reads are
+    // inside `t`; the asm reads nothing else and writes only its two vector registers.
+    unsafe {
+        core::arch::asm!(
+            "vmovq {o:x}, qword ptr [{t} + {a}*8]",
+            "vpbroadcastq {s}, qword ptr [{t} + {b}*8]",
+            "vpblendd {o}, {o}, {s}, 0x0c",
+            "vpbroadcastq {s}, qword ptr [{t} + {c}*8]",
+            "vpblendd {o}, {o}, {s}, 0x30",
+            "vpbroadcastq {s}, qword ptr [{t} + {d}*8]",
+            "vpblendd {o}, {o}, {s}, 0xc0",
+            t = in(reg) t.as_ptr(), a = in(reg) a, b = in(reg) b, c = in(reg) c, d = in(reg) d,
+            o = out(ymm_reg) out, s = out(ymm_reg) _,
+            options(pure, readonly, nostack, preserves_flags),
+        )
+    };
+    out
+}
+
+/// `BCAST16[k]`: the byte shuffle broadcasting i16 element `k` of each 128-bit half (of 8) to
+/// that whole half (a table, so that loops need not be unrolled for the masks to be constants).
+static BCAST16: [[u8; 32]; 8] = bcast16_table();
+
+const fn bcast16_table() -> [[u8; 32]; 8] {
+    let mut t = [[0u8; 32]; 8];
+    let mut k = 0;
+    while k < 8 {
+        let mut j = 0;
+        while j < 32 {
+            t[k][j] = (2 * k + j % 2) as u8;
+            j += 1;
+        }
+        k += 1;
+    }
+    t
+}
+
 /// Signed x signed bytes summed in pairs to i16 (`x` in -127..=127 after `sign`; exact when
 /// `|x| * |y|` pair sums stay below 2^15, which holds for every caller here).
 #[inline]
@@ -266,6 +335,12 @@ unsafe fn dot_iq3_xxs(n: usize, w: &[u8], a: &[u8]) -> f32 {
 /// IQ2_XS x Q8_K (74-byte blocks: f16 d, 32 u16 of 9-bit grid index + 7-bit sign field, 8
 /// bytes of two 4-bit scales). The eighth sign bit (parity) is computed in SIMD: the 7 stored
 /// bits folded to 4 by xor, then a 16-entry parity lookup.
+///
+/// Port 5 (the only shuffle port) is the bottleneck of this kernel, so the grid indices are read
+/// by scalar loads ([`idx4_u16`]), grid rows are assembled by broadcast loads and blends
+/// ([`grid4`]), and the 16 scales are
+/// widened once per block (even ones in the low 128-bit half, odd ones in the high) so that each
+/// 32 values' scale pair is one in-lane shuffle.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_iq2_xs(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 256;
@@ -282,22 +357,22 @@ unsafe fn dot_iq2_xs(n: usize, w: &[u8], a: &[u8]) -> f32 {
         0, -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0, 0, -128, -128, 0, -128, 0, 0, -128,
         -128, 0, 0, -128, 0, -128, -128, 0,
     );
-    let half_pick = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    let m4 = _mm_set1_epi8(0x0f);
     let mut acc = 0f32;
     for i in 0..nb {
         // SAFETY: super-block i (74 bytes of IQ2_XS, 292 of Q8_K) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(74 * i), ap.add(Q8K * i));
             let d = f16_at(x) * f32_at(y);
-            // Scales 2s + 1 per 16 values, in value order (low nibble first).
+            // Scales 2s + 1: even-numbered (low nibbles) in bytes 0..8, odd ones in 8..16,
+            // widened to i16 so that the low 128-bit half holds the even ones.
             let sc8 = _mm_loadl_epi64(x.add(66) as *const __m128i);
-            let m4 = _mm_set1_epi8(0x0f);
-            let sc = _mm_unpacklo_epi8(_mm_and_si128(sc8, m4), _mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
-            let sc = _mm_add_epi8(_mm_slli_epi16(sc, 1), _mm_set1_epi8(1));
+            let sc = _mm_unpacklo_epi64(_mm_and_si128(sc8, m4), _mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
+            let sc = _mm256_cvtepu8_epi16(_mm_add_epi8(_mm_slli_epi16(sc, 1), _mm_set1_epi8(1)));
             let mut s1 = _mm256_setzero_si256();
             let mut s2 = _mm256_setzero_si256();
-            for ib in (0..8).step_by(4) {
-                let q = x.add(2 + 8 * ib);
+            for half in 0..2 {
+                let q = x.add(2 + 32 * half);
                 let qv = load256(q);
                 let part = _mm256_srli_epi16(qv, 9);
                 let fold = _mm256_xor_si256(part, _mm256_srli_epi16(qv, 13));
@@ -308,14 +383,14 @@ unsafe fn dot_iq2_xs(n: usize, w: &[u8], a: &[u8]) -> f32 {
                     let b = _mm256_and_si256(_mm256_shuffle_epi8(v, sp), bitsel);
                     _mm256_or_si256(_mm256_cmpeq_epi8(b, bitsel), one)
                 };
-                let g = |k: usize| IQ2XS_GRID[(rd16(q.add(2 * k)) & 511) as usize];
                 for (j, (v, sp)) in [(lo, spread1), (lo, spread2), (hi, spread1), (hi, spread2)].into_iter().enumerate() {
-                    let grid = set4(g(4 * j), g(4 * j + 1), g(4 * j + 2), g(4 * j + 3));
-                    let yv = _mm256_sign_epi8(load256(y.add(4 + 32 * (ib + j))), sign_of(v, sp));
+                    // 9-bit grid indices (masked by `grid4`), 8 bytes inside the block.
+                    let grid = grid4(&IQ2XS_GRID, idx4_u16(q.add(8 * j)));
+                    let ib = 4 * half + j;
+                    let yv = _mm256_sign_epi8(load256(y.add(4 + 32 * ib)), sign_of(v, sp));
                     let dot = _mm256_maddubs_epi16(grid, yv);
-                    // Scale bytes 2(ib+j) (first 16 values) and 2(ib+j)+1 (last 16) as i16 lanes.
-                    let pick = _mm_add_epi8(half_pick, _mm_set1_epi8(2 * (ib + j) as i8));
-                    let scl = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sc, pick));
+                    // Scales 2ib (first 16 values) and 2ib + 1 (last 16) as i16 lanes.
+                    let scl = _mm256_shuffle_epi8(sc, load256(BCAST16[ib].as_ptr()));
                     if j % 2 == 0 {
                         s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(dot, scl));
                     } else {
