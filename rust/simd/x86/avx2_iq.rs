@@ -774,17 +774,28 @@ unsafe fn dot_mxfp4(n: usize, w: &[u8], a: &[u8]) -> f32 {
     // SAFETY: the table has 16 bytes.
     let tbl = unsafe { _mm256_broadcastsi128_si256(load128(KVALUES_FP4.as_ptr() as *const u8)) };
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for i in 0..nb {
-        // SAFETY: block i (17 bytes of MXFP4, 34 of Q8_0) is inside both rows.
+    // Block i goes to accumulator i % 2. Written as two named accumulators and a loop over
+    // pairs: indexed by `i & 1`, they were kept in memory (a store-to-load chain per block).
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let block = |i: usize, acc: __m256| {
+        // SAFETY: block i (17 bytes of MXFP4, 34 of Q8_0) is inside both rows (i < nb).
         unsafe {
             let (x, y) = (wp.add(17 * i), ap.add(Q80 * i));
             let p = _mm256_madd_epi16(mul_add_i8(fp4_values(x.add(1), tbl), load256(y.add(2))), ones);
             let d = f16_at(y) * E8M0_HALF[*x as usize];
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc[i & 1]);
+            _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc)
         }
+    };
+    let mut i = 0;
+    while i + 2 <= nb {
+        acc0 = block(i, acc0);
+        acc1 = block(i + 1, acc1);
+        i += 2;
     }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    if i < nb {
+        acc0 = block(i, acc0);
+    }
+    hsum_ps(_mm256_add_ps(acc0, acc1))
 }
 
 /// NVFP4 x Q8_0 (36-byte blocks of 64 values: 4 UE4M3 scales, 32 bytes of E2M1 codes; sub-block
