@@ -281,21 +281,40 @@ unsafe fn quantize_q8_k(x: &[f32], dst: &mut [u8]) {
 // ---------------------------------------------------------------------------------------------
 // 32-value block types against Q8_0 / Q8_1.
 
+/// Blocks `0..nb` accumulated alternately into two accumulators (block `i` into `i % 2`, the
+/// order the 32-value kernels use), returned as their sum. Written as a loop over pairs with two
+/// named accumulators: indexed as `acc[i & 1]`, LLVM kept them in memory (a store-to-load
+/// chain per block).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn two_acc(nb: usize, mut block: impl FnMut(usize, __m256) -> __m256) -> __m256 {
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    while i + 2 <= nb {
+        acc0 = block(i, acc0);
+        acc1 = block(i + 1, acc1);
+        i += 2;
+    }
+    if i < nb {
+        acc0 = block(i, acc0);
+    }
+    _mm256_add_ps(acc0, acc1)
+}
+
 /// Q8_0 x Q8_0.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for i in 0..nb {
+    let acc = two_acc(nb, |i, acc| {
         // SAFETY: block i of 34 bytes is inside both rows (lengths guaranteed by the caller).
         unsafe {
             let (x, y) = (wp.add(34 * i), ap.add(34 * i));
             let p = dot_i8i8(load256(x.add(2)), load256(y.add(2)));
-            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+            _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc)
         }
-    }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    });
+    hsum_ps(acc)
 }
 
 /// Q4_0 x Q8_0: `(q - 8)` computed as `q*y - 8*y` in 16-bit pair sums.
@@ -305,8 +324,7 @@ pub(crate) unsafe fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let eight = _mm256_set1_epi8(8);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for i in 0..nb {
+    let acc = two_acc(nb, |i, acc| {
         // SAFETY: block i (18 bytes of Q4_0, 34 of Q8_0) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(18 * i), ap.add(34 * i));
@@ -314,10 +332,10 @@ pub(crate) unsafe fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let yv = load256(y.add(2));
             let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
             let p = _mm256_madd_epi16(s16, ones);
-            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+            _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc)
         }
-    }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    });
+    hsum_ps(acc)
 }
 
 /// The high bits of a Q5 block as 0x10 in each byte whose bit is set (32 bytes, value order).
@@ -342,8 +360,7 @@ pub(crate) unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let sixteen = _mm256_set1_epi8(16);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for i in 0..nb {
+    let acc = two_acc(nb, |i, acc| {
         // SAFETY: block i (22 bytes of Q5_0, 34 of Q8_0) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(22 * i), ap.add(34 * i));
@@ -351,10 +368,10 @@ pub(crate) unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let yv = load256(y.add(2));
             let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(sixteen, yv));
             let p = _mm256_madd_epi16(s16, ones);
-            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+            _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc)
         }
-    }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    });
+    hsum_ps(acc)
 }
 
 /// Q4_1 x Q8_1: `d_w d_a sum(q y) + m_w s_a`.
@@ -416,17 +433,16 @@ pub(crate) unsafe fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     // SAFETY: the table has 16 bytes.
     let tbl = unsafe { _mm256_broadcastsi128_si256(load128(KVALUES_IQ4NL.as_ptr() as *const u8)) };
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for i in 0..nb {
+    let acc = two_acc(nb, |i, acc| {
         // SAFETY: block i (18 bytes of IQ4_NL, 34 of Q8_0) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(18 * i), ap.add(34 * i));
             let q = _mm256_shuffle_epi8(tbl, nibbles32(x.add(2)));
             let p = dot_i8i8(q, load256(y.add(2)));
-            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+            _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc)
         }
-    }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    });
+    hsum_ps(acc)
 }
 
 // ---------------------------------------------------------------------------------------------
