@@ -53,14 +53,23 @@ pub(crate) unsafe fn rows_overrides() -> Vec<(T, VecDotRowsFn)> {
 // Small helpers. All are `#[inline]` + `#[target_feature]` so they fold into the kernels.
 
 /// Read a little-endian f16 at `p` as f32.
-///
-/// In asm because LLVM folds the load into `vpinsrw xmm, xmm_any, [p], 0` with an arbitrary
-/// register as the "don't care" upper part, often a float accumulator: that false dependency
-/// chained every block's scale conversion to the previous block's accumulation (about 20 cycles
-/// per block; TQ2_0, Q6_K and MXFP4 measured it). `vmovd` from a general register does not merge.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees 2 readable bytes at `p`.
+    let bits = unsafe { core::ptr::read_unaligned(p as *const u16) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// [`f16_at`] in asm, for kernels whose per-block scale conversion LLVM chained to the
+/// accumulator: it folds the load into `vpinsrw xmm, xmm_any, [p], 0` with an arbitrary register
+/// as the "don't care" upper part, often the float accumulator, a false dependency of each
+/// block's scale on the previous block's sum (about 20 cycles per block). `vmovd` from a general
+/// register does not merge. Measured faster for TQ1_0, TQ2_0, Q4_K, Q6_K and MXFP4; for
+/// others (Q3_K) the extra uop made it slower, so they keep [`f16_at`]. Same value either way.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_at_nodep(p: *const u8) -> f32 {
     let v: __m128;
     // SAFETY: the caller guarantees 2 readable bytes at `p`; the asm reads only those and writes
     // its two output registers (x86 is little-endian, as the format).
@@ -513,7 +522,7 @@ unsafe fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let (x, y) = (wp.add(144 * i), ap.add(Q8K * i));
             let yd = f32_at(y);
             let (sc, mins) = k4_scales_mins_vec(x.add(4));
-            accm = k4_mins_acc(y, mins, yd * f16_at(x.add(2)), accm);
+            accm = k4_mins_acc(y, mins, yd * f16_at_nodep(x.add(2)), accm);
             let mut sumi = [_mm256_setzero_si256(); 2];
             for j in 0..4 {
                 let qb = load256(x.add(16 + 32 * j));
@@ -526,7 +535,7 @@ unsafe fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
                 );
                 sumi[j & 1] = _mm256_add_epi32(sumi[j & 1], _mm256_add_epi32(pl, ph));
             }
-            let d = yd * f16_at(x);
+            let d = yd * f16_at_nodep(x);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
@@ -623,7 +632,7 @@ unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             }
             // Reduce exactly in integers first: lanes carry the large `-32 * sum` offset,
             // so converting them to float one by one would round away the cancellation.
-            let d = f32_at(y) * f16_at(x.add(208));
+            let d = f32_at(y) * f16_at_nodep(x.add(208));
             acc += d * hsum_epi32(_mm256_add_epi32(sumi[0], sumi[1])) as f32;
         }
     }
@@ -875,7 +884,7 @@ unsafe fn rows_q4_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
         unsafe {
             let x = wp.add(144 * i);
             let (sc, mins) = k4_scales_mins_vec(x.add(4));
-            let (dw, dminw) = (f16_at(x), f16_at(x.add(2)));
+            let (dw, dminw) = (f16_at_nodep(x), f16_at_nodep(x.add(2)));
             let mut sumi = [_mm256_setzero_si256(); DOT_ROWS];
             for j in 0..4 {
                 let qb = load256(x.add(16 + 32 * j));
@@ -947,7 +956,7 @@ unsafe fn rows_q6_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
                     }
                 }
             }
-            let dw = f16_at(x.add(208));
+            let dw = f16_at_nodep(x.add(208));
             for (r, s) in sumi.iter().enumerate() {
                 let d = f32_at(ap.add(r * arow + Q8K * i)) * dw;
                 acc[r] += d * hsum_epi32(*s) as f32;
