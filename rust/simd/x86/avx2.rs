@@ -61,6 +61,30 @@ pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// [`f16_at`] in asm, for kernels whose per-block scale conversion LLVM chained to the
+/// accumulator: it folds the load into `vpinsrw xmm, xmm_any, [p], 0` with an arbitrary register
+/// as the "don't care" upper part, often the float accumulator, a false dependency of each
+/// block's scale on the previous block's sum (about 20 cycles per block). `vmovd` from a general
+/// register does not merge. Measured faster for TQ1_0, TQ2_0, Q4_K, Q6_K and MXFP4; for
+/// others (Q3_K) the extra uop made it slower, so they keep [`f16_at`]. Same value either way.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_at_nodep(p: *const u8) -> f32 {
+    let v: __m128;
+    // SAFETY: the caller guarantees 2 readable bytes at `p`; the asm reads only those and writes
+    // its two output registers (x86 is little-endian, as the format).
+    unsafe {
+        core::arch::asm!(
+            "movzx {t:e}, word ptr [{p}]",
+            "vmovd {v}, {t:e}",
+            "vcvtph2ps {v}, {v}",
+            p = in(reg) p, t = out(reg) _, v = out(xmm_reg) v,
+            options(pure, readonly, nostack, preserves_flags),
+        )
+    };
+    _mm_cvtss_f32(v)
+}
+
 /// Read a little-endian f32 at `p`.
 #[inline(always)]
 pub(crate) unsafe fn f32_at(p: *const u8) -> f32 {
@@ -266,21 +290,40 @@ unsafe fn quantize_q8_k(x: &[f32], dst: &mut [u8]) {
 // ---------------------------------------------------------------------------------------------
 // 32-value block types against Q8_0 / Q8_1.
 
+/// Blocks `0..nb` accumulated alternately into two accumulators (block `i` into `i % 2`, the
+/// order the 32-value kernels use), returned as their sum. Written as a loop over pairs with two
+/// named accumulators: indexed as `acc[i & 1]`, LLVM kept them in memory (a store-to-load
+/// chain per block).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn two_acc(nb: usize, mut block: impl FnMut(usize, __m256) -> __m256) -> __m256 {
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    while i + 2 <= nb {
+        acc0 = block(i, acc0);
+        acc1 = block(i + 1, acc1);
+        i += 2;
+    }
+    if i < nb {
+        acc0 = block(i, acc0);
+    }
+    _mm256_add_ps(acc0, acc1)
+}
+
 /// Q8_0 x Q8_0.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for i in 0..nb {
+    let acc = two_acc(nb, |i, acc| {
         // SAFETY: block i of 34 bytes is inside both rows (lengths guaranteed by the caller).
         unsafe {
             let (x, y) = (wp.add(34 * i), ap.add(34 * i));
             let p = dot_i8i8(load256(x.add(2)), load256(y.add(2)));
-            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+            _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc)
         }
-    }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    });
+    hsum_ps(acc)
 }
 
 /// Q4_0 x Q8_0: `(q - 8)` computed as `q*y - 8*y` in 16-bit pair sums.
@@ -290,8 +333,7 @@ pub(crate) unsafe fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let eight = _mm256_set1_epi8(8);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for i in 0..nb {
+    let acc = two_acc(nb, |i, acc| {
         // SAFETY: block i (18 bytes of Q4_0, 34 of Q8_0) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(18 * i), ap.add(34 * i));
@@ -299,10 +341,10 @@ pub(crate) unsafe fn dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let yv = load256(y.add(2));
             let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
             let p = _mm256_madd_epi16(s16, ones);
-            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+            _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc)
         }
-    }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    });
+    hsum_ps(acc)
 }
 
 /// The high bits of a Q5 block as 0x10 in each byte whose bit is set (32 bytes, value order).
@@ -327,8 +369,7 @@ pub(crate) unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let sixteen = _mm256_set1_epi8(16);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for i in 0..nb {
+    let acc = two_acc(nb, |i, acc| {
         // SAFETY: block i (22 bytes of Q5_0, 34 of Q8_0) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(22 * i), ap.add(34 * i));
@@ -336,10 +377,10 @@ pub(crate) unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let yv = load256(y.add(2));
             let s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(sixteen, yv));
             let p = _mm256_madd_epi16(s16, ones);
-            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+            _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc)
         }
-    }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    });
+    hsum_ps(acc)
 }
 
 /// Q4_1 x Q8_1: `d_w d_a sum(q y) + m_w s_a`.
@@ -401,17 +442,16 @@ pub(crate) unsafe fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     // SAFETY: the table has 16 bytes.
     let tbl = unsafe { _mm256_broadcastsi128_si256(load128(KVALUES_IQ4NL.as_ptr() as *const u8)) };
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for i in 0..nb {
+    let acc = two_acc(nb, |i, acc| {
         // SAFETY: block i (18 bytes of IQ4_NL, 34 of Q8_0) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(18 * i), ap.add(34 * i));
             let q = _mm256_shuffle_epi8(tbl, nibbles32(x.add(2)));
             let p = dot_i8i8(q, load256(y.add(2)));
-            acc[i & 1] = _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc[i & 1]);
+            _mm256_fmadd_ps(scale2(x, y), _mm256_cvtepi32_ps(p), acc)
         }
-    }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    });
+    hsum_ps(acc)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,7 +522,7 @@ unsafe fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let (x, y) = (wp.add(144 * i), ap.add(Q8K * i));
             let yd = f32_at(y);
             let (sc, mins) = k4_scales_mins_vec(x.add(4));
-            accm = k4_mins_acc(y, mins, yd * f16_at(x.add(2)), accm);
+            accm = k4_mins_acc(y, mins, yd * f16_at_nodep(x.add(2)), accm);
             let mut sumi = [_mm256_setzero_si256(); 2];
             for j in 0..4 {
                 let qb = load256(x.add(16 + 32 * j));
@@ -495,7 +535,7 @@ unsafe fn dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
                 );
                 sumi[j & 1] = _mm256_add_epi32(sumi[j & 1], _mm256_add_epi32(pl, ph));
             }
-            let d = yd * f16_at(x);
+            let d = yd * f16_at_nodep(x);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
         }
     }
@@ -592,7 +632,7 @@ unsafe fn dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             }
             // Reduce exactly in integers first: lanes carry the large `-32 * sum` offset,
             // so converting them to float one by one would round away the cancellation.
-            let d = f32_at(y) * f16_at(x.add(208));
+            let d = f32_at(y) * f16_at_nodep(x.add(208));
             acc += d * hsum_epi32(_mm256_add_epi32(sumi[0], sumi[1])) as f32;
         }
     }
@@ -844,7 +884,7 @@ unsafe fn rows_q4_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
         unsafe {
             let x = wp.add(144 * i);
             let (sc, mins) = k4_scales_mins_vec(x.add(4));
-            let (dw, dminw) = (f16_at(x), f16_at(x.add(2)));
+            let (dw, dminw) = (f16_at_nodep(x), f16_at_nodep(x.add(2)));
             let mut sumi = [_mm256_setzero_si256(); DOT_ROWS];
             for j in 0..4 {
                 let qb = load256(x.add(16 + 32 * j));
@@ -916,7 +956,7 @@ unsafe fn rows_q6_k(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
                     }
                 }
             }
-            let dw = f16_at(x.add(208));
+            let dw = f16_at_nodep(x.add(208));
             for (r, s) in sumi.iter().enumerate() {
                 let d = f32_at(ap.add(r * arow + Q8K * i)) * dw;
                 acc[r] += d * hsum_epi32(*s) as f32;

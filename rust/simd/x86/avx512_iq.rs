@@ -1,5 +1,6 @@
 //! AVX-512 (F/BW/VL/VNNI) kernels for types of [`super::avx2_iq`] where they measured faster
-//! than AVX2 here (NVFP4: one 64-value block per zmm; Q1_0: sign bits as a mask register).
+//! than AVX2 here (NVFP4: one 64-value block per zmm; Q1_0: sign bits as a mask register;
+//! BF16: 32 values per load, widened by mask and shift).
 //! Installed over the AVX2 table only after run-time detection; types without an entry keep
 //! their AVX2 kernel. zmm versions of TQ2_0, MXFP4 and Q2_0 measured no faster than AVX2 (or
 //! slower) on this Xeon and were dropped; the grid types stay on AVX2 because their cost is
@@ -22,6 +23,7 @@ pub(crate) unsafe fn overrides() -> Overrides {
         dot: vec![
             (T::NVFP4, dot_nvfp4 as _),
             (T::Q1_0, dot_q1_0 as _),
+            (T::BF16, dot_bf16 as _),
         ],
         act: vec![],
     }
@@ -50,13 +52,6 @@ unsafe fn load256(p: *const u8) -> __m256i {
 unsafe fn load2x256(a: *const u8, b: *const u8) -> __m512i {
     // SAFETY: 32 readable bytes at `a` and at `b` (caller).
     unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(load256(a)), load256(b), 1) }
-}
-
-/// `d0` in lanes 0..8, `d1` in lanes 8..16.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn halves(d0: f32, d1: f32) -> __m512 {
-    _mm512_mask_mov_ps(_mm512_set1_ps(d0), 0xff00, _mm512_set1_ps(d1))
 }
 
 /// E2M1 codes (one per byte, 0..16) times activations, summed by fours: magnitudes from the
@@ -109,17 +104,26 @@ kernel! {
 }
 
 kernel! {
-    /// Q1_0 x Q8_0: the 64 sign bits of two Q8_0 blocks are a mask register.
+    /// Q1_0 x Q8_0: the 64 sign bits of two Q8_0 blocks are a mask register. The four scale
+    /// products `d_w * d_a` of a block are converted together (one `vcvtph2ps` for the four
+    /// activation scales) and spread to the zmm halves by one permute each.
     fn dot_q1_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let nb = n / 128;
         let (wp, ap) = (w.as_ptr(), a.as_ptr());
         let ones = _mm512_set1_epi8(1);
-        let mut acc = _mm512_setzero_ps();
+        // Scale k of the four in lanes 0..8 and scale k + 1 in lanes 8..16, k = 0 and 2.
+        let spread = [
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+            _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+        ];
+        let mut acc = [_mm512_setzero_ps(); 2];
         for i in 0..nb {
             // SAFETY: block i (18 bytes of Q1_0, 4 x 34 of Q8_0) is inside both rows.
             unsafe {
                 let (x, y) = (wp.add(18 * i), ap.add(4 * Q80 * i));
-                let mut blk = _mm512_setzero_ps();
+                let r = |k: usize| core::ptr::read_unaligned(y.add(Q80 * k) as *const u16) as u64;
+                let dy = _mm_cvtph_ps(_mm_cvtsi64_si128((r(0) | r(1) << 16 | r(2) << 32 | r(3) << 48) as i64));
+                let d = _mm512_castps128_ps512(_mm_mul_ps(_mm_set1_ps(f16_at(x)), dy));
                 for h in 0..2 {
                     let bits = core::ptr::read_unaligned(x.add(2 + 8 * h) as *const u64);
                     let (ya, yb) = (y.add(2 * Q80 * h), y.add(2 * Q80 * h + Q80));
@@ -127,12 +131,51 @@ kernel! {
                     // Clear bits are -1.
                     let sy = _mm512_mask_sub_epi8(yv, !bits, _mm512_setzero_si512(), yv);
                     let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, sy);
-                    blk = _mm512_fmadd_ps(halves(f16_at(ya), f16_at(yb)), _mm512_cvtepi32_ps(s), blk);
+                    acc[h] = _mm512_fmadd_ps(_mm512_permutexvar_ps(spread[h], d), _mm512_cvtepi32_ps(s), acc[h]);
                 }
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(f16_at(x)), blk, acc);
             }
         }
-        _mm512_reduce_add_ps(acc)
+        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
     }
 }
 
+kernel! {
+    /// BF16 x BF16, 64 values per step in four zmm accumulators, widened without shuffles as in
+    /// the AVX2 kernel (odd values of each 32-bit lane masked, even ones shifted up 16 bits). The
+    /// scalar tail in f32.
+    fn dot_bf16(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let hi_mask = _mm512_set1_epi32(0xffff_0000u32 as i32);
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let n64 = n / 64 * 64;
+        let mut k = 0;
+        while k < n64 {
+            for h in 0..2 {
+                // SAFETY: values k + 32h .. k + 32h + 32 < n of both rows (2 bytes each).
+                let (x, y) = unsafe {
+                    (
+                        _mm512_loadu_si512(wp.add(2 * (k + 32 * h)) as *const __m512i),
+                        _mm512_loadu_si512(ap.add(2 * (k + 32 * h)) as *const __m512i),
+                    )
+                };
+                let odd = |v: __m512i| _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
+                let even = |v: __m512i| _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+                acc[2 * h] = _mm512_fmadd_ps(even(x), even(y), acc[2 * h]);
+                acc[2 * h + 1] = _mm512_fmadd_ps(odd(x), odd(y), acc[2 * h + 1]);
+            }
+            k += 64;
+        }
+        let mut tail = 0f32;
+        for k in n64..n {
+            // SAFETY: value k < n of both rows.
+            let (x, y) = unsafe {
+                (
+                    core::ptr::read_unaligned(wp.add(2 * k) as *const u16) as u32,
+                    core::ptr::read_unaligned(ap.add(2 * k) as *const u16) as u32,
+                )
+            };
+            tail += f32::from_bits(x << 16) * f32::from_bits(y << 16);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) + tail
+    }
+}
