@@ -22,6 +22,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::parallel::with_threads;
 use crate::simd::{self, Kernels, RowDot, PREFETCH_AHEAD};
 use crate::types::QuantType;
 
@@ -88,11 +89,6 @@ pub fn quantize_activations_with(
     Ok(QuantizedActivations { ty: at, k, m, data })
 }
 
-/// Run `f` on `threads` workers (`None`: rayon's global pool).
-fn run<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
-    crate::parallel::with_threads(threads, f)
-}
-
 /// `out[m x n] = x[m x k] @ dequantize(w)[n x k].T`; see the module docs for the accuracy.
 ///
 /// `w` holds `n` rows of `k` values of `w_ty`; `threads` of `None` uses rayon's global pool,
@@ -109,7 +105,7 @@ pub fn matmul(
     threads: Option<usize>,
 ) -> Result<()> {
     let kern = simd::kernels();
-    let acts = run(threads, || quantize_activations_with(kern, w_ty, x, k, m))??;
+    let acts = with_threads(threads, || quantize_activations_with(kern, w_ty, x, k, m))??;
     matmul_quantized_with(kern, w_ty, w, n, &acts, out, threads)
 }
 
@@ -170,7 +166,7 @@ pub fn matmul_quantized_with(
     let a = &acts.data;
     let nthreads = threads.unwrap_or_else(rayon::current_num_threads);
     let rpt = rows_per_task(n, wrow, nthreads);
-    run(threads, || {
+    with_threads(threads, || {
         if m == 1 {
             out.par_chunks_mut(rpt).enumerate().for_each(|(c, o)| {
                 let r0 = c * rpt;
