@@ -45,6 +45,7 @@ pub trait Block: Pod + Zeroable + Send + Sync + 'static {
 
     /// ggml's `quantize_row_<t>_ref`. Equal to `quantize_row(src, dst, None)` for every type but
     /// IQ4_NL (and the activation types Q8_1/Q8_K, whose only quantizer is this one).
+    #[inline(always)]
     fn quantize_row_ref(src: &[f32], dst: &mut [Self]) {
         Self::quantize_row(src, dst, None)
     }

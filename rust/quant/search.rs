@@ -1048,6 +1048,91 @@ pub fn make_qx_quants_lanes<const N: usize, const K: usize>(
     scale
 }
 
+/// [`make_q3_quants`] with `do_rmse` on `K` independent groups of `N` values at once,
+/// bit-identical per group (layout as in [`make_qkx_quants_lanes`]). The scalar search stops
+/// after a sweep that changes nothing; a sweep that changes nothing leaves the state as it
+/// found it, so the next one changes nothing either and every lane can run all 5 sweeps.
+/// Each lane computes the scalar's candidate unconditionally and keeps it under the scalar's
+/// conditions, so the kept values come from the same float operations. Writes the levels
+/// `l + nmax` to `lt` (0 for a group below `GROUP_MAX_EPS`) and returns the per-group scales.
+/// Inlined so that the codec's AVX2/AVX-512 clones (`crate::simd::codec`) vectorize it.
+#[inline(always)]
+pub fn make_q3_quants_lanes<const N: usize, const K: usize>(
+    nmax: i32,
+    xt: &[[f32; K]; N],
+    lt: &mut [[i8; K]; N],
+) -> [f32; K] {
+    let clamp = |v: i32| v.max(-nmax).min(nmax - 1);
+    let mut max = [0f32; K];
+    let mut amax = [0f32; K];
+    for row in xt {
+        for g in 0..K {
+            let ax = row[g].abs();
+            if ax > amax[g] {
+                amax[g] = ax;
+                max[g] = row[g];
+            }
+        }
+    }
+    let mut iscale = [0f32; K];
+    for g in 0..K {
+        iscale[g] = -(nmax as f32) / max[g];
+    }
+    // Signed levels while searching.
+    let mut ls = [[0i32; K]; N];
+    let (mut sumlx, mut suml2) = ([0f32; K], [0f32; K]);
+    for i in 0..N {
+        for g in 0..K {
+            let x = xt[i][g];
+            let l = clamp(nearest_int(iscale[g] * x));
+            ls[i][g] = l;
+            let w = x * x;
+            let lf = l as f32;
+            sumlx[g] += w * x * lf;
+            suml2[g] += w * lf * lf;
+        }
+    }
+    for _ in 0..5 {
+        let mut changed = [false; K];
+        for i in 0..N {
+            for g in 0..K {
+                let x = xt[i][g];
+                let w = x * x;
+                let l = ls[i][g];
+                let li = l as f32;
+                let slx0 = sumlx[g] - w * x * li;
+                let sl20 = suml2[g] - w * li * li;
+                let new_l = clamp(nearest_int(x * sl20 / slx0));
+                let nf = new_l as f32;
+                let slx = slx0 + w * x * nf;
+                let sl2 = sl20 + w * nf * nf;
+                // Non-short-circuit `&` and selects: one straight-line body for every lane.
+                let keep = (slx0 > 0.0)
+                    & (new_l != l)
+                    & (sl2 > 0.0)
+                    & (slx * slx * suml2[g] > sumlx[g] * sumlx[g] * sl2);
+                ls[i][g] = if keep { new_l } else { l };
+                sumlx[g] = if keep { slx } else { sumlx[g] };
+                suml2[g] = if keep { sl2 } else { suml2[g] };
+                changed[g] |= keep;
+            }
+        }
+        // Every lane unchanged by this sweep stays unchanged by the next ones.
+        if !changed.iter().any(|&c| c) {
+            break;
+        }
+    }
+    let mut scale = [0f32; K];
+    for g in 0..K {
+        let degenerate = amax[g] < GROUP_MAX_EPS;
+        scale[g] = if degenerate || suml2[g] <= 0.0 { 0.0 } else { sumlx[g] / suml2[g] };
+        for i in 0..N {
+            lt[i][g] = if degenerate { 0 } else { (ls[i][g] + nmax) as i8 };
+        }
+    }
+    scale
+}
+
 /// Transpose `K` groups of `N` consecutive values into lanes: `out[i][g] = x[N g + i]`.
 #[inline(always)]
 pub fn to_lanes<const N: usize, const K: usize>(x: &[f32]) -> [[f32; K]; N] {

@@ -2,7 +2,7 @@
 //! with 3-bit `q` (low 2 bits in `qs`, high bit in `hmask`), 6-bit sub-block scales and f16 `d`.
 
 use super::super::search::{
-    make_q3_quants, make_qx_quants, make_qx_quants_lanes, nearest_int, to_lanes,
+    make_q3_quants_lanes, make_qx_quants, make_qx_quants_lanes, nearest_int, to_lanes,
 };
 use super::{block_weights, from_lanes, pack_2bit, super_blocks, super_blocks_mut, BlockQ8K, QK_K};
 use crate::quant::{f16_to_f32, f32_to_f16, Block, DotBlock};
@@ -82,13 +82,17 @@ fn finish(x: &[f32; QK_K], y: &mut BlockQ3K, levels: &mut [i8; QK_K]) {
 }
 
 /// ggml `quantize_row_q3_K_ref` for one super-block.
+#[inline(always)]
 fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ3K) {
     let mut levels = [0i8; QK_K];
-    let mut scales = [0f32; QK_K / 16];
+    // make_q3_quants(16, 4, x_j, .., do_rmse) on the 16 sub-blocks at once.
+    let xt = to_lanes::<16, 16>(x);
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_q3_quants_lanes::<16, 16>(4, &xt, &mut lt);
+    from_lanes(&lt, &mut levels);
     let mut max_scale = 0.0f32;
     let mut amax = 0.0f32;
     for j in 0..QK_K / 16 {
-        scales[j] = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut levels[16 * j..], true);
         let scale = scales[j].abs();
         if scale > amax {
             amax = scale;

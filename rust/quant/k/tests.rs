@@ -385,5 +385,23 @@ mod lanes {
                 }
             }
         }
+
+        #[test]
+        fn q3_lanes_equal_scalar(x in groups::<16, 16>(), tiny in any::<bool>()) {
+            // `tiny`: scale a group below GROUP_MAX_EPS into the degenerate path.
+            let mut x = x;
+            if tiny {
+                x[3] = x[3].map(|v| v * 1e-16);
+            }
+            let xt = lanes_of::<16, 16>(&x);
+            let mut lt = [[0i8; 16]; 16];
+            let s = make_q3_quants_lanes::<16, 16>(4, &xt, &mut lt);
+            for g in 0..16 {
+                let mut l = [0i8; 16];
+                let s2 = make_q3_quants(4, &x[g], &mut l, true);
+                prop_assert_eq!(s[g].to_bits(), s2.to_bits(), "group {}", g);
+                prop_assert_eq!(l, core::array::from_fn(|i| lt[i][g]), "group {}", g);
+            }
+        }
     }
 }
