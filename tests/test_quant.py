@@ -352,6 +352,12 @@ def test_bad_threads_and_shapes():
         kquants.quantize(np.float32(1.0), "F16")
     with pytest.raises(ValueError, match="bytes do not hold"):
         kquants.dequantize(b"\0" * 3, "F16", (2,))
+    # The native primitive checks the output shape it is given against the blocks' values.
+    from kquants import _kquants
+
+    with pytest.raises(ValueError, match=r"shape \[3, 5\] does not hold the 16 values"):
+        _kquants._dequantize(np.zeros(32, np.uint8), kquants.QuantType.F16, None, (3, 5))
+    assert _kquants._dequantize(np.zeros(32, np.uint8), kquants.QuantType.F16, None, (2, 8)).shape == (2, 8)
 
 
 @pytest.mark.parametrize("t", SUPPORTED, ids=ids)

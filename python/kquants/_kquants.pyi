@@ -4,7 +4,7 @@
 import numpy as np
 import numpy.typing as npt
 from os import PathLike
-from typing import Any, Optional, Union, final
+from typing import Any, Optional, Sequence, Union, final
 
 from kquants._types import QuantType
 
@@ -30,8 +30,10 @@ def _quantize(
 ) -> npt.NDArray[np.uint8]:
     """Quantize rows (last axis) to ``uint8[rows, row_bytes]``; the GIL is released."""
 
-def _dequantize(data: npt.NDArray[np.uint8], type_id: int, threads: int | None = None) -> npt.NDArray[np.float32]:
-    """Dequantize whole blocks to a flat float32 array; the GIL is released."""
+def _dequantize(
+    data: npt.NDArray[np.uint8], type_id: int, threads: int | None = None, shape: Sequence[int] | None = None
+) -> npt.NDArray[np.float32]:
+    """Dequantize whole blocks to a float32 array (flat, or of ``shape``); the GIL is released."""
 
 def _vec_dot_ref(type_id: int, a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], n: int) -> float:
     """Scalar reference dot of a row of ``type_id`` with a row of its activation type, ``n`` values each."""

@@ -100,7 +100,7 @@ class QTensor:
         (skips the checks of ``__init__``, a few microseconds per call)."""
         self = cls.__new__(cls)
         self._type = t
-        self._shape = tuple(int(d) for d in shape)
+        self._shape = shape  # a NumPy shape: already a tuple of Python ints
         self._data = data
         return self
 
@@ -144,8 +144,8 @@ class QTensor:
 
     def dequantize(self, *, threads: Optional[int] = None) -> npt.NDArray[np.float32]:
         """Decode to a new float32 array of ``shape`` (bit-exact with ggml's ``to_float``)."""
-        out = _kquants._dequantize(self._data, self._type.ggml_id, _threads(threads))
-        return out.reshape(self._shape)
+        # QuantType is an IntEnum: the member is its ggml id.
+        return _kquants._dequantize(self._data, self._type, _threads(threads), self._shape)
 
     def __repr__(self) -> str:
         return (
@@ -227,8 +227,8 @@ def quantize(
         if w.ndim != 1:
             raise ValueError(f"imatrix must be 1-D (one weight per column), got shape {w.shape}")
         w = np.ascontiguousarray(w, dtype=np.float32)
-    arr = np.ascontiguousarray(arr)
-    data = _kquants._quantize(arr, t.ggml_id, w, _threads(threads), bool(ref))
+    # The native side reads a C-contiguous array in place and copies any other layout once.
+    data = _kquants._quantize(arr, t, w, _threads(threads), bool(ref))
     return QTensor._trusted(data, t, arr.shape)
 
 
@@ -244,6 +244,8 @@ def dequantize(
     ``q``: a :class:`QTensor`, a ``(buffer, type, shape)`` tuple, or a buffer with ``type`` and
     ``shape`` given as arguments. Returns a new array of the tensor's shape.
     """
+    if q.__class__ is QTensor and type is None and shape is None:
+        return q.dequantize(threads=threads)
     if isinstance(q, QTensor):
         if type is not None or shape is not None:
             raise TypeError("dequantize(QTensor) takes no type or shape")

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use numpy::{
-    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn,
+    PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn,
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
@@ -60,15 +60,26 @@ fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
-/// A new NumPy array from `numpy.empty` (no zero-filling pass: every element is written by the
-/// codec before Python sees the array). NumPy's allocator also reuses freed blocks, where a
-/// fresh Rust `Vec` of megabytes costs a memset or page faults on every call.
+/// A new uninitialized NumPy array (what `numpy.empty` makes, through NumPy's C API): no
+/// zero-filling pass, since every element is written by the codec before Python sees the array.
+/// NumPy's allocator also reuses freed blocks, where a fresh Rust `Vec` of megabytes costs a
+/// memset or page faults on every call.
 fn np_empty<'py, T: numpy::Element, D: numpy::ndarray::Dimension>(
     py: Python<'py>,
-    shape: impl IntoPyObject<'py>,
-) -> PyResult<Bound<'py, numpy::PyArray<T, D>>> {
-    let a = py.import("numpy")?.getattr("empty")?.call1((shape, numpy::dtype::<T>(py)))?;
-    Ok(a.cast_into::<numpy::PyArray<T, D>>()?)
+    shape: impl numpy::ndarray::IntoDimension<Dim = D>,
+) -> Bound<'py, numpy::PyArray<T, D>> {
+    // SAFETY: the array is uninitialized; both callers write every element before returning it
+    // to Python (or drop it on error without reading it).
+    unsafe { numpy::PyArray::<T, D>::new(py, shape, false) }
+}
+
+/// The elements of an array this module has just created and not yet handed out.
+fn fresh_slice<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
+    arr: &'a Bound<'_, numpy::PyArray<T, D>>,
+) -> PyResult<&'a mut [T]> {
+    // SAFETY: `arr` was made by `np_empty` in this call: C-contiguous, and no other reference to
+    // it exists (Python has not seen it yet), so nothing else reads or writes it meanwhile.
+    unsafe { arr.as_slice_mut() }.map_err(|e| Error::value(format!("internal: output not contiguous: {e}")).into())
 }
 
 /// Quantize a float32 array whose last axis is a row. Returns `uint8[rows, row_bytes]`, written
@@ -103,7 +114,7 @@ fn _quantize<'py>(
     let w = imatrix.as_ref().map(c_order);
     let path = if reference { Path::Ref } else { Path::Chunk };
 
-    let arr = np_empty::<u8, numpy::Ix2>(py, (rows, row_bytes))?;
+    let arr = np_empty::<u8, numpy::Ix2>(py, [rows, row_bytes]);
     let result = if n_per_row == 0 {
         // Rows of no values: nothing to compute, but the same argument checks as a real call.
         quant::codec(t).and_then(|_| {
@@ -115,8 +126,7 @@ fn _quantize<'py>(
             Ok(())
         })
     } else {
-        let mut rw = arr.readwrite();
-        let out = rw.as_slice_mut().map_err(|e| Error::value(format!("internal: output not contiguous: {e}")))?;
+        let out = fresh_slice(&arr)?;
         debug_assert_eq!(out.len(), total);
         // `quantize_into` runs on the calling thread for `threads=1` or a one-task array, on a
         // cached pool of `threads` workers otherwise.
@@ -138,28 +148,35 @@ fn _quantize<'py>(
     }
 }
 
-/// Dequantize whole blocks of a type from a `uint8` array (any shape, C order). Returns a flat
-/// float32 array that NumPy owns (no copy).
+/// Dequantize whole blocks of a type from a `uint8` array (any shape, C order). Returns a
+/// float32 array that NumPy owns (no copy): flat, or of `shape` when given (whose size must be
+/// the number of values the blocks hold).
 #[pyfunction]
-#[pyo3(signature = (data, type_id, threads=None))]
+#[pyo3(signature = (data, type_id, threads=None, shape=None))]
 fn _dequantize<'py>(
     py: Python<'py>,
     data: PyReadonlyArrayDyn<'py, u8>,
     type_id: u32,
     threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    shape: Option<Vec<usize>>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let t = quant_type(type_id)?;
     let src = c_order(&data);
     let ts = t.type_size();
     if !src.len().is_multiple_of(ts) {
         return Err(Error::value(format!("{} bytes are not whole {t} blocks of {ts} bytes", src.len())).into());
     }
-    let arr = np_empty::<f32, numpy::Ix1>(py, src.len() / ts * t.block_size())?;
-    {
-        let mut rw = arr.readwrite();
-        let out = rw.as_slice_mut().map_err(|e| Error::value(format!("internal: output not contiguous: {e}")))?;
-        py.detach(|| quant::dequantize_into(t, &src, out, threads))?;
-    }
+    let count = src.len() / ts * t.block_size();
+    let shape = match shape {
+        None => vec![count],
+        Some(s) if s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) == Some(count) => s,
+        Some(s) => {
+            return Err(Error::value(format!("shape {s:?} does not hold the {count} values of the blocks")).into())
+        }
+    };
+    let arr = np_empty::<f32, numpy::IxDyn>(py, shape.as_slice());
+    let out = fresh_slice(&arr)?;
+    py.detach(|| quant::dequantize_into(t, &src, out, threads))?;
     Ok(arr)
 }
 
