@@ -21,6 +21,8 @@ use super::Isa;
 #[cfg(target_arch = "x86_64")]
 mod float512;
 #[cfg(target_arch = "x86_64")]
+mod k512;
+#[cfg(target_arch = "x86_64")]
 mod legacy512;
 
 type QuantizeRow = unsafe fn(&[f32], &mut [u8], Option<&[f32]>);
@@ -188,8 +190,8 @@ pub fn select(clones: &CodecClones, isa: Isa) -> Result<RowCodec> {
 }
 
 /// `f` with the hand-written kernels of `isa` for the codec's type put in place of the clones
-/// (at AVX-512: the plain quantizers of the legacy types, `legacy512`, and F16/BF16 both ways,
-/// `float512`), and the AVX2 clone kept where LLVM's
+/// (at AVX-512: the plain quantizers of the legacy types, `legacy512`, F16/BF16 both ways,
+/// `float512`, and the Q2_K/Q3_K dequantizers, `k512`), and the AVX2 clone kept where LLVM's
 /// AVX-512 build of a dequantizer measured slower (`examples/isa_timing.rs`, repeated runs): the
 /// 16-entry codebook types (IQ4_NL, IQ4_XS, MXFP4, NVFP4), whose table lookups become gathers
 /// (1.5-4x slower), and the plain scale-times-integer loops of Q4_0, Q8_0, Q8_1, Q4_K, Q8_K
@@ -213,6 +215,8 @@ fn with_kernels(clones: &CodecClones, isa: Isa, f: RowFns) -> RowFns {
             T::Q8_1 => return kernels(legacy512::quantize_q8_1, legacy512::quantize_q8_1_ref, avx2_dequantize),
             T::F16 => return kernels(float512::quantize_f16, float512::quantize_f16_ref, float512::dequantize_f16),
             T::BF16 => return kernels(float512::quantize_bf16, float512::quantize_bf16_ref, avx2_dequantize),
+            T::Q2_K => return kernels(f.quantize, f.quantize_ref, k512::dequantize_q2_k),
+            T::Q3_K => return kernels(f.quantize, f.quantize_ref, k512::dequantize_q3_k),
             _ => {}
         }
         match clones.ty {
