@@ -92,6 +92,79 @@ pub fn weight_rows(t: QuantType, n: usize, rows: usize) -> Vec<u8> {
     v
 }
 
+/// llama.cpp's own `vec_dot` kernels as a peer measured in the same run, from a llama.cpp build
+/// the user provides: `KQUANTS_GGML_LIB=<dir>` holding `libggml-base.so` and `libggml-cpu.so`
+/// (e.g. `build/bin` of a CMake build). This project neither ships nor builds ggml; without the
+/// variable the peer is skipped and `benches/kernels_vs_llamacpp.py` falls back to the anchors'
+/// figures.
+mod ggml_peer {
+    use std::ffi::{c_char, c_int, c_void, CString};
+
+    pub type VecDot = unsafe extern "C" fn(c_int, *mut f32, usize, *const c_void, usize, *const c_void, usize, c_int);
+    pub type FromFloat = unsafe extern "C" fn(*const f32, *mut c_void, i64);
+
+    /// ggml's `struct ggml_type_traits_cpu` (ggml-cpu.h at the pinned commit).
+    #[repr(C)]
+    struct TraitsCpu {
+        from_float: Option<FromFloat>,
+        vec_dot: Option<VecDot>,
+        vec_dot_type: c_int,
+        nrows: i64,
+    }
+
+    pub struct Ggml {
+        traits: unsafe extern "C" fn(c_int) -> *const TraitsCpu,
+    }
+
+    fn open(path: &str) -> Option<*mut c_void> {
+        let c = CString::new(path).ok()?;
+        // SAFETY: a NUL-terminated path; RTLD_GLOBAL so libggml-cpu finds libggml-base's symbols.
+        let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        (!h.is_null()).then_some(h)
+    }
+
+    fn sym(h: *mut c_void, name: &str) -> Option<*mut c_void> {
+        let c = CString::new(name).ok()?;
+        // SAFETY: `h` is a live handle from dlopen; the name is NUL-terminated.
+        let p = unsafe { libc::dlsym(h, c.as_ptr() as *const c_char) };
+        (!p.is_null()).then_some(p)
+    }
+
+    impl Ggml {
+        /// The library from `KQUANTS_GGML_LIB`, or `None` (with a note on stderr if it was set
+        /// but could not be loaded).
+        pub fn load() -> Option<Ggml> {
+            let dir = std::env::var("KQUANTS_GGML_LIB").ok()?;
+            let loaded = (|| {
+                open(&format!("{dir}/libggml-base.so"))?;
+                let cpu = open(&format!("{dir}/libggml-cpu.so"))?;
+                let init = sym(cpu, "ggml_cpu_init")?;
+                let traits = sym(cpu, "ggml_get_type_traits_cpu")?;
+                // SAFETY: the symbols have these C signatures in ggml-cpu.h.
+                unsafe {
+                    let init: unsafe extern "C" fn() = std::mem::transmute(init);
+                    init();
+                    Some(Ggml { traits: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(c_int) -> *const TraitsCpu>(traits) })
+                }
+            })();
+            if loaded.is_none() {
+                eprintln!("KQUANTS_GGML_LIB={dir}: cannot load libggml-base.so / libggml-cpu.so; no ggml peer");
+            }
+            loaded
+        }
+
+        /// `(vec_dot, from_float of its activation type)` for ggml type id `t`.
+        pub fn kernels(&self, t: u32) -> Option<(VecDot, FromFloat)> {
+            // SAFETY: ggml returns a pointer into its static traits table for any valid type id.
+            unsafe {
+                let tr = (self.traits)(t as c_int).as_ref()?;
+                let act = (self.traits)(tr.vec_dot_type).as_ref()?;
+                Some((tr.vec_dot?, act.from_float?))
+            }
+        }
+    }
+}
+
 #[allow(dead_code)]
 fn bench(c: &mut Criterion) {
     let (n, rows) = (4096usize, 16usize);
@@ -124,6 +197,34 @@ fn bench(c: &mut Criterion) {
                         let mut s = 0f32;
                         for r in w.chunks_exact(wrow) {
                             s += k.vec_dot(t, n, r, &a).unwrap();
+                        }
+                        black_box(s);
+                    }
+                    thread_cpu_time() - t0
+                })
+            });
+        }
+    }
+    if let Some(ggml) = ggml_peer::Ggml::load() {
+        for &t in TYPES {
+            let Some((dot, from_float)) = ggml.kernels(t.id()) else { continue };
+            let w = weight_rows(t, n, rows);
+            let at = t.dot_type().unwrap();
+            let mut a = vec![0u8; at.row_bytes(n).unwrap()];
+            // SAFETY: `x` has n floats and `a` the bytes of one activation row of n values.
+            unsafe { from_float(x.as_ptr(), a.as_mut_ptr().cast(), n as i64) };
+            let wrow = t.row_bytes(n).unwrap();
+            g.bench_with_input(BenchmarkId::new(t.name(), "ggml"), &w, |b, w| {
+                b.iter_custom(|iters| {
+                    let t0 = thread_cpu_time();
+                    for _ in 0..iters {
+                        let mut s = 0f32;
+                        for r in w.chunks_exact(wrow) {
+                            let mut o = 0f32;
+                            // SAFETY: one weight row and one activation row of n values each, as
+                            // ggml's vec_dot reads them (nrc = 1, strides unused).
+                            unsafe { dot(n as i32, &mut o, 0, r.as_ptr().cast(), 0, a.as_ptr().cast(), 0, 1) };
+                            s += o;
                         }
                         black_box(s);
                     }
