@@ -1,16 +1,17 @@
 //! AVX-512 (F/BW/VL/VNNI) kernels for types of [`super::avx2_iq`] where they measured faster
 //! than AVX2 here (NVFP4: one 64-value block per zmm; Q1_0: sign bits as a mask register;
-//! BF16: 32 values per load, widened by mask and shift).
+//! BF16: 32 values per load, widened by mask and shift; IQ1_S / IQ1_M: grid indices built in
+//! vector registers and looked up by `vpgatherdq`, see [`dot_iq1_s`]).
 //! Installed over the AVX2 table only after run-time detection; types without an entry keep
 //! their AVX2 kernel. zmm versions of TQ2_0, MXFP4 and Q2_0 measured no faster than AVX2 (or
-//! slower) on this Xeon and were dropped; the grid types stay on AVX2 because their cost is
-//! the scalar grid lookups, which wider vectors do not reduce.
+//! slower) on this Xeon and were dropped.
 
 use core::arch::x86_64::*;
 
 use super::avx2::f16_at;
 use super::avx2_iq::UE4M3_HALF;
 use crate::quant::fp4::KVALUES_FP4;
+use crate::quant::grids::IQ1S_GRID;
 use crate::simd::Overrides;
 use crate::types::QuantType as T;
 
@@ -24,12 +25,16 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::NVFP4, dot_nvfp4 as _),
             (T::Q1_0, dot_q1_0 as _),
             (T::BF16, dot_bf16 as _),
+            (T::IQ1_S, dot_iq1_s as _),
+            (T::IQ1_M, dot_iq1_m as _),
         ],
         act: vec![],
     }
 }
 
 const Q80: usize = 34;
+/// Bytes of a Q8_K block (f32 d, 256 i8, 16 i16 sums).
+const Q8K: usize = 292;
 
 macro_rules! kernel {
     ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) $(-> $r:ty)? $body:block) => {
@@ -177,5 +182,243 @@ kernel! {
             tail += f32::from_bits(x << 16) * f32::from_bits(y << 16);
         }
         _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) + tail
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IQ1 types against Q8_K.
+//
+// The grid cost of the AVX2 kernels is index assembly in scalar registers (about five ALU
+// uops per 8-value lookup). Here the 32 eleven-bit indices of a super-block are built in ymm
+// registers (eight per `vpmovzxbd` of index bytes, variable shift of the high bits, one
+// `vpternlogd`) and the grid rows fetched by `vpgatherdq`, eight per zmm. The rows come from
+// [`IQ1S_GRID_U`], the grid plus one (bytes 0, 1, 2), so `vpmaddubsw` takes them as its
+// unsigned operand with no sign juggling; the `+1` is taken back with the Q8_K per-16 sums
+// (`bsums`), exact integers like every other part of the block sum, so the block's integer
+// sums and then its float operations are the scalar reference's: the result is bit for bit
+// the reference's. This relies on `bsums` being the sums of the block's values, as every
+// Q8_K producer writes them (the reference's shift term and ggml's own kernels use them too).
+
+/// [`IQ1S_GRID`] with 1 added to every byte: values -1, 0, 1 become 0, 1, 2.
+static IQ1S_GRID_U: [u64; 2048] = grid_plus_one();
+
+const fn grid_plus_one() -> [u64; 2048] {
+    let mut t = [0u64; 2048];
+    let mut i = 0;
+    while i < 2048 {
+        let mut v = 0u64;
+        let mut j = 0;
+        while j < 8 {
+            v |= (((IQ1S_GRID[i] >> (8 * j)) as u8).wrapping_add(1) as u64) << (8 * j);
+            j += 1;
+        }
+        t[i] = v;
+        i += 1;
+    }
+    t
+}
+
+/// `acc + madd(a, b)` as one `vpdpwssd` (LLVM splits `_mm512_dpwssd_epi32` into `vpmaddwd` +
+/// `vpaddd` for generic targets: one more uop per use).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut r = acc;
+    // SAFETY: register-only AVX512-VNNI arithmetic (enabled for this function); no memory or
+    // flags are touched.
+    unsafe {
+        core::arch::asm!(
+            "vpdpwssd {r}, {a}, {b}",
+            r = inout(zmm_reg) r, a = in(zmm_reg) a, b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    r
+}
+
+/// [`dpwssd`] in the i32 lanes selected by `k` (others keep `acc`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dpwssd_mask(acc: __m512i, k: __mmask16, a: __m512i, b: __m512i) -> __m512i {
+    let mut r = acc;
+    // SAFETY: as in `dpwssd`; the mask register is only read.
+    unsafe {
+        core::arch::asm!(
+            "vpdpwssd {r}{{{k}}}, {a}, {b}",
+            r = inout(zmm_reg) r, k = in(kreg) k, a = in(zmm_reg) a, b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    r
+}
+
+/// The u32 at `p` in all 16 lanes, as one broadcast load (LLVM otherwise loads it into a
+/// general register and broadcasts from there, a shuffle-port uop).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn bcast32(p: *const u8) -> __m512i {
+    let r: __m512i;
+    // SAFETY: the caller guarantees 4 readable bytes at `p`; the asm reads only those.
+    unsafe {
+        core::arch::asm!(
+            "vpbroadcastd {r}, dword ptr [{p}]",
+            r = out(zmm_reg) r, p = in(reg) p,
+            options(pure, readonly, nostack, preserves_flags),
+        )
+    };
+    r
+}
+
+/// Horizontal sums of the 8 i32 of `a` and of `b` (exact; block sums stay far below 2^31).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum2_i32(a: __m256i, b: __m256i) -> (i32, i32) {
+    let h = _mm256_hadd_epi32(a, b);
+    let h = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    let h = _mm_hadd_epi32(h, h);
+    (_mm_cvtsi128_si32(h), _mm_extract_epi32(h, 1))
+}
+
+/// Sum of the two 256-bit halves of 16 i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn fold256(v: __m512i) -> __m256i {
+    _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1))
+}
+
+/// Eight grid rows of [`IQ1S_GRID_U`] (indices in the i32 lanes of `idx`, each below 2048).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gather_grid(idx: __m256i) -> __m512i {
+    // SAFETY: every lane of `idx` is below 2048 (the caller masks to 11 bits), so each 8-byte
+    // read is inside the table.
+    unsafe { _mm512_i32gather_epi64::<8>(idx, IQ1S_GRID_U.as_ptr() as *const i64) }
+}
+
+/// The word-permute index that gives word `k` of 64-value step `j` (values `64j + 2k`,
+/// `64j + 2k + 1`) the scale of its sub-block: `per` words per scale, so scale `32 / per * j +
+/// k / per` (IQ1_S: 16 words per 32-value sub-block; IQ1_M: 8 words per 16 values).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn scale_spread(j: usize, per: usize) -> __m512i {
+    let mut w = [0u16; 32];
+    for (k, v) in w.iter_mut().enumerate() {
+        *v = ((32 / per) * j + k / per) as u16;
+    }
+    // SAFETY: `w` is 64 readable bytes.
+    unsafe { _mm512_loadu_si512(w.as_ptr() as *const __m512i) }
+}
+
+kernel! {
+    /// IQ1_S x Q8_K (50-byte blocks: f16 d, 32 low index bytes, 8 u16 holding 4 x 3 index
+    /// bits, a 3-bit scale and the shift sign), per 64 values: one gather of eight grid rows,
+    /// `vpmaddubsw` with the activations, `vpdpwssd` with the two sub-blocks' scales
+    /// `2s + 1`. Block sum = that - sum(scale x bsums); shift term from the bsums as in the
+    /// reference.
+    fn dot_iq1_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        // Index l of a sub-block takes bits 3l..3l + 3 of its u16 (pre-shifted left by 8).
+        let shifts = _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9);
+        let m700 = _mm256_set1_epi32(0x700);
+        let perm = [0, 1, 2, 3].map(|j| _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1));
+        let spread = [0, 1, 2, 3].map(|j| scale_spread(j, 16));
+        let mut acc = 0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (50 bytes of IQ1_S, 292 of Q8_K) is inside both rows; the
+            // reads below stay inside those blocks.
+            unsafe {
+                let (x, y) = (wp.add(50 * i), ap.add(Q8K * i));
+                let (qs, qh) = (x.add(2), x.add(34));
+                let hv = _mm_loadu_si128(qh as *const __m128i);
+                let hi8 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(hv), 8);
+                let ls = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
+                let neg = _mm_srai_epi16(hv, 15);
+                let lsg = _mm_sub_epi16(_mm_xor_si128(ls, neg), neg);
+                // Per-16 copies of the scales (plain and signed), against the bsums.
+                let ls2 = _mm256_set_m128i(_mm_unpackhi_epi16(ls, ls), _mm_unpacklo_epi16(ls, ls));
+                let lsg2 = _mm256_set_m128i(_mm_unpackhi_epi16(lsg, lsg), _mm_unpacklo_epi16(lsg, lsg));
+                let bs = load256(y.add(260));
+                let lsz = _mm512_castsi128_si512(ls);
+                let mut sum = _mm512_setzero_si512();
+                for j in 0..4 {
+                    let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8 * j) as *const __m128i));
+                    let hi = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(hi8, perm[j]), shifts);
+                    // (hi & 0x700) | lo: an 11-bit index.
+                    let idx = _mm256_ternarylogic_epi32(hi, m700, lo, 0xea);
+                    let p = _mm512_maddubs_epi16(gather_grid(idx), _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i));
+                    sum = dpwssd(sum, p, _mm512_permutexvar_epi16(spread[j], lsz));
+                }
+                let s = _mm256_sub_epi32(fold256(sum), _mm256_madd_epi16(ls2, bs));
+                let (sumi, sumi1) = hsum2_i32(s, _mm256_madd_epi16(lsg2, bs));
+                let d = f32::from_bits(u32::from_le(core::ptr::read_unaligned(y as *const u32))) * f16_at(x);
+                acc += d * (sumi as f32 + 0.125 * sumi1 as f32);
+            }
+        }
+        acc
+    }
+}
+
+kernel! {
+    /// IQ1_M x Q8_K (56-byte blocks: 32 low index bytes, 16 bytes of 2 x (3 index bits + shift
+    /// sign), 8 bytes of 3-bit scales per 16 values with the f16 super-block scale in the top
+    /// nibbles). Grid part as in [`dot_iq1_s`] with the eight per-16 scales of a 64-value step;
+    /// the shift term `sum(scale x sign x group sum)` is `S - 2 N`: `S` the scales against the
+    /// bsums, `N` the same over the groups of 8 whose sign bit is set, accumulated by a
+    /// `vpdpwssd` masked to those groups' lanes.
+    fn dot_iq1_m(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        // Group m (8 values) of a 64-value step: index bits and shift sign in nibble m of the
+        // step's u32 of qh.
+        let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+        let m700 = _mm256_set1_epi32(0x700);
+        // i32 lanes 2m, 2m + 1 of a `vpmaddwd` hold group m: they test sign bit 4m + 3.
+        let sign_bits = _mm512_setr_epi32(
+            8, 8, 0x80, 0x80, 0x800, 0x800, 0x8000, 0x8000, 0x8_0000, 0x8_0000, 0x80_0000, 0x80_0000, 0x800_0000,
+            0x800_0000, 0x8000_0000u32 as i32, 0x8000_0000u32 as i32,
+        );
+        // Scale g (of 16) is bits 3(g % 4).. of scale word g / 4.
+        let sc_word = _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        let sc_shift = _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
+        let spread = [0, 1, 2, 3].map(|j| scale_spread(j, 8));
+        let ones = _mm512_set1_epi8(1);
+        let mut acc = 0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (56 bytes of IQ1_M, 292 of Q8_K) is inside both rows; the
+            // reads below stay inside those blocks.
+            unsafe {
+                let (x, y) = (wp.add(56 * i), ap.add(Q8K * i));
+                let (qs, qh, scp) = (x, x.add(32), x.add(48));
+                let r16 = |k: usize| u16::from_le(core::ptr::read_unaligned(scp.add(2 * k) as *const u16)) as u32;
+                let dbits = (r16(0) >> 12) | ((r16(1) >> 8) & 0x00f0) | ((r16(2) >> 4) & 0x0f00) | (r16(3) & 0xf000);
+                let dx = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dbits as i32)));
+                let sw = _mm256_permutexvar_epi16(sc_word, _mm256_castsi128_si256(_mm_loadl_epi64(scp as *const __m128i)));
+                let sw = _mm256_and_si256(_mm256_srlv_epi16(sw, sc_shift), _mm256_set1_epi16(7));
+                let sw = _mm256_add_epi16(_mm256_add_epi16(sw, sw), _mm256_set1_epi16(1));
+                let swz = _mm512_castsi256_si512(sw);
+                let mut grid = _mm512_setzero_si512();
+                let mut negs = _mm512_setzero_si512();
+                for j in 0..4 {
+                    let h = bcast32(qh.add(4 * j));
+                    let hs = _mm256_srlv_epi32(_mm512_castsi512_si256(h), shifts);
+                    let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8 * j) as *const __m128i));
+                    let idx = _mm256_ternarylogic_epi32(_mm256_slli_epi32(hs, 8), m700, lo, 0xea);
+                    let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i);
+                    let sc = _mm512_permutexvar_epi16(spread[j], swz);
+                    grid = dpwssd(grid, _mm512_maddubs_epi16(gather_grid(idx), yv), sc);
+                    let k = _mm512_test_epi32_mask(h, sign_bits);
+                    negs = dpwssd_mask(negs, k, _mm512_maddubs_epi16(ones, yv), sc);
+                }
+                let s = _mm256_madd_epi16(sw, load256(y.add(260)));
+                let sumi1 = _mm256_sub_epi32(fold256(grid), s);
+                let n2 = fold256(negs);
+                let sumi2 = _mm256_sub_epi32(s, _mm256_add_epi32(n2, n2));
+                let (sumi1, sumi2) = hsum2_i32(sumi1, sumi2);
+                let d = dx * f32::from_bits(u32::from_le(core::ptr::read_unaligned(y as *const u32)));
+                acc += d * (sumi1 as f32 + 0.125 * sumi2 as f32);
+            }
+        }
+        acc
     }
 }
