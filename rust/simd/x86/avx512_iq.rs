@@ -8,10 +8,10 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::f16_at;
+use super::avx2::{f16_at, f16_at_nodep};
 use super::avx2_iq::UE4M3_HALF;
 use crate::quant::fp4::KVALUES_FP4;
-use crate::quant::grids::IQ1S_GRID;
+use crate::quant::grids::{IQ1S_GRID, IQ2S_GRID};
 use crate::simd::Overrides;
 use crate::types::QuantType as T;
 
@@ -27,6 +27,8 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::BF16, dot_bf16 as _),
             (T::IQ1_S, dot_iq1_s as _),
             (T::IQ1_M, dot_iq1_m as _),
+            (T::IQ2_S, dot_iq2_s as _),
+            (T::TQ1_0, dot_tq1_0 as _),
         ],
         act: vec![],
     }
@@ -286,27 +288,45 @@ fn fold256(v: __m512i) -> __m256i {
     _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1))
 }
 
-/// Eight grid rows of [`IQ1S_GRID_U`] (indices in the i32 lanes of `idx`, each below 2048).
+/// Eight rows of an 8-byte grid table (indices in the i32 lanes of `idx`).
+///
+/// # Safety
+/// Every lane of `idx` must be below `t.len()` (callers mask their indices to the table's
+/// bit width).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn gather_grid(idx: __m256i) -> __m512i {
-    // SAFETY: every lane of `idx` is below 2048 (the caller masks to 11 bits), so each 8-byte
-    // read is inside the table.
-    unsafe { _mm512_i32gather_epi64::<8>(idx, IQ1S_GRID_U.as_ptr() as *const i64) }
+unsafe fn gather_grid(t: &[u64], idx: __m256i) -> __m512i {
+    // SAFETY: every index is below `t.len()` (caller), so each 8-byte read is inside `t`.
+    unsafe { _mm512_i32gather_epi64::<8>(idx, t.as_ptr() as *const i64) }
 }
 
-/// The word-permute index that gives word `k` of 64-value step `j` (values `64j + 2k`,
-/// `64j + 2k + 1`) the scale of its sub-block: `per` words per scale, so scale `32 / per * j +
-/// k / per` (IQ1_S: 16 words per 32-value sub-block; IQ1_M: 8 words per 16 values).
+/// Word-permute indices giving word `k` of 64-value step `j` (values `64j + 2k`, `64j + 2k + 1`)
+/// the scale of its group: `per` words per scale, so scale `32 / per * j + k / per`
+/// (`SPREAD16`: 16 words per 32-value sub-block, IQ1_S; `SPREAD8`: 8 words per 16 values,
+/// IQ1_M and IQ2_S).
+static SPREAD16: [[u16; 32]; 4] = scale_spread(16);
+static SPREAD8: [[u16; 32]; 4] = scale_spread(8);
+
+const fn scale_spread(per: usize) -> [[u16; 32]; 4] {
+    let mut t = [[0u16; 32]; 4];
+    let mut j = 0;
+    while j < 4 {
+        let mut k = 0;
+        while k < 32 {
+            t[j][k] = (32 / per * j + k / per) as u16;
+            k += 1;
+        }
+        j += 1;
+    }
+    t
+}
+
+/// 64 bytes of a static table as a vector.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn scale_spread(j: usize, per: usize) -> __m512i {
-    let mut w = [0u16; 32];
-    for (k, v) in w.iter_mut().enumerate() {
-        *v = ((32 / per) * j + k / per) as u16;
-    }
-    // SAFETY: `w` is 64 readable bytes.
-    unsafe { _mm512_loadu_si512(w.as_ptr() as *const __m512i) }
+fn table512(t: &[u16; 32]) -> __m512i {
+    // SAFETY: `t` is 64 readable bytes.
+    unsafe { _mm512_loadu_si512(t.as_ptr() as *const __m512i) }
 }
 
 kernel! {
@@ -322,7 +342,7 @@ kernel! {
         let shifts = _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9);
         let m700 = _mm256_set1_epi32(0x700);
         let perm = [0, 1, 2, 3].map(|j| _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1));
-        let spread = [0, 1, 2, 3].map(|j| scale_spread(j, 16));
+        let spread = [0, 1, 2, 3].map(|j| table512(&SPREAD16[j]));
         let mut acc = 0f32;
         for i in 0..nb {
             // SAFETY: super-block i (50 bytes of IQ1_S, 292 of Q8_K) is inside both rows; the
@@ -346,7 +366,7 @@ kernel! {
                     let hi = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(hi8, perm[j]), shifts);
                     // (hi & 0x700) | lo: an 11-bit index.
                     let idx = _mm256_ternarylogic_epi32(hi, m700, lo, 0xea);
-                    let p = _mm512_maddubs_epi16(gather_grid(idx), _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i));
+                    let p = _mm512_maddubs_epi16(gather_grid(&IQ1S_GRID_U, idx), _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i));
                     sum = dpwssd(sum, p, _mm512_permutexvar_epi16(spread[j], lsz));
                 }
                 let s = _mm256_sub_epi32(fold256(sum), _mm256_madd_epi16(ls2, bs));
@@ -381,7 +401,7 @@ kernel! {
         // Scale g (of 16) is bits 3(g % 4).. of scale word g / 4.
         let sc_word = _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
         let sc_shift = _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
-        let spread = [0, 1, 2, 3].map(|j| scale_spread(j, 8));
+        let spread = [0, 1, 2, 3].map(|j| table512(&SPREAD8[j]));
         let ones = _mm512_set1_epi8(1);
         let mut acc = 0f32;
         for i in 0..nb {
@@ -406,7 +426,7 @@ kernel! {
                     let idx = _mm256_ternarylogic_epi32(_mm256_slli_epi32(hs, 8), m700, lo, 0xea);
                     let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i);
                     let sc = _mm512_permutexvar_epi16(spread[j], swz);
-                    grid = dpwssd(grid, _mm512_maddubs_epi16(gather_grid(idx), yv), sc);
+                    grid = dpwssd(grid, _mm512_maddubs_epi16(gather_grid(&IQ1S_GRID_U, idx), yv), sc);
                     let k = _mm512_test_epi32_mask(h, sign_bits);
                     negs = dpwssd_mask(negs, k, _mm512_maddubs_epi16(ones, yv), sc);
                 }
@@ -417,6 +437,190 @@ kernel! {
                 let (sumi1, sumi2) = hsum2_i32(sumi1, sumi2);
                 let d = dx * f32::from_bits(u32::from_le(core::ptr::read_unaligned(y as *const u32)));
                 acc += d * (sumi1 as f32 + 0.125 * sumi2 as f32);
+            }
+        }
+        acc
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IQ2_S and TQ1_0 against Q8_K.
+
+kernel! {
+    /// IQ2_S x Q8_K (82-byte blocks: f16 d, 32 low index bytes, 32 sign bytes, 8 bytes of 2-bit
+    /// index tops, 8 bytes of two 4-bit scales). Per 64 values: ten-bit indices built as in
+    /// [`dot_iq1_s`], one gather of grid magnitudes, the 64 sign bits as a mask negating the
+    /// activations, `vpmaddubsw`, `vpdpwssd` with the four per-16 scales `2s + 1`. Integer
+    /// block sums as the reference, so bit for bit its result.
+    fn dot_iq2_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        // Index l of a sub-block takes bits 2l..2l + 2 of its qh byte; lanes 4..8 are the next
+        // sub-block, whose byte is the high half of the u16 read.
+        let shifts = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+        let m300 = _mm256_set1_epi32(0x300);
+        let m4 = _mm_set1_epi8(0x0f);
+        let spread = [0, 1, 2, 3].map(|j| table512(&SPREAD8[j]));
+        let mut acc = 0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (82 bytes of IQ2_S, 292 of Q8_K) is inside both rows; the
+            // reads below stay inside those blocks.
+            unsafe {
+                let (x, y) = (wp.add(82 * i), ap.add(Q8K * i));
+                let (qs, signs, qh) = (x.add(2), x.add(34), x.add(66));
+                // Scales 2s + 1 per 16 values, in value order (low nibble first), as words.
+                let sc8 = _mm_loadl_epi64(x.add(74) as *const __m128i);
+                let sc = _mm_unpacklo_epi8(_mm_and_si128(sc8, m4), _mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
+                let sc = _mm_add_epi8(_mm_add_epi8(sc, sc), _mm_set1_epi8(1));
+                let sw = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sc));
+                let mut sum = _mm512_setzero_si512();
+                for j in 0..4 {
+                    let h = _mm256_set1_epi32(u16::from_le(core::ptr::read_unaligned(qh.add(2 * j) as *const u16)) as i32);
+                    let hs = _mm256_slli_epi32(_mm256_srlv_epi32(h, shifts), 8);
+                    let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8 * j) as *const __m128i));
+                    // (hs & 0x300) | lo: a ten-bit index.
+                    let idx = _mm256_ternarylogic_epi32(hs, m300, lo, 0xea);
+                    let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i);
+                    let neg = u64::from_le(core::ptr::read_unaligned(signs.add(8 * j) as *const u64));
+                    let ys = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
+                    let sc = _mm512_permutexvar_epi16(spread[j], sw);
+                    sum = dpwssd(sum, _mm512_maddubs_epi16(gather_grid(&IQ2S_GRID, idx), ys), sc);
+                }
+                let s = fold256(sum);
+                let (sumi, _) = hsum2_i32(s, s);
+                acc += f16_at(x) * f32::from_bits(u32::from_le(core::ptr::read_unaligned(y as *const u32))) * sumi as f32;
+            }
+        }
+        0.125 * acc
+    }
+}
+
+/// [`super::avx2_iq`]'s base-3 digit extraction on 64 bytes (bytes already multiplied by a
+/// power of 3 mod 256): `(q * 3) >> 8`, in asm for the same reason as there (LLVM rewrites
+/// the averages into longer sequences).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn top_trit(q: __m512i) -> __m512i {
+    let (one, three, zero) = (_mm512_set1_epi8(1), _mm512_set1_epi8(3), _mm512_setzero_si512());
+    let t: __m512i;
+    let _u: __m512i;
+    // SAFETY: register-only AVX-512BW arithmetic (enabled for this function); no memory or
+    // flags are touched.
+    unsafe {
+        core::arch::asm!(
+            "vpsubusb {t}, {q}, {one}",
+            "vpavgb {u}, {t}, {zero}",
+            "vpavgb {t}, {t}, {u}",
+            "vpsrlw {t}, {t}, 6",
+            "vpandq {t}, {t}, {three}",
+            q = in(zmm_reg) q, one = in(zmm_reg) one, zero = in(zmm_reg) zero, three = in(zmm_reg) three,
+            t = out(zmm_reg) t, u = out(zmm_reg) _u,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    t
+}
+
+/// `acc + dpbusd(a, b)` as one `vpdpbusd` (see [`dpwssd`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dpbusd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut r = acc;
+    // SAFETY: register-only AVX512-VNNI arithmetic; no memory or flags are touched.
+    unsafe {
+        core::arch::asm!(
+            "vpdpbusd {r}, {a}, {b}",
+            r = inout(zmm_reg) r, a = in(zmm_reg) a, b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    r
+}
+
+/// Bytes of `z` times per-byte constants, mod 256, as two `vpmullw`: `even` holds the
+/// constants of the even bytes (one per word), `odd` those of the odd bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn mul_bytes(z: __m512i, even: __m512i, odd: __m512i) -> __m512i {
+    let lo = _mm512_mullo_epi16(z, even);
+    let hi = _mm512_mullo_epi16(_mm512_and_si512(z, _mm512_set1_epi16(0xff00u16 as i16)), odd);
+    // (lo & 0x00ff) | hi
+    _mm512_ternarylogic_epi32(lo, _mm512_set1_epi16(0xff), hi, 0xea)
+}
+
+/// The powers of 3 that bring trit `k` of each byte to the top for the four 64-value steps
+/// of a TQ1_0 block, byte by byte (see [`dot_tq1_0`]).
+const TQ1_STEPS: [[u8; 64]; 4] = [
+    bytes_of(&[(0, 32, 1), (32, 64, 3)]),
+    bytes_of(&[(0, 32, 9), (32, 64, 27)]),
+    bytes_of(&[(0, 32, 81), (32, 48, 1), (48, 64, 3)]),
+    bytes_of(&[(0, 16, 9), (16, 32, 27), (32, 48, 81), (48, 52, 1), (52, 56, 3), (56, 60, 9), (60, 64, 27)]),
+];
+
+/// [`TQ1_STEPS`] split into the word constants of [`mul_bytes`]: `[even, odd]` per step.
+static TQ1_MULS: [[[u16; 32]; 2]; 4] = {
+    let mut t = [[[0u16; 32]; 2]; 4];
+    let mut s = 0;
+    while s < 4 {
+        let mut k = 0;
+        while k < 32 {
+            t[s][0][k] = TQ1_STEPS[s][2 * k] as u16;
+            t[s][1][k] = TQ1_STEPS[s][2 * k + 1] as u16;
+            k += 1;
+        }
+        s += 1;
+    }
+    t
+};
+
+/// 64 bytes: value `v` in bytes `lo..hi` of each `(lo, hi, v)`, zero elsewhere.
+const fn bytes_of(runs: &[(usize, usize, u8)]) -> [u8; 64] {
+    let mut b = [0u8; 64];
+    let mut i = 0;
+    while i < runs.len() {
+        let mut k = runs[i].0;
+        while k < runs[i].1 {
+            b[k] = runs[i].2;
+            k += 1;
+        }
+        i += 1;
+    }
+    b
+}
+
+kernel! {
+    /// TQ1_0 x Q8_K (54-byte blocks: 48 bytes of 5 trits, 4 bytes of 4 trits, f16 d). Each of
+    /// the four 64-value steps is one zmm of packed bytes (`[qs0..32 | qs0..32]`,
+    /// `[qs0..32 | qs32..48 x 2]`, `[qs32..48 x 3 | qh x 4]`) multiplied byte by byte by the
+    /// power of 3 of its trit ([`TQ1_STEPS`]), so that the trit codes of 64 consecutive values
+    /// come out of one [`top_trit`] and meet the activations in one `vpdpbusd`. Codes are
+    /// `t + 1`; the `- sum(y)` comes from the bsums, as in the AVX2 kernel.
+    fn dot_tq1_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let m = |s: usize, h: usize| table512(&TQ1_MULS[s][h]);
+        let muls = [(m(0, 0), m(0, 1)), (m(1, 0), m(1, 1)), (m(2, 0), m(2, 1)), (m(3, 0), m(3, 1))];
+        let mut acc = 0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (54 bytes of TQ1_0, 292 of Q8_K) is inside both rows; the
+            // reads below stay inside those blocks.
+            unsafe {
+                let (x, y) = (wp.add(54 * i), ap.add(Q8K * i));
+                let yq = y.add(4);
+                let q0 = _mm512_broadcast_i64x4(load256(x));
+                let r = _mm512_broadcast_i32x4(_mm_loadu_si128(x.add(32) as *const __m128i));
+                let q0r = _mm512_inserti64x4(r, load256(x), 0);
+                let rh = _mm512_mask_set1_epi32(r, 0xf000, core::ptr::read_unaligned(x.add(48) as *const i32));
+                let step = |z: __m512i, s: usize| top_trit(mul_bytes(z, muls[s].0, muls[s].1));
+                let ld = |k: usize| _mm512_loadu_si512(yq.add(64 * k) as *const __m512i);
+                let mut s = dpbusd(_mm512_setzero_si512(), step(q0, 0), ld(0));
+                s = dpbusd(s, step(q0, 1), ld(1));
+                s = dpbusd(s, step(q0r, 2), ld(2));
+                s = dpbusd(s, step(rh, 3), ld(3));
+                let s = _mm256_sub_epi32(fold256(s), _mm256_madd_epi16(load256(y.add(260)), _mm256_set1_epi16(1)));
+                let (sum, _) = hsum2_i32(s, s);
+                let d = f32::from_bits(u32::from_le(core::ptr::read_unaligned(y as *const u32))) * f16_at_nodep(x.add(52));
+                acc += d * sum as f32;
             }
         }
         acc
