@@ -495,32 +495,6 @@ kernel! {
     }
 }
 
-/// [`super::avx2_iq`]'s base-3 digit extraction on 64 bytes (bytes already multiplied by a
-/// power of 3 mod 256): `(q * 3) >> 8`, in asm for the same reason as there (LLVM rewrites
-/// the averages into longer sequences).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn top_trit(q: __m512i) -> __m512i {
-    let (one, three, zero) = (_mm512_set1_epi8(1), _mm512_set1_epi8(3), _mm512_setzero_si512());
-    let t: __m512i;
-    let _u: __m512i;
-    // SAFETY: register-only AVX-512BW arithmetic (enabled for this function); no memory or
-    // flags are touched.
-    unsafe {
-        core::arch::asm!(
-            "vpsubusb {t}, {q}, {one}",
-            "vpavgb {u}, {t}, {zero}",
-            "vpavgb {t}, {t}, {u}",
-            "vpsrlw {t}, {t}, 6",
-            "vpandq {t}, {t}, {three}",
-            q = in(zmm_reg) q, one = in(zmm_reg) one, zero = in(zmm_reg) zero, three = in(zmm_reg) three,
-            t = out(zmm_reg) t, u = out(zmm_reg) _u,
-            options(pure, nomem, nostack, preserves_flags),
-        )
-    };
-    t
-}
-
 /// `acc + dpbusd(a, b)` as one `vpdpbusd` (see [`dpwssd`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -537,15 +511,21 @@ fn dpbusd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
     r
 }
 
-/// Bytes of `z` times per-byte constants, mod 256, as two `vpmullw`: `even` holds the
-/// constants of the even bytes (one per word), `odd` those of the odd bytes.
+/// Base-3 digit of every byte of `z` after multiplying it by a per-byte power of 3: with
+/// `v = (q * c) mod 256`, the digit is `(3 v) >> 8` (0, 1 or 2), the same digit as
+/// [`super::avx2_iq`]'s `top_trit`. In 16-bit lanes `v << 8` is one `vpmullw` (by `c << 8` for
+/// the even byte, by `c` after masking for the odd one) and `(3 v) >> 8` one `vpmulhuw` (by 3;
+/// by 768 for the odd byte, which leaves the digit in the high byte above 8 low bits that the
+/// final mask drops). `even` holds `c << 8` of the even bytes (one per word), `odd` the `c` of
+/// the odd bytes. Exact for every byte and power (the tests compare with the scalar kernel).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn mul_bytes(z: __m512i, even: __m512i, odd: __m512i) -> __m512i {
-    let lo = _mm512_mullo_epi16(z, even);
-    let hi = _mm512_mullo_epi16(_mm512_and_si512(z, _mm512_set1_epi16(0xff00u16 as i16)), odd);
-    // (lo & 0x00ff) | hi
-    _mm512_ternarylogic_epi32(lo, _mm512_set1_epi16(0xff), hi, 0xea)
+fn trits(z: __m512i, even: __m512i, odd: __m512i) -> __m512i {
+    let hi_byte = _mm512_set1_epi16(0xff00u16 as i16);
+    let te = _mm512_mulhi_epu16(_mm512_mullo_epi16(z, even), _mm512_set1_epi16(3));
+    let to = _mm512_mulhi_epu16(_mm512_mullo_epi16(_mm512_and_si512(z, hi_byte), odd), _mm512_set1_epi16(768));
+    // (to & 0xff00) | te
+    _mm512_ternarylogic_epi32(to, hi_byte, te, 0xea)
 }
 
 /// The powers of 3 that bring trit `k` of each byte to the top for the four 64-value steps
@@ -557,14 +537,14 @@ const TQ1_STEPS: [[u8; 64]; 4] = [
     bytes_of(&[(0, 16, 9), (16, 32, 27), (32, 48, 81), (48, 52, 1), (52, 56, 3), (56, 60, 9), (60, 64, 27)]),
 ];
 
-/// [`TQ1_STEPS`] split into the word constants of [`mul_bytes`]: `[even, odd]` per step.
+/// [`TQ1_STEPS`] split into the word constants of [`trits`]: `[even << 8, odd]` per step.
 static TQ1_MULS: [[[u16; 32]; 2]; 4] = {
     let mut t = [[[0u16; 32]; 2]; 4];
     let mut s = 0;
     while s < 4 {
         let mut k = 0;
         while k < 32 {
-            t[s][0][k] = TQ1_STEPS[s][2 * k] as u16;
+            t[s][0][k] = (TQ1_STEPS[s][2 * k] as u16) << 8;
             t[s][1][k] = TQ1_STEPS[s][2 * k + 1] as u16;
             k += 1;
         }
@@ -593,7 +573,7 @@ kernel! {
     /// the four 64-value steps is one zmm of packed bytes (`[qs0..32 | qs0..32]`,
     /// `[qs0..32 | qs32..48 x 2]`, `[qs32..48 x 3 | qh x 4]`) multiplied byte by byte by the
     /// power of 3 of its trit ([`TQ1_STEPS`]), so that the trit codes of 64 consecutive values
-    /// come out of one [`top_trit`] and meet the activations in one `vpdpbusd`. Codes are
+    /// come out of one [`trits`] and meet the activations in one `vpdpbusd`. Codes are
     /// `t + 1`; the `- sum(y)` comes from the bsums, as in the AVX2 kernel.
     fn dot_tq1_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let nb = n / 256;
@@ -611,7 +591,7 @@ kernel! {
                 let r = _mm512_broadcast_i32x4(_mm_loadu_si128(x.add(32) as *const __m128i));
                 let q0r = _mm512_inserti64x4(r, load256(x), 0);
                 let rh = _mm512_mask_set1_epi32(r, 0xf000, core::ptr::read_unaligned(x.add(48) as *const i32));
-                let step = |z: __m512i, s: usize| top_trit(mul_bytes(z, muls[s].0, muls[s].1));
+                let step = |z: __m512i, s: usize| trits(z, muls[s].0, muls[s].1);
                 let ld = |k: usize| _mm512_loadu_si512(yq.add(64 * k) as *const __m512i);
                 let mut s = dpbusd(_mm512_setzero_si512(), step(q0, 0), ld(0));
                 s = dpbusd(s, step(q0, 1), ld(1));
@@ -624,5 +604,50 @@ kernel! {
             }
         }
         acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have_avx512() -> bool {
+        crate::simd::Isa::Avx512.is_available()
+    }
+
+    #[test]
+    fn trits_match_scalar_digit_for_every_byte_and_step() {
+        if !have_avx512() {
+            return;
+        }
+        for (s, steps) in TQ1_STEPS.iter().enumerate() {
+            for q in 0..=255u8 {
+                let z = [q; 64];
+                let mut out = [0u8; 64];
+                // SAFETY: AVX-512 checked above; `z` and `out` are 64 bytes.
+                unsafe {
+                    let zv = _mm512_loadu_si512(z.as_ptr() as *const __m512i);
+                    let t = trits(zv, table512(&TQ1_MULS[s][0]), table512(&TQ1_MULS[s][1]));
+                    _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, t);
+                }
+                for (k, &c) in steps.iter().enumerate() {
+                    let want = ((q.wrapping_mul(c) as u32 * 3) >> 8) as u8;
+                    assert_eq!(out[k], want, "step {s} byte {k} q {q} power {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tq1_steps_are_the_trit_powers_of_the_layout() {
+        // Values 0..160 from qs[0..32] (trit v / 32), 160..240 from qs[32..48] (trit
+        // (v - 160) / 16), 240..256 from qh (trit (v - 240) / 4): step s covers values 64s..64s + 64.
+        for s in 0..4 {
+            for k in 0..64 {
+                let v = 64 * s + k;
+                let trit = if v < 160 { v / 32 } else if v < 240 { (v - 160) / 16 } else { (v - 240) / 4 };
+                assert_eq!(TQ1_STEPS[s][k] as u32, 3u32.pow(trit as u32), "value {v}");
+            }
+        }
     }
 }
