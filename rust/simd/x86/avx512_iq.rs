@@ -1,7 +1,8 @@
 //! AVX-512 (F/BW/VL/VNNI) kernels for types of [`super::avx2_iq`] where they measured faster
 //! than AVX2 here (NVFP4: one 64-value block per zmm; Q1_0: sign bits as a mask register;
-//! BF16: 32 values per load, widened by mask and shift; IQ1_S / IQ1_M: grid indices built in
-//! vector registers and looked up by `vpgatherdq`, see [`dot_iq1_s`]).
+//! BF16: 32 values per load, widened by mask and shift; IQ1_S / IQ1_M / IQ2_S: grid indices
+//! built in vector registers and looked up by `vpgatherdq`, see [`dot_iq1_s`]; TQ1_0: the trit
+//! digits of 64 values per zmm by 16-bit multiplies, see [`dot_tq1_0`]).
 //! Installed over the AVX2 table only after run-time detection; types without an entry keep
 //! their AVX2 kernel. zmm versions of TQ2_0, MXFP4 and Q2_0 measured no faster than AVX2 (or
 //! slower) on this Xeon and were dropped.
