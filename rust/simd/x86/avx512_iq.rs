@@ -420,13 +420,13 @@ kernel! {
                 let swz = _mm512_castsi256_si512(sw);
                 let mut grid = _mm512_setzero_si512();
                 let mut negs = _mm512_setzero_si512();
-                for j in 0..4 {
+                for (j, &spread_j) in spread.iter().enumerate() {
                     let h = bcast32(qh.add(4 * j));
                     let hs = _mm256_srlv_epi32(_mm512_castsi512_si256(h), shifts);
                     let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8 * j) as *const __m128i));
                     let idx = _mm256_ternarylogic_epi32(_mm256_slli_epi32(hs, 8), m700, lo, 0xea);
                     let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i);
-                    let sc = _mm512_permutexvar_epi16(spread[j], swz);
+                    let sc = _mm512_permutexvar_epi16(spread_j, swz);
                     grid = dpwssd(grid, _mm512_maddubs_epi16(gather_grid(&IQ1S_GRID_U, idx), yv), sc);
                     let k = _mm512_test_epi32_mask(h, sign_bits);
                     negs = dpwssd_mask(negs, k, _mm512_maddubs_epi16(ones, yv), sc);
@@ -475,7 +475,7 @@ kernel! {
                 let sc = _mm_add_epi8(_mm_add_epi8(sc, sc), _mm_set1_epi8(1));
                 let sw = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sc));
                 let mut sum = _mm512_setzero_si512();
-                for j in 0..4 {
+                for (j, &spread_j) in spread.iter().enumerate() {
                     let h = _mm256_set1_epi32(u16::from_le(core::ptr::read_unaligned(qh.add(2 * j) as *const u16)) as i32);
                     let hs = _mm256_slli_epi32(_mm256_srlv_epi32(h, shifts), 8);
                     let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8 * j) as *const __m128i));
@@ -484,7 +484,7 @@ kernel! {
                     let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i);
                     let neg = u64::from_le(core::ptr::read_unaligned(signs.add(8 * j) as *const u64));
                     let ys = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
-                    let sc = _mm512_permutexvar_epi16(spread[j], sw);
+                    let sc = _mm512_permutexvar_epi16(spread_j, sw);
                     sum = dpwssd(sum, _mm512_maddubs_epi16(gather_grid(&IQ2S_GRID, idx), ys), sc);
                 }
                 let s = fold256(sum);
@@ -643,11 +643,11 @@ mod tests {
     fn tq1_steps_are_the_trit_powers_of_the_layout() {
         // Values 0..160 from qs[0..32] (trit v / 32), 160..240 from qs[32..48] (trit
         // (v - 160) / 16), 240..256 from qh (trit (v - 240) / 4): step s covers values 64s..64s + 64.
-        for s in 0..4 {
-            for k in 0..64 {
+        for (s, step) in TQ1_STEPS.iter().enumerate() {
+            for (k, &c) in step.iter().enumerate() {
                 let v = 64 * s + k;
                 let trit = if v < 160 { v / 32 } else if v < 240 { (v - 160) / 16 } else { (v - 240) / 4 };
-                assert_eq!(TQ1_STEPS[s][k] as u32, 3u32.pow(trit as u32), "value {v}");
+                assert_eq!(c as u32, 3u32.pow(trit as u32), "value {v}");
             }
         }
     }
