@@ -1,16 +1,18 @@
 //! AVX-512 (F/BW/VL/VNNI) kernels for types of [`super::avx2_iq`] where they measured faster
 //! than AVX2 here (NVFP4: one 64-value block per zmm; Q1_0: sign bits as a mask register;
-//! BF16: 32 values per load, widened by mask and shift).
+//! BF16: 32 values per load, widened by mask and shift; IQ1_S / IQ1_M / IQ2_S: grid indices
+//! built in vector registers and looked up by `vpgatherdq`, see [`dot_iq1_s`]; TQ1_0: the trit
+//! digits of 64 values per zmm by 16-bit multiplies, see [`dot_tq1_0`]).
 //! Installed over the AVX2 table only after run-time detection; types without an entry keep
 //! their AVX2 kernel. zmm versions of TQ2_0, MXFP4 and Q2_0 measured no faster than AVX2 (or
-//! slower) on this Xeon and were dropped; the grid types stay on AVX2 because their cost is
-//! the scalar grid lookups, which wider vectors do not reduce.
+//! slower) on this Xeon and were dropped.
 
 use core::arch::x86_64::*;
 
-use super::avx2::f16_at;
+use super::avx2::{f16_at, f16_at_nodep};
 use super::avx2_iq::UE4M3_HALF;
 use crate::quant::fp4::KVALUES_FP4;
+use crate::quant::grids::{IQ1S_GRID, IQ2S_GRID};
 use crate::simd::Overrides;
 use crate::types::QuantType as T;
 
@@ -24,12 +26,18 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::NVFP4, dot_nvfp4 as _),
             (T::Q1_0, dot_q1_0 as _),
             (T::BF16, dot_bf16 as _),
+            (T::IQ1_S, dot_iq1_s as _),
+            (T::IQ1_M, dot_iq1_m as _),
+            (T::IQ2_S, dot_iq2_s as _),
+            (T::TQ1_0, dot_tq1_0 as _),
         ],
         act: vec![],
     }
 }
 
 const Q80: usize = 34;
+/// Bytes of a Q8_K block (f32 d, 256 i8, 16 i16 sums).
+const Q8K: usize = 292;
 
 macro_rules! kernel {
     ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) $(-> $r:ty)? $body:block) => {
@@ -177,5 +185,470 @@ kernel! {
             tail += f32::from_bits(x << 16) * f32::from_bits(y << 16);
         }
         _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) + tail
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IQ1 types against Q8_K.
+//
+// The grid cost of the AVX2 kernels is index assembly in scalar registers (about five ALU
+// uops per 8-value lookup). Here the 32 eleven-bit indices of a super-block are built in ymm
+// registers (eight per `vpmovzxbd` of index bytes, variable shift of the high bits, one
+// `vpternlogd`) and the grid rows fetched by `vpgatherdq`, eight per zmm. The rows come from
+// [`IQ1S_GRID_U`], the grid plus one (bytes 0, 1, 2), so `vpmaddubsw` takes them as its
+// unsigned operand with no sign juggling; the `+1` is taken back with the Q8_K per-16 sums
+// (`bsums`), exact integers like every other part of the block sum, so the block's integer
+// sums and then its float operations are the scalar reference's: the result is bit for bit
+// the reference's. This relies on `bsums` being the sums of the block's values, as every
+// Q8_K producer writes them (the reference's shift term and ggml's own kernels use them too).
+
+/// [`IQ1S_GRID`] with 1 added to every byte: values -1, 0, 1 become 0, 1, 2.
+static IQ1S_GRID_U: [u64; 2048] = grid_plus_one();
+
+const fn grid_plus_one() -> [u64; 2048] {
+    let mut t = [0u64; 2048];
+    let mut i = 0;
+    while i < 2048 {
+        let mut v = 0u64;
+        let mut j = 0;
+        while j < 8 {
+            v |= (((IQ1S_GRID[i] >> (8 * j)) as u8).wrapping_add(1) as u64) << (8 * j);
+            j += 1;
+        }
+        t[i] = v;
+        i += 1;
+    }
+    t
+}
+
+/// `acc + madd(a, b)` as one `vpdpwssd` (LLVM splits `_mm512_dpwssd_epi32` into `vpmaddwd` +
+/// `vpaddd` for generic targets: one more uop per use).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut r = acc;
+    // SAFETY: register-only AVX512-VNNI arithmetic (enabled for this function); no memory or
+    // flags are touched.
+    unsafe {
+        core::arch::asm!(
+            "vpdpwssd {r}, {a}, {b}",
+            r = inout(zmm_reg) r, a = in(zmm_reg) a, b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    r
+}
+
+/// [`dpwssd`] in the i32 lanes selected by `k` (others keep `acc`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dpwssd_mask(acc: __m512i, k: __mmask16, a: __m512i, b: __m512i) -> __m512i {
+    let mut r = acc;
+    // SAFETY: as in `dpwssd`; the mask register is only read.
+    unsafe {
+        core::arch::asm!(
+            "vpdpwssd {r}{{{k}}}, {a}, {b}",
+            r = inout(zmm_reg) r, k = in(kreg) k, a = in(zmm_reg) a, b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    r
+}
+
+/// The u32 at `p` in all 16 lanes, as one broadcast load (LLVM otherwise loads it into a
+/// general register and broadcasts from there, a shuffle-port uop).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn bcast32(p: *const u8) -> __m512i {
+    let r: __m512i;
+    // SAFETY: the caller guarantees 4 readable bytes at `p`; the asm reads only those.
+    unsafe {
+        core::arch::asm!(
+            "vpbroadcastd {r}, dword ptr [{p}]",
+            r = out(zmm_reg) r, p = in(reg) p,
+            options(pure, readonly, nostack, preserves_flags),
+        )
+    };
+    r
+}
+
+/// Horizontal sums of the 8 i32 of `a` and of `b` (exact; block sums stay far below 2^31).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum2_i32(a: __m256i, b: __m256i) -> (i32, i32) {
+    let h = _mm256_hadd_epi32(a, b);
+    let h = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    let h = _mm_hadd_epi32(h, h);
+    (_mm_cvtsi128_si32(h), _mm_extract_epi32(h, 1))
+}
+
+/// Sum of the two 256-bit halves of 16 i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn fold256(v: __m512i) -> __m256i {
+    _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1))
+}
+
+/// Eight rows of an 8-byte grid table (indices in the i32 lanes of `idx`).
+///
+/// # Safety
+/// Every lane of `idx` must be below `t.len()` (callers mask their indices to the table's
+/// bit width).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gather_grid(t: &[u64], idx: __m256i) -> __m512i {
+    // SAFETY: every index is below `t.len()` (caller), so each 8-byte read is inside `t`.
+    unsafe { _mm512_i32gather_epi64::<8>(idx, t.as_ptr() as *const i64) }
+}
+
+/// Word-permute indices giving word `k` of 64-value step `j` (values `64j + 2k`, `64j + 2k + 1`)
+/// the scale of its group: `per` words per scale, so scale `32 / per * j + k / per`
+/// (`SPREAD16`: 16 words per 32-value sub-block, IQ1_S; `SPREAD8`: 8 words per 16 values,
+/// IQ1_M and IQ2_S).
+static SPREAD16: [[u16; 32]; 4] = scale_spread(16);
+static SPREAD8: [[u16; 32]; 4] = scale_spread(8);
+
+const fn scale_spread(per: usize) -> [[u16; 32]; 4] {
+    let mut t = [[0u16; 32]; 4];
+    let mut j = 0;
+    while j < 4 {
+        let mut k = 0;
+        while k < 32 {
+            t[j][k] = (32 / per * j + k / per) as u16;
+            k += 1;
+        }
+        j += 1;
+    }
+    t
+}
+
+/// 64 bytes of a static table as a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn table512(t: &[u16; 32]) -> __m512i {
+    // SAFETY: `t` is 64 readable bytes.
+    unsafe { _mm512_loadu_si512(t.as_ptr() as *const __m512i) }
+}
+
+kernel! {
+    /// IQ1_S x Q8_K (50-byte blocks: f16 d, 32 low index bytes, 8 u16 holding 4 x 3 index
+    /// bits, a 3-bit scale and the shift sign), per 64 values: one gather of eight grid rows,
+    /// `vpmaddubsw` with the activations, `vpdpwssd` with the two sub-blocks' scales
+    /// `2s + 1`. Block sum = that - sum(scale x bsums); shift term from the bsums as in the
+    /// reference.
+    fn dot_iq1_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        // Index l of a sub-block takes bits 3l..3l + 3 of its u16 (pre-shifted left by 8).
+        let shifts = _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9);
+        let m700 = _mm256_set1_epi32(0x700);
+        let perm = [0, 1, 2, 3].map(|j| _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1));
+        let spread = [0, 1, 2, 3].map(|j| table512(&SPREAD16[j]));
+        let mut acc = 0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (50 bytes of IQ1_S, 292 of Q8_K) is inside both rows; the
+            // reads below stay inside those blocks.
+            unsafe {
+                let (x, y) = (wp.add(50 * i), ap.add(Q8K * i));
+                let (qs, qh) = (x.add(2), x.add(34));
+                let hv = _mm_loadu_si128(qh as *const __m128i);
+                let hi8 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(hv), 8);
+                let ls = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(hv, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
+                let neg = _mm_srai_epi16(hv, 15);
+                let lsg = _mm_sub_epi16(_mm_xor_si128(ls, neg), neg);
+                // Per-16 copies of the scales (plain and signed), against the bsums.
+                let ls2 = _mm256_set_m128i(_mm_unpackhi_epi16(ls, ls), _mm_unpacklo_epi16(ls, ls));
+                let lsg2 = _mm256_set_m128i(_mm_unpackhi_epi16(lsg, lsg), _mm_unpacklo_epi16(lsg, lsg));
+                let bs = load256(y.add(260));
+                let lsz = _mm512_castsi128_si512(ls);
+                let mut sum = _mm512_setzero_si512();
+                for j in 0..4 {
+                    let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8 * j) as *const __m128i));
+                    let hi = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(hi8, perm[j]), shifts);
+                    // (hi & 0x700) | lo: an 11-bit index.
+                    let idx = _mm256_ternarylogic_epi32(hi, m700, lo, 0xea);
+                    let p = _mm512_maddubs_epi16(gather_grid(&IQ1S_GRID_U, idx), _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i));
+                    sum = dpwssd(sum, p, _mm512_permutexvar_epi16(spread[j], lsz));
+                }
+                let s = _mm256_sub_epi32(fold256(sum), _mm256_madd_epi16(ls2, bs));
+                let (sumi, sumi1) = hsum2_i32(s, _mm256_madd_epi16(lsg2, bs));
+                let d = f32::from_bits(u32::from_le(core::ptr::read_unaligned(y as *const u32))) * f16_at(x);
+                acc += d * (sumi as f32 + 0.125 * sumi1 as f32);
+            }
+        }
+        acc
+    }
+}
+
+kernel! {
+    /// IQ1_M x Q8_K (56-byte blocks: 32 low index bytes, 16 bytes of 2 x (3 index bits + shift
+    /// sign), 8 bytes of 3-bit scales per 16 values with the f16 super-block scale in the top
+    /// nibbles). Grid part as in [`dot_iq1_s`] with the eight per-16 scales of a 64-value step;
+    /// the shift term `sum(scale x sign x group sum)` is `S - 2 N`: `S` the scales against the
+    /// bsums, `N` the same over the groups of 8 whose sign bit is set, accumulated by a
+    /// `vpdpwssd` masked to those groups' lanes.
+    fn dot_iq1_m(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        // Group m (8 values) of a 64-value step: index bits and shift sign in nibble m of the
+        // step's u32 of qh.
+        let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+        let m700 = _mm256_set1_epi32(0x700);
+        // i32 lanes 2m, 2m + 1 of a `vpmaddwd` hold group m: they test sign bit 4m + 3.
+        let sign_bits = _mm512_setr_epi32(
+            8, 8, 0x80, 0x80, 0x800, 0x800, 0x8000, 0x8000, 0x8_0000, 0x8_0000, 0x80_0000, 0x80_0000, 0x800_0000,
+            0x800_0000, 0x8000_0000u32 as i32, 0x8000_0000u32 as i32,
+        );
+        // Scale g (of 16) is bits 3(g % 4).. of scale word g / 4.
+        let sc_word = _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        let sc_shift = _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
+        let spread = [0, 1, 2, 3].map(|j| table512(&SPREAD8[j]));
+        let ones = _mm512_set1_epi8(1);
+        let mut acc = 0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (56 bytes of IQ1_M, 292 of Q8_K) is inside both rows; the
+            // reads below stay inside those blocks.
+            unsafe {
+                let (x, y) = (wp.add(56 * i), ap.add(Q8K * i));
+                let (qs, qh, scp) = (x, x.add(32), x.add(48));
+                let r16 = |k: usize| u16::from_le(core::ptr::read_unaligned(scp.add(2 * k) as *const u16)) as u32;
+                let dbits = (r16(0) >> 12) | ((r16(1) >> 8) & 0x00f0) | ((r16(2) >> 4) & 0x0f00) | (r16(3) & 0xf000);
+                let dx = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dbits as i32)));
+                let sw = _mm256_permutexvar_epi16(sc_word, _mm256_castsi128_si256(_mm_loadl_epi64(scp as *const __m128i)));
+                let sw = _mm256_and_si256(_mm256_srlv_epi16(sw, sc_shift), _mm256_set1_epi16(7));
+                let sw = _mm256_add_epi16(_mm256_add_epi16(sw, sw), _mm256_set1_epi16(1));
+                let swz = _mm512_castsi256_si512(sw);
+                let mut grid = _mm512_setzero_si512();
+                let mut negs = _mm512_setzero_si512();
+                for (j, &spread_j) in spread.iter().enumerate() {
+                    let h = bcast32(qh.add(4 * j));
+                    let hs = _mm256_srlv_epi32(_mm512_castsi512_si256(h), shifts);
+                    let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8 * j) as *const __m128i));
+                    let idx = _mm256_ternarylogic_epi32(_mm256_slli_epi32(hs, 8), m700, lo, 0xea);
+                    let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i);
+                    let sc = _mm512_permutexvar_epi16(spread_j, swz);
+                    grid = dpwssd(grid, _mm512_maddubs_epi16(gather_grid(&IQ1S_GRID_U, idx), yv), sc);
+                    let k = _mm512_test_epi32_mask(h, sign_bits);
+                    negs = dpwssd_mask(negs, k, _mm512_maddubs_epi16(ones, yv), sc);
+                }
+                let s = _mm256_madd_epi16(sw, load256(y.add(260)));
+                let sumi1 = _mm256_sub_epi32(fold256(grid), s);
+                let n2 = fold256(negs);
+                let sumi2 = _mm256_sub_epi32(s, _mm256_add_epi32(n2, n2));
+                let (sumi1, sumi2) = hsum2_i32(sumi1, sumi2);
+                let d = dx * f32::from_bits(u32::from_le(core::ptr::read_unaligned(y as *const u32)));
+                acc += d * (sumi1 as f32 + 0.125 * sumi2 as f32);
+            }
+        }
+        acc
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IQ2_S and TQ1_0 against Q8_K.
+
+kernel! {
+    /// IQ2_S x Q8_K (82-byte blocks: f16 d, 32 low index bytes, 32 sign bytes, 8 bytes of 2-bit
+    /// index tops, 8 bytes of two 4-bit scales). Per 64 values: ten-bit indices built as in
+    /// [`dot_iq1_s`], one gather of grid magnitudes, the 64 sign bits as a mask negating the
+    /// activations, `vpmaddubsw`, `vpdpwssd` with the four per-16 scales `2s + 1`. Integer
+    /// block sums as the reference, so bit for bit its result.
+    fn dot_iq2_s(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        // Index l of a sub-block takes bits 2l..2l + 2 of its qh byte; lanes 4..8 are the next
+        // sub-block, whose byte is the high half of the u16 read.
+        let shifts = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+        let m300 = _mm256_set1_epi32(0x300);
+        let m4 = _mm_set1_epi8(0x0f);
+        let spread = [0, 1, 2, 3].map(|j| table512(&SPREAD8[j]));
+        let mut acc = 0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (82 bytes of IQ2_S, 292 of Q8_K) is inside both rows; the
+            // reads below stay inside those blocks.
+            unsafe {
+                let (x, y) = (wp.add(82 * i), ap.add(Q8K * i));
+                let (qs, signs, qh) = (x.add(2), x.add(34), x.add(66));
+                // Scales 2s + 1 per 16 values, in value order (low nibble first), as words.
+                let sc8 = _mm_loadl_epi64(x.add(74) as *const __m128i);
+                let sc = _mm_unpacklo_epi8(_mm_and_si128(sc8, m4), _mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
+                let sc = _mm_add_epi8(_mm_add_epi8(sc, sc), _mm_set1_epi8(1));
+                let sw = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sc));
+                let mut sum = _mm512_setzero_si512();
+                for (j, &spread_j) in spread.iter().enumerate() {
+                    let h = _mm256_set1_epi32(u16::from_le(core::ptr::read_unaligned(qh.add(2 * j) as *const u16)) as i32);
+                    let hs = _mm256_slli_epi32(_mm256_srlv_epi32(h, shifts), 8);
+                    let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8 * j) as *const __m128i));
+                    // (hs & 0x300) | lo: a ten-bit index.
+                    let idx = _mm256_ternarylogic_epi32(hs, m300, lo, 0xea);
+                    let yv = _mm512_loadu_si512(y.add(4 + 64 * j) as *const __m512i);
+                    let neg = u64::from_le(core::ptr::read_unaligned(signs.add(8 * j) as *const u64));
+                    let ys = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
+                    let sc = _mm512_permutexvar_epi16(spread_j, sw);
+                    sum = dpwssd(sum, _mm512_maddubs_epi16(gather_grid(&IQ2S_GRID, idx), ys), sc);
+                }
+                let s = fold256(sum);
+                let (sumi, _) = hsum2_i32(s, s);
+                acc += f16_at(x) * f32::from_bits(u32::from_le(core::ptr::read_unaligned(y as *const u32))) * sumi as f32;
+            }
+        }
+        0.125 * acc
+    }
+}
+
+/// `acc + dpbusd(a, b)` as one `vpdpbusd` (see [`dpwssd`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dpbusd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut r = acc;
+    // SAFETY: register-only AVX512-VNNI arithmetic; no memory or flags are touched.
+    unsafe {
+        core::arch::asm!(
+            "vpdpbusd {r}, {a}, {b}",
+            r = inout(zmm_reg) r, a = in(zmm_reg) a, b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    r
+}
+
+/// Base-3 digit of every byte of `z` after multiplying it by a per-byte power of 3: with
+/// `v = (q * c) mod 256`, the digit is `(3 v) >> 8` (0, 1 or 2), the same digit as
+/// [`super::avx2_iq`]'s `top_trit`. In 16-bit lanes `v << 8` is one `vpmullw` (by `c << 8` for
+/// the even byte, by `c` after masking for the odd one) and `(3 v) >> 8` one `vpmulhuw` (by 3;
+/// by 768 for the odd byte, which leaves the digit in the high byte above 8 low bits that the
+/// final mask drops). `even` holds `c << 8` of the even bytes (one per word), `odd` the `c` of
+/// the odd bytes. Exact for every byte and power (the tests compare with the scalar kernel).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn trits(z: __m512i, even: __m512i, odd: __m512i) -> __m512i {
+    let hi_byte = _mm512_set1_epi16(0xff00u16 as i16);
+    let te = _mm512_mulhi_epu16(_mm512_mullo_epi16(z, even), _mm512_set1_epi16(3));
+    let to = _mm512_mulhi_epu16(_mm512_mullo_epi16(_mm512_and_si512(z, hi_byte), odd), _mm512_set1_epi16(768));
+    // (to & 0xff00) | te
+    _mm512_ternarylogic_epi32(to, hi_byte, te, 0xea)
+}
+
+/// The powers of 3 that bring trit `k` of each byte to the top for the four 64-value steps
+/// of a TQ1_0 block, byte by byte (see [`dot_tq1_0`]).
+const TQ1_STEPS: [[u8; 64]; 4] = [
+    bytes_of(&[(0, 32, 1), (32, 64, 3)]),
+    bytes_of(&[(0, 32, 9), (32, 64, 27)]),
+    bytes_of(&[(0, 32, 81), (32, 48, 1), (48, 64, 3)]),
+    bytes_of(&[(0, 16, 9), (16, 32, 27), (32, 48, 81), (48, 52, 1), (52, 56, 3), (56, 60, 9), (60, 64, 27)]),
+];
+
+/// [`TQ1_STEPS`] split into the word constants of [`trits`]: `[even << 8, odd]` per step.
+static TQ1_MULS: [[[u16; 32]; 2]; 4] = {
+    let mut t = [[[0u16; 32]; 2]; 4];
+    let mut s = 0;
+    while s < 4 {
+        let mut k = 0;
+        while k < 32 {
+            t[s][0][k] = (TQ1_STEPS[s][2 * k] as u16) << 8;
+            t[s][1][k] = TQ1_STEPS[s][2 * k + 1] as u16;
+            k += 1;
+        }
+        s += 1;
+    }
+    t
+};
+
+/// 64 bytes: value `v` in bytes `lo..hi` of each `(lo, hi, v)`, zero elsewhere.
+const fn bytes_of(runs: &[(usize, usize, u8)]) -> [u8; 64] {
+    let mut b = [0u8; 64];
+    let mut i = 0;
+    while i < runs.len() {
+        let mut k = runs[i].0;
+        while k < runs[i].1 {
+            b[k] = runs[i].2;
+            k += 1;
+        }
+        i += 1;
+    }
+    b
+}
+
+kernel! {
+    /// TQ1_0 x Q8_K (54-byte blocks: 48 bytes of 5 trits, 4 bytes of 4 trits, f16 d). Each of
+    /// the four 64-value steps is one zmm of packed bytes (`[qs0..32 | qs0..32]`,
+    /// `[qs0..32 | qs32..48 x 2]`, `[qs32..48 x 3 | qh x 4]`) multiplied byte by byte by the
+    /// power of 3 of its trit ([`TQ1_STEPS`]), so that the trit codes of 64 consecutive values
+    /// come out of one [`trits`] and meet the activations in one `vpdpbusd`. Codes are
+    /// `t + 1`; the `- sum(y)` comes from the bsums, as in the AVX2 kernel.
+    fn dot_tq1_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let m = |s: usize, h: usize| table512(&TQ1_MULS[s][h]);
+        let muls = [(m(0, 0), m(0, 1)), (m(1, 0), m(1, 1)), (m(2, 0), m(2, 1)), (m(3, 0), m(3, 1))];
+        let mut acc = 0f32;
+        for i in 0..nb {
+            // SAFETY: super-block i (54 bytes of TQ1_0, 292 of Q8_K) is inside both rows; the
+            // reads below stay inside those blocks.
+            unsafe {
+                let (x, y) = (wp.add(54 * i), ap.add(Q8K * i));
+                let yq = y.add(4);
+                let q0 = _mm512_broadcast_i64x4(load256(x));
+                let r = _mm512_broadcast_i32x4(_mm_loadu_si128(x.add(32) as *const __m128i));
+                let q0r = _mm512_inserti64x4(r, load256(x), 0);
+                let rh = _mm512_mask_set1_epi32(r, 0xf000, core::ptr::read_unaligned(x.add(48) as *const i32));
+                let step = |z: __m512i, s: usize| trits(z, muls[s].0, muls[s].1);
+                let ld = |k: usize| _mm512_loadu_si512(yq.add(64 * k) as *const __m512i);
+                let mut s = dpbusd(_mm512_setzero_si512(), step(q0, 0), ld(0));
+                s = dpbusd(s, step(q0, 1), ld(1));
+                s = dpbusd(s, step(q0r, 2), ld(2));
+                s = dpbusd(s, step(rh, 3), ld(3));
+                let s = _mm256_sub_epi32(fold256(s), _mm256_madd_epi16(load256(y.add(260)), _mm256_set1_epi16(1)));
+                let (sum, _) = hsum2_i32(s, s);
+                let d = f32::from_bits(u32::from_le(core::ptr::read_unaligned(y as *const u32))) * f16_at_nodep(x.add(52));
+                acc += d * sum as f32;
+            }
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have_avx512() -> bool {
+        crate::simd::Isa::Avx512.is_available()
+    }
+
+    #[test]
+    fn trits_match_scalar_digit_for_every_byte_and_step() {
+        if !have_avx512() {
+            return;
+        }
+        for (s, steps) in TQ1_STEPS.iter().enumerate() {
+            for q in 0..=255u8 {
+                let z = [q; 64];
+                let mut out = [0u8; 64];
+                // SAFETY: AVX-512 checked above; `z` and `out` are 64 bytes.
+                unsafe {
+                    let zv = _mm512_loadu_si512(z.as_ptr() as *const __m512i);
+                    let t = trits(zv, table512(&TQ1_MULS[s][0]), table512(&TQ1_MULS[s][1]));
+                    _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, t);
+                }
+                for (k, &c) in steps.iter().enumerate() {
+                    let want = ((q.wrapping_mul(c) as u32 * 3) >> 8) as u8;
+                    assert_eq!(out[k], want, "step {s} byte {k} q {q} power {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tq1_steps_are_the_trit_powers_of_the_layout() {
+        // Values 0..160 from qs[0..32] (trit v / 32), 160..240 from qs[32..48] (trit
+        // (v - 160) / 16), 240..256 from qh (trit (v - 240) / 4): step s covers values 64s..64s + 64.
+        for (s, step) in TQ1_STEPS.iter().enumerate() {
+            for (k, &c) in step.iter().enumerate() {
+                let v = 64 * s + k;
+                let trit = if v < 160 { v / 32 } else if v < 240 { (v - 160) / 16 } else { (v - 240) / 4 };
+                assert_eq!(c as u32, 3u32.pow(trit as u32), "value {v}");
+            }
+        }
     }
 }
