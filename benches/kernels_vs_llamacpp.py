@@ -2,7 +2,9 @@
 """Our kernel figures next to llama.cpp's (../shared/anchors/llamacpp.md §4a, §4b).
 
 1. vec_dot ns per 256 values per type and ISA, read from criterion's results of
-   `cargo bench --bench vec_dot` (run it first, or pass --run), against §4a's vec_dot column.
+   `cargo bench --bench vec_dot` (run it first, or pass --run), against llama.cpp's kernel timed
+   in the same run when the bench ran with `KQUANTS_GGML_LIB=<dir of libggml-base.so and
+   libggml-cpu.so>` (a llama.cpp build of your own), otherwise against §4a's vec_dot column.
 2. matmul GEMV / GEMM figures from `cargo bench --bench matmul` if present.
 3. The DRAM-bound GEMV: `kquants.matmul` over a 16384 x 8192 weight (bigger than the 32 MiB
    L3) at 1 and 2 threads, as GB/s of weight bytes and as a fraction of the machine's read
@@ -106,18 +108,33 @@ def main() -> None:
             subprocess.run(["cargo", "bench", "--bench", b], cwd=ROOT, check=True)
 
     ref = llamacpp_vec_dot()
-    print("## vec_dot, ns per 256 values (16 rows x 4096, single thread; llama.cpp: anchors §4a)")
-    print(f"{'type':8} {'isa':7} {'ours':>7} {'llama.cpp':>9} {'ratio':>6}  GB/s(weights)")
-    for ty, isa, ns, thr in criterion_results("vec_dot"):
+    res = criterion_results("vec_dot")
+    # `vec_dot/<TYPE>/ggml`: llama.cpp's kernel timed in the same run (KQUANTS_GGML_LIB set when
+    # `cargo bench --bench vec_dot` ran); preferred over the anchors' figures when present.
+    same_run = {ty: ns / thr.get("Elements", 65536) * 256 for ty, isa, ns, thr in res if isa == "ggml"}
+    peer = "same run" if same_run else "anchors §4a"
+    print(f"## vec_dot, ns per 256 values (16 rows x 4096, single thread; llama.cpp: {peer})")
+    print(f"{'type':8} {'isa':7} {'ours':>7} {'llama.cpp':>9} {'ratio':>6}  {'anchors':>7}  GB/s(weights)")
+    best: dict[str, float] = {}
+    for ty, isa, ns, thr in res:
+        if isa == "ggml":
+            continue
         vals = thr.get("Elements", 65536)
         ns256 = ns / vals * 256
-        r = ref.get(ty)
+        if isa != "scalar":
+            best[ty] = min(best.get(ty, ns256), ns256)
+        r = same_run.get(ty) if same_run else ref.get(ty)
         from_types = {"Q4_0": 144, "Q4_1": 160, "Q5_0": 176, "Q5_1": 192, "Q8_0": 272, "Q2_K": 84, "Q3_K": 110,
                       "Q4_K": 144, "Q5_K": 176, "Q6_K": 210, "IQ4_NL": 144, "IQ4_XS": 136}
         gbs = from_types.get(ty, 0) / ns256 if ns256 else 0
         rs = f"{r / ns256:6.2f}" if r else "     -"
-        print(f"{ty:8} {isa:7} {ns256:7.2f} {r if r else '-':>9} {rs}  {gbs:6.1f}")
+        rv = f"{r:9.2f}" if r else f"{'-':>9}"
+        an = f"{ref[ty]:7.1f}" if ty in ref else f"{'-':>7}"
+        print(f"{ty:8} {isa:7} {ns256:7.2f} {rv} {rs}  {an}  {gbs:6.1f}")
     print("(ratio > 1: ours faster)")
+    if same_run:
+        behind = sorted((best[t] / same_run[t], t) for t in best if t in same_run and best[t] > same_run[t])
+        print("best level behind llama.cpp (same run): " + (", ".join(f"{t} {best[t]:.2f} / {same_run[t]:.2f}" for _, t in reversed(behind)) or "none"))
 
     mm = criterion_results("matmul_gemv") + [(a + " [gemm64]", b, c, d) for a, b, c, d in criterion_results("matmul_gemm64")]
     if mm:
