@@ -147,6 +147,37 @@ pub(crate) fn gemv_rows_per_task(n: usize, threads: usize) -> usize {
 /// Upper bound of [`gemv_rows_per_task`].
 const GEMV_MAX_TASK_ROWS: usize = 256;
 
+/// The row ranges of a GEMV's tasks: [`gemv_rows_per_task`] rows each, except that the last
+/// `threads` such tasks' worth of rows is cut 8 times finer, so that the threads run out of
+/// work at nearly the same time. Every boundary is a multiple of [`simd::ROW_GROUP`].
+struct GemvTasks {
+    n: usize,
+    big: usize,
+    small: usize,
+    head: usize,
+}
+
+impl GemvTasks {
+    fn new(n: usize, threads: usize) -> GemvTasks {
+        let big = gemv_rows_per_task(n, threads);
+        let small = (big / 8).next_multiple_of(simd::ROW_GROUP);
+        let tail = (threads.max(1) * big).min(n);
+        GemvTasks { n, big, small, head: (n - tail) / big }
+    }
+
+    /// Number of tasks.
+    fn count(&self) -> usize {
+        self.head + (self.n - self.head * self.big).div_ceil(self.small)
+    }
+
+    /// Rows of task `c` (`c < count()`).
+    fn rows(&self, c: usize) -> Range<usize> {
+        let start = if c < self.head { c * self.big } else { self.head * self.big + (c - self.head) * self.small };
+        let len = if c < self.head { self.big } else { self.small };
+        start..(start + len).min(self.n)
+    }
+}
+
 /// Activation rows run together over one weight tile.
 const ACT_TILE: usize = simd::DOT_ROWS;
 
@@ -184,10 +215,10 @@ pub fn matmul_quantized_with(
     let nthreads = threads.unwrap_or_else(rayon::current_num_threads);
     if m == 1 {
         // GEMV: the calling thread works too, from the first task on (see `parallel::for_each_task`).
-        let rpt = gemv_rows_per_task(n, nthreads);
+        let tasks = GemvTasks::new(n, nthreads);
         let shared = SharedMut::new(out);
-        return for_each_task(threads, n.div_ceil(rpt), |c| {
-            let rows = c * rpt..((c + 1) * rpt).min(n);
+        return for_each_task(threads, tasks.count(), |c| {
+            let rows = tasks.rows(c);
             // SAFETY: task `c` alone writes outputs `rows` (tasks are disjoint ranges).
             let o = unsafe { shared.part(rows.clone()) };
             gemm_tile(dot, w, rows, a, 1, o);
@@ -280,4 +311,26 @@ pub fn error_bound(w_ty: QuantType, x_row: &[f32], w_row_deq: &[f32]) -> f64 {
         mag += xb.iter().zip(wb).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum::<f64>();
     }
     bound + 1e-5 * mag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemv_tasks_cover_the_rows_in_order_at_row_group_boundaries() {
+        for threads in [1, 2, 3, 8] {
+            for n in [1, 15, 16, 17, 100, 576, 1536, 4096, 16384, 49152, 100_003] {
+                let t = GemvTasks::new(n, threads);
+                let mut next = 0;
+                for c in 0..t.count() {
+                    let r = t.rows(c);
+                    assert_eq!(r.start, next, "n {n} threads {threads} task {c}");
+                    assert!(r.end > r.start && r.start % simd::ROW_GROUP == 0, "n {n} threads {threads} task {c}: {r:?}");
+                    next = r.end;
+                }
+                assert_eq!(next, n, "n {n} threads {threads}");
+            }
+        }
+    }
 }
