@@ -326,7 +326,7 @@ mod tests {
                 for c in 0..t.count() {
                     let r = t.rows(c);
                     assert_eq!(r.start, next, "n {n} threads {threads} task {c}");
-                    assert!(r.end > r.start && r.start % simd::ROW_GROUP == 0, "n {n} threads {threads} task {c}: {r:?}");
+                    assert!(r.end > r.start && r.start.is_multiple_of(simd::ROW_GROUP), "n {n} threads {threads} task {c}: {r:?}");
                     next = r.end;
                 }
                 assert_eq!(next, n, "n {n} threads {threads}");

@@ -239,74 +239,6 @@ impl<'a, T> SharedMut<'a, T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_cover_everything_once_and_steps_are_ordered() {
-        for threads in [1, 2, 3] {
-            let team = Team::new(threads).unwrap();
-            let mut a = vec![0usize; 1000];
-            let mut b = vec![0usize; 1000];
-            let (sa, sb) = (SharedMut::new(&mut a), SharedMut::new(&mut b));
-            team.run(|w| {
-                for round in 0..20 {
-                    // Step 1 writes a; step 2 reads all of a (after the barrier) into b.
-                    w.chunks(1000, 7, |r| {
-                        // SAFETY: chunks are disjoint within a step.
-                        let p = unsafe { sa.part(r.clone()) };
-                        for (i, v) in r.zip(p.iter_mut()) {
-                            *v = i * round;
-                        }
-                    });
-                    w.chunks(1000, 13, |r| {
-                        // SAFETY: a is only read in this step; b's chunks are disjoint.
-                        let all = unsafe { sa.all() };
-                        let p = unsafe { sb.part(r.clone()) };
-                        for (i, v) in r.zip(p.iter_mut()) {
-                            *v = all[999 - i] + 1;
-                        }
-                    });
-                }
-            });
-            for i in 0..1000 {
-                assert_eq!(a[i], i * 19, "threads {threads}");
-                assert_eq!(b[i], (999 - i) * 19 + 1, "threads {threads}");
-            }
-        }
-    }
-
-    #[test]
-    fn for_each_task_runs_every_task_once() {
-        for threads in [None, Some(1), Some(2), Some(3)] {
-            for tasks in [0usize, 1, 2, 5, 100] {
-                let hits: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
-                for_each_task(threads, tasks, |i| {
-                    hits[i].fetch_add(1, Ordering::Relaxed);
-                })
-                .unwrap();
-                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads {threads:?} tasks {tasks}");
-            }
-        }
-        assert!(for_each_task(Some(0), 3, |_| {}).is_err());
-    }
-
-    #[test]
-    fn single_runs_once() {
-        let team = Team::new(2).unwrap();
-        let count = AtomicUsize::new(0);
-        team.run(|w| {
-            for _ in 0..100 {
-                w.single(|| {
-                    count.fetch_add(1, Ordering::Relaxed);
-                });
-            }
-        });
-        assert_eq!(count.load(Ordering::Relaxed), 100);
-    }
-}
-
 /// Largest thread count whose pool is kept between calls (bigger ones are built per call).
 const MAX_CACHED_POOL: usize = 256;
 
@@ -391,4 +323,72 @@ pub fn for_each_task(threads: Option<usize>, tasks: usize, f: impl Fn(usize) + S
         }),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_everything_once_and_steps_are_ordered() {
+        for threads in [1, 2, 3] {
+            let team = Team::new(threads).unwrap();
+            let mut a = vec![0usize; 1000];
+            let mut b = vec![0usize; 1000];
+            let (sa, sb) = (SharedMut::new(&mut a), SharedMut::new(&mut b));
+            team.run(|w| {
+                for round in 0..20 {
+                    // Step 1 writes a; step 2 reads all of a (after the barrier) into b.
+                    w.chunks(1000, 7, |r| {
+                        // SAFETY: chunks are disjoint within a step.
+                        let p = unsafe { sa.part(r.clone()) };
+                        for (i, v) in r.zip(p.iter_mut()) {
+                            *v = i * round;
+                        }
+                    });
+                    w.chunks(1000, 13, |r| {
+                        // SAFETY: a is only read in this step; b's chunks are disjoint.
+                        let all = unsafe { sa.all() };
+                        let p = unsafe { sb.part(r.clone()) };
+                        for (i, v) in r.zip(p.iter_mut()) {
+                            *v = all[999 - i] + 1;
+                        }
+                    });
+                }
+            });
+            for i in 0..1000 {
+                assert_eq!(a[i], i * 19, "threads {threads}");
+                assert_eq!(b[i], (999 - i) * 19 + 1, "threads {threads}");
+            }
+        }
+    }
+
+    #[test]
+    fn for_each_task_runs_every_task_once() {
+        for threads in [None, Some(1), Some(2), Some(3)] {
+            for tasks in [0usize, 1, 2, 5, 100] {
+                let hits: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+                for_each_task(threads, tasks, |i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                })
+                .unwrap();
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads {threads:?} tasks {tasks}");
+            }
+        }
+        assert!(for_each_task(Some(0), 3, |_| {}).is_err());
+    }
+
+    #[test]
+    fn single_runs_once() {
+        let team = Team::new(2).unwrap();
+        let count = AtomicUsize::new(0);
+        team.run(|w| {
+            for _ in 0..100 {
+                w.single(|| {
+                    count.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 100);
+    }
 }

@@ -295,6 +295,7 @@ const ROW_AHEAD: usize = 2048;
 /// # Safety
 /// As [`gemm`]; `ap` holds `C * passes` entries.
 #[inline]
+#[allow(clippy::needless_range_loop)] // activations c index parallel arrays (accumulators, panel)
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<const K: u8, const R: usize, const C: usize>(
     nb: usize,
