@@ -10,7 +10,12 @@
    L3) at 1 and 2 threads, as GB/s of weight bytes and as a fraction of the machine's read
    bandwidth (§4b: ~26.8 GB/s one core, ~38.2 GB/s two), the physical limit of token generation.
 
-Usage: python benches/kernels_vs_llamacpp.py [--run] [--no-gemv]
+   The anchors' box had a 32 MiB L3; a machine with a bigger L3 (lscpu) keeps part of that
+   weight cached, so `--rows` can make it larger than the L3 (e.g. --rows 131072: 600 MB of
+   Q4_0), which then needs the machine's own read bandwidth (`--bw 1:GBs,2:GBs`) as the limit.
+
+Usage: python benches/kernels_vs_llamacpp.py [--run] [--no-gemv | --gemv-only] [--types T,T]
+       [--rows N] [--reps R] [--bw 1:26.8,2:38.2]
 """
 
 from __future__ import annotations
@@ -73,10 +78,10 @@ class Q:
         self.type, self.shape, self.data = t, shape, data
 
 
-def gemv_bandwidth(types: list[str], reps: int = 15) -> list[tuple[str, int, float, float, float]]:
+def gemv_bandwidth(types: list[str], reps: int = 15, n: int = 16384) -> list[tuple[str, int, float, float, float]]:
     import kquants
 
-    n, k = 16384, 8192
+    k = 8192
     out = []
     x = np.random.default_rng(1).standard_normal(k).astype(np.float32)
     for ty in types:
@@ -102,7 +107,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", action="store_true", help="run the criterion benches first")
     ap.add_argument("--no-gemv", action="store_true", help="skip the 16384 x 8192 GEMV")
+    ap.add_argument("--gemv-only", action="store_true", help="only the GEMV over a large weight")
+    ap.add_argument("--types", default="Q4_0,Q4_K,Q8_0,IQ4_XS", help="GEMV weight types (comma-separated)")
+    ap.add_argument("--rows", type=int, default=16384, help="GEMV weight rows (of 8192 values)")
+    ap.add_argument("--reps", type=int, default=15, help="timed GEMV calls per type and thread count (median)")
+    ap.add_argument("--bw", default=None, help="read bandwidth limits as THREADS:GB/s,... (default: anchors §4b)")
     args = ap.parse_args()
+    if args.bw:
+        BW.update({int(t): float(g) for t, g in (kv.split(":") for kv in args.bw.split(","))})
+    if args.gemv_only:
+        return gemv_report(args)
     if args.run:
         for b in ("vec_dot", "matmul"):
             subprocess.run(["cargo", "bench", "--bench", b], cwd=ROOT, check=True)
@@ -144,15 +158,20 @@ def main() -> None:
             print(f"{ty:18} {th:3} {ns / 1e6:8.3f} ms  {by / ns:6.2f} GB/s of weights")
 
     if not args.no_gemv:
-        import kquants
+        gemv_report(args)
 
-        print(f"\n## GEMV over a 16384 x 8192 weight (> L3), ISA {kquants.simd_info()['isa']}")
-        print("bandwidth limit (anchors §4b): 1 thread ~26.8 GB/s, 2 threads ~38.2 GB/s")
-        print("(wall = measured; cpu = bytes / (process CPU time / threads), what the kernels could stream")
-        print(" with cores to themselves: meaningful only as an upper bound when the box is shared)")
-        for ty, t, gbs, ms, cgbs in gemv_bandwidth(["Q4_0", "Q4_K", "Q8_0", "IQ4_XS"]):
-            print(f"{ty:7} threads={t}  {ms:7.2f} ms  wall {gbs:5.1f} GB/s = {gbs / BW[t]:5.1%} of bandwidth;"
-                  f"  cpu {cgbs:5.1f} GB/s = {cgbs / BW[t]:5.1%}")
+
+def gemv_report(args: argparse.Namespace) -> None:
+    import kquants
+
+    print(f"\n## GEMV over a {args.rows} x 8192 weight, ISA {kquants.simd_info()['isa']}")
+    print(f"bandwidth limit: 1 thread ~{BW[1]} GB/s, 2 threads ~{BW[2]} GB/s"
+          + (" (anchors §4b)" if not args.bw else " (--bw)"))
+    print("(wall = measured; cpu = bytes / (process CPU time / threads), what the kernels could stream")
+    print(" with cores to themselves: meaningful only as an upper bound when the box is shared)")
+    for ty, t, gbs, ms, cgbs in gemv_bandwidth(args.types.split(","), args.reps, args.rows):
+        print(f"{ty:7} threads={t}  {ms:7.2f} ms  wall {gbs:5.1f} GB/s = {gbs / BW[t]:5.1%} of bandwidth;"
+              f"  cpu {cgbs:5.1f} GB/s = {cgbs / BW[t]:5.1%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::parallel::with_threads;
+use crate::parallel::{for_each_task, with_threads, SharedMut};
 use crate::simd::{self, Kernels, RowDot, PREFETCH_AHEAD};
 use crate::types::QuantType;
 
@@ -83,7 +83,9 @@ pub fn quantize_activations_with(
         return Err(Error::Unsupported { ty: w_ty, op: "quantized matmul (float weights)" });
     }
     let act = kern.act_fn(at)?;
-    if m > 0 && k > 0 {
+    if m == 1 && k > 0 {
+        act.call(at, x, &mut data);
+    } else if m > 0 && k > 0 {
         data.par_chunks_mut(arow).zip(x.par_chunks(k)).for_each(|(d, s)| act.call(at, s, d));
     }
     Ok(QuantizedActivations { ty: at, k, m, data })
@@ -105,7 +107,12 @@ pub fn matmul(
     threads: Option<usize>,
 ) -> Result<()> {
     let kern = simd::kernels();
-    let acts = with_threads(threads, || quantize_activations_with(kern, w_ty, x, k, m))??;
+    // One row is quantized on the calling thread (a pool round trip costs more than the row).
+    let acts = if m <= 1 {
+        quantize_activations_with(kern, w_ty, x, k, m)?
+    } else {
+        with_threads(threads, || quantize_activations_with(kern, w_ty, x, k, m))??
+    };
     matmul_quantized_with(kern, w_ty, w, n, &acts, out, threads)
 }
 
@@ -128,6 +135,47 @@ pub(crate) fn rows_per_task(n: usize, row_bytes: usize, threads: usize) -> usize
     let by_balance = (n / (8 * threads.max(1))).max(1);
     // A multiple of the row group (see `simd::ROW_GROUP`).
     by_size.min(by_balance).next_multiple_of(simd::ROW_GROUP)
+}
+
+/// Weight rows per task of a GEMV (one activation row). A task re-derives what its kernel needs
+/// from the activation row (e.g. the Q8_0 block sums of the 16-row kernels), so tasks are made
+/// long, up to [`GEMV_MAX_TASK_ROWS`] rows, while leaving each thread at least 8 of them.
+pub(crate) fn gemv_rows_per_task(n: usize, threads: usize) -> usize {
+    (n / (8 * threads.max(1))).clamp(1, GEMV_MAX_TASK_ROWS).next_multiple_of(simd::ROW_GROUP)
+}
+
+/// Upper bound of [`gemv_rows_per_task`].
+const GEMV_MAX_TASK_ROWS: usize = 256;
+
+/// The row ranges of a GEMV's tasks: [`gemv_rows_per_task`] rows each, except that the last
+/// `threads` such tasks' worth of rows is cut 8 times finer, so that the threads run out of
+/// work at nearly the same time. Every boundary is a multiple of [`simd::ROW_GROUP`].
+struct GemvTasks {
+    n: usize,
+    big: usize,
+    small: usize,
+    head: usize,
+}
+
+impl GemvTasks {
+    fn new(n: usize, threads: usize) -> GemvTasks {
+        let big = gemv_rows_per_task(n, threads);
+        let small = (big / 8).next_multiple_of(simd::ROW_GROUP);
+        let tail = (threads.max(1) * big).min(n);
+        GemvTasks { n, big, small, head: (n - tail) / big }
+    }
+
+    /// Number of tasks.
+    fn count(&self) -> usize {
+        self.head + (self.n - self.head * self.big).div_ceil(self.small)
+    }
+
+    /// Rows of task `c` (`c < count()`).
+    fn rows(&self, c: usize) -> Range<usize> {
+        let start = if c < self.head { c * self.big } else { self.head * self.big + (c - self.head) * self.small };
+        let len = if c < self.head { self.big } else { self.small };
+        start..(start + len).min(self.n)
+    }
 }
 
 /// Activation rows run together over one weight tile.
@@ -165,29 +213,32 @@ pub fn matmul_quantized_with(
     }
     let a = &acts.data;
     let nthreads = threads.unwrap_or_else(rayon::current_num_threads);
+    if m == 1 {
+        // GEMV: the calling thread works too, from the first task on (see `parallel::for_each_task`).
+        let tasks = GemvTasks::new(n, nthreads);
+        let shared = SharedMut::new(out);
+        return for_each_task(threads, tasks.count(), |c| {
+            let rows = tasks.rows(c);
+            // SAFETY: task `c` alone writes outputs `rows` (tasks are disjoint ranges).
+            let o = unsafe { shared.part(rows.clone()) };
+            gemm_tile(dot, w, rows, a, 1, o);
+        });
+    }
     let rpt = rows_per_task(n, wrow, nthreads);
     with_threads(threads, || {
-        if m == 1 {
-            out.par_chunks_mut(rpt).enumerate().for_each(|(c, o)| {
-                let r0 = c * rpt;
-                gemm_tile(dot, w, r0..r0 + o.len(), a, 1, o);
-            });
-        } else {
-            // Transposed result (n x m), contiguous per task, then transposed into `out`.
-            let mut t = vec![0f32; n * m];
-            t.par_chunks_mut(rpt * m).enumerate().for_each(|(c, o)| {
-                let r0 = c * rpt;
-                gemm_tile(dot, w, r0..r0 + o.len() / m, a, m, o);
-            });
-            out.par_chunks_mut(n).enumerate().for_each(|(j, orow)| {
-                for (r, v) in orow.iter_mut().enumerate() {
-                    *v = t[r * m + j];
-                }
-            });
-        }
+        // Transposed result (n x m), contiguous per task, then transposed into `out`.
+        let mut t = vec![0f32; n * m];
+        t.par_chunks_mut(rpt * m).enumerate().for_each(|(c, o)| {
+            let r0 = c * rpt;
+            gemm_tile(dot, w, r0..r0 + o.len() / m, a, m, o);
+        });
+        out.par_chunks_mut(n).enumerate().for_each(|(j, orow)| {
+            for (r, v) in orow.iter_mut().enumerate() {
+                *v = t[r * m + j];
+            }
+        });
     })
 }
-
 
 /// The products of weight rows `rows` (rows of `wrow` bytes inside `w`) with all `m` activation
 /// rows of `a` (rows of `arow` bytes), written to `out` transposed: `out[r * m + j]` for the
@@ -260,4 +311,26 @@ pub fn error_bound(w_ty: QuantType, x_row: &[f32], w_row_deq: &[f32]) -> f64 {
         mag += xb.iter().zip(wb).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum::<f64>();
     }
     bound + 1e-5 * mag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemv_tasks_cover_the_rows_in_order_at_row_group_boundaries() {
+        for threads in [1, 2, 3, 8] {
+            for n in [1, 15, 16, 17, 100, 576, 1536, 4096, 16384, 49152, 100_003] {
+                let t = GemvTasks::new(n, threads);
+                let mut next = 0;
+                for c in 0..t.count() {
+                    let r = t.rows(c);
+                    assert_eq!(r.start, next, "n {n} threads {threads} task {c}");
+                    assert!(r.end > r.start && r.start.is_multiple_of(simd::ROW_GROUP), "n {n} threads {threads} task {c}: {r:?}");
+                    next = r.end;
+                }
+                assert_eq!(next, n, "n {n} threads {threads}");
+            }
+        }
+    }
 }

@@ -239,6 +239,92 @@ impl<'a, T> SharedMut<'a, T> {
     }
 }
 
+/// Largest thread count whose pool is kept between calls (bigger ones are built per call).
+const MAX_CACHED_POOL: usize = 256;
+
+/// A rayon pool of `n` workers, built once per `n` and kept: building one costs hundreds of
+/// microseconds, more than a GEMV or quantizing a small tensor.
+pub fn pool(n: usize) -> crate::Result<std::sync::Arc<rayon::ThreadPool>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    if n == 0 {
+        return Err(crate::Error::value("threads must be at least 1"));
+    }
+    let build = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(Arc::new)
+            .map_err(|e| crate::Error::value(format!("cannot start {n} threads: {e}")))
+    };
+    if n > MAX_CACHED_POOL {
+        return build();
+    }
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    // A poisoned lock only means another thread panicked while holding it; the map is still valid.
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let p = build()?;
+    pools.insert(n, p.clone());
+    Ok(p)
+}
+
+/// Run `f` with rayon's parallel iterators on `threads` workers (`None`: the global pool, one
+/// worker per core; `Some(1)`: one worker, so nothing runs in parallel).
+pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> crate::Result<R> {
+    match threads {
+        None => Ok(f()),
+        Some(n) => Ok(pool(n)?.install(f)),
+    }
+}
+
+/// Run `f(i)` for every task `i` in `0..tasks` on `threads` threads (`None`: one per worker of
+/// rayon's global pool): the calling thread and `threads - 1` workers of a pool, each taking the
+/// next task from a shared counter until none is left.
+///
+/// Unlike [`with_threads`], the calling thread starts on the first task at once instead of
+/// waiting for a worker to wake up (tens of microseconds on a virtual machine, a noticeable share
+/// of a GEMV), and a worker that wakes late finds fewer tasks left. With one thread, or one
+/// task, everything runs on the calling thread.
+pub fn for_each_task(threads: Option<usize>, tasks: usize, f: impl Fn(usize) + Sync) -> crate::Result<()> {
+    let nthreads = match threads {
+        Some(0) => return Err(crate::Error::value("threads must be at least 1")),
+        Some(n) => n,
+        None => rayon::current_num_threads(),
+    }
+    .min(tasks);
+    if nthreads <= 1 {
+        (0..tasks).for_each(f);
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= tasks {
+            break;
+        }
+        f(i);
+    };
+    let work = &work;
+    match threads {
+        Some(n) => pool(n - 1)?.in_place_scope(|s| {
+            for _ in 1..nthreads {
+                s.spawn(move |_| work());
+            }
+            work();
+        }),
+        None => rayon::in_place_scope(|s| {
+            for _ in 1..nthreads {
+                s.spawn(move |_| work());
+            }
+            work();
+        }),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +364,21 @@ mod tests {
     }
 
     #[test]
+    fn for_each_task_runs_every_task_once() {
+        for threads in [None, Some(1), Some(2), Some(3)] {
+            for tasks in [0usize, 1, 2, 5, 100] {
+                let hits: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+                for_each_task(threads, tasks, |i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                })
+                .unwrap();
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads {threads:?} tasks {tasks}");
+            }
+        }
+        assert!(for_each_task(Some(0), 3, |_| {}).is_err());
+    }
+
+    #[test]
     fn single_runs_once() {
         let team = Team::new(2).unwrap();
         let count = AtomicUsize::new(0);
@@ -289,46 +390,5 @@ mod tests {
             }
         });
         assert_eq!(count.load(Ordering::Relaxed), 100);
-    }
-}
-
-/// Largest thread count whose pool is kept between calls (bigger ones are built per call).
-const MAX_CACHED_POOL: usize = 256;
-
-/// A rayon pool of `n` workers, built once per `n` and kept: building one costs hundreds of
-/// microseconds, more than a GEMV or quantizing a small tensor.
-pub fn pool(n: usize) -> crate::Result<std::sync::Arc<rayon::ThreadPool>> {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex, OnceLock};
-    if n == 0 {
-        return Err(crate::Error::value("threads must be at least 1"));
-    }
-    let build = || {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map(Arc::new)
-            .map_err(|e| crate::Error::value(format!("cannot start {n} threads: {e}")))
-    };
-    if n > MAX_CACHED_POOL {
-        return build();
-    }
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    // A poisoned lock only means another thread panicked while holding it; the map is still valid.
-    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = pools.get(&n) {
-        return Ok(p.clone());
-    }
-    let p = build()?;
-    pools.insert(n, p.clone());
-    Ok(p)
-}
-
-/// Run `f` with rayon's parallel iterators on `threads` workers (`None`: the global pool, one
-/// worker per core; `Some(1)`: one worker, so nothing runs in parallel).
-pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> crate::Result<R> {
-    match threads {
-        None => Ok(f()),
-        Some(n) => Ok(pool(n)?.install(f)),
     }
 }

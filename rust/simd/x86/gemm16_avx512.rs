@@ -233,6 +233,7 @@ macro_rules! decode_block {
 /// # Safety
 /// As [`gemm16`], with `C` rows at `a` (stride `nb` blocks) and `C * nb` panel entries.
 #[inline]
+#[allow(clippy::needless_range_loop)] // activations c index parallel arrays (accumulators, panel)
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn group<const K: u8, const C: usize>(
     nb: usize,

@@ -234,8 +234,6 @@ unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, o
         out[..nr * m].fill(0.0);
         return;
     }
-    // SAFETY: lengths checked above.
-    let panel = unsafe { act_panel::<K>(nb, a, m) };
     let passes = nb.div_ceil(2);
     // Tile shapes: few activation rows (generation) -> 4 weight rows per pass over one
     // activation row; many (prompts) -> 2 weight rows x 8 activation rows.
@@ -250,6 +248,13 @@ unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, o
             i += crate::simd::ROW_GROUP;
         }
     }
+    if i == nr {
+        return;
+    }
+    // The rows left (all of them for types without a 16-row kernel; otherwise the matrix's last,
+    // partial group) run over a panel of the activations, built only when there are such rows.
+    // SAFETY: lengths checked above.
+    let panel = unsafe { act_panel::<K>(nb, a, m) };
     while i < nr {
         let r = if nr - i >= rt { rt } else { 1 };
         let wp = w[i * wrow..].as_ptr();
@@ -279,12 +284,18 @@ unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, o
     }
 }
 
+/// How far ahead within a weight row the tile kernels prefetch. With `R` rows streamed at once
+/// that is `R` times as many bytes in flight: 4 rows x 2 KiB keeps a DRAM-bound GEMV near the
+/// kernel's in-cache rate (see `benches/kernels_vs_llamacpp.py`).
+const ROW_AHEAD: usize = 2048;
+
 /// `R` weight rows at `w` (stride `wrow`) times the `C` activation rows of `ap` (stride
 /// `passes`); result `res[row * C + act]`.
 ///
 /// # Safety
 /// As [`gemm`]; `ap` holds `C * passes` entries.
 #[inline]
+#[allow(clippy::needless_range_loop)] // activations c index parallel arrays (accumulators, panel)
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<const K: u8, const R: usize, const C: usize>(
     nb: usize,
@@ -301,13 +312,16 @@ unsafe fn tile<const K: u8, const R: usize, const C: usize>(
     let first = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     let first_q8_0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     let second_lane = _mm512_set_epi32(4, 4, 4, 4, 4, 4, 4, 3, 4, 4, 4, 4, 4, 4, 4, 1);
-    // Prefetch the bytes PREFETCH_AHEAD past these rows a few lines per pass, spread over the
-    // passes (a burst of prefetches stalls once the line-fill buffers are full).
-    let pf = w.wrapping_add(crate::simd::PREFETCH_AHEAD);
-    let pf_lines = (R * wrow).div_ceil(64);
-    let pf_per_pass = pf_lines.div_ceil(passes);
+    // Each of the R rows is a stream read front to back: prefetch every row ROW_AHEAD bytes
+    // ahead of the blocks being read, continuing into the same row of the next tile (R rows
+    // further on) when that passes the row's end, so that a tile's first blocks are in cache
+    // when it starts. One range of two blocks per row and pass keeps the requests spread.
     for p in 0..passes {
-        crate::simd::prefetch(pf.wrapping_add(p * pf_per_pass * 64), pf_per_pass * 64);
+        let off = 2 * p * wb + ROW_AHEAD;
+        let at = if off < wrow { off } else { R * wrow + off - wrow };
+        for r in 0..R {
+            crate::simd::prefetch(w.wrapping_add(r * wrow + at), 2 * wb);
+        }
         // Blocks 2p and 2p+1, or block 2p twice with the second half's scale zero.
         let b = 2 * p;
         let two = b + 1 < nb;
