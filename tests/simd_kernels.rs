@@ -269,7 +269,13 @@ fn vec_dot_random_blocks_agree_across_isas_and_reference() {
         }
         let quant_tab = tabs.iter().copied().find(|k| k.has_quantize_act(at));
         // Float types (one-value blocks) also take lengths that leave a scalar tail.
-        let sizes: &[usize] = if t.block_size() == 1 { &[256, 4096, 37, 1001] } else { &[256, 512, 4096, 768] };
+        // 32-value block types also take block counts that are not a multiple of four (the
+        // kernels that step four blocks at a time finish such rows block by block).
+        let sizes: &[usize] = match t.block_size() {
+            1 => &[256, 4096, 37, 1001],
+            32 => &[256, 512, 4096, 768, 96, 224],
+            _ => &[256, 512, 4096, 768],
+        };
         for &n in sizes {
             for _ in 0..6 {
                 let w = random_weights(t, n, &mut rng);
@@ -392,7 +398,8 @@ fn vec_dot_rows_equal_single_row_calls_bit_for_bit() {
                 // Float weights (F16/BF16/F32) take float activations: no multi-row kernels.
                 continue;
             }
-            for &n in &[256usize, 768, 4096] {
+            let sizes: &[usize] = if t.block_size() == 32 { &[256, 768, 4096, 96, 224] } else { &[256, 768, 4096] };
+            for &n in sizes {
                 let w = random_weights(t, n, &mut rng);
                 let arow = at.row_bytes(n).unwrap();
                 let mut a = vec![0u8; simd::DOT_ROWS * arow];

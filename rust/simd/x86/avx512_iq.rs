@@ -1,17 +1,19 @@
 //! AVX-512 (F/BW/VL/VNNI) kernels for types of [`super::avx2_iq`] where they measured faster
 //! than AVX2 here (NVFP4: one 64-value block per zmm; Q1_0: sign bits as a mask register;
-//! BF16: 32 values per load, widened by mask and shift).
+//! BF16: 32 values per load, widened by mask and shift; MXFP4: the four-blocks-per-step ymm
+//! kernel of [`super::avx512`]).
 //! Installed over the AVX2 table only after run-time detection; types without an entry keep
 //! their AVX2 kernel. zmm versions of TQ2_0, MXFP4 and Q2_0 measured no faster than AVX2 (or
-//! slower) on this Xeon and were dropped; the grid types stay on AVX2 because their cost is
+//! slower) on this Xeon and were dropped (MXFP4 came back as a ymm kernel); the grid types stay on AVX2 because their cost is
 //! the scalar grid lookups, which wider vectors do not reduce.
 
 use core::arch::x86_64::*;
 
 use super::avx2::f16_at;
-use super::avx2_iq::UE4M3_HALF;
+use super::avx2_iq::{E8M0_HALF, UE4M3_HALF};
+use super::avx512::{blocks4_gen, blocks4_kernels, nibbles_bcast, Block32};
 use crate::quant::fp4::KVALUES_FP4;
-use crate::simd::Overrides;
+use crate::simd::{Overrides, DOT_ROWS};
 use crate::types::QuantType as T;
 
 /// The AVX-512 entries of the dispatch table for these types.
@@ -24,6 +26,7 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::NVFP4, dot_nvfp4 as _),
             (T::Q1_0, dot_q1_0 as _),
             (T::BF16, dot_bf16 as _),
+            (T::MXFP4, dot_mxfp4 as _),
         ],
         act: vec![],
     }
@@ -178,4 +181,51 @@ kernel! {
         }
         _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) + tail
     }
+}
+
+/// MXFP4 weights (17-byte blocks: E8M0 exponent, 16 bytes of E2M1 codes) for [`blocks4_gen`].
+struct Mxfp4 {
+    tbl: __m256i,
+}
+
+impl Block32 for Mxfp4 {
+    const SIZE: usize = 17;
+    type Vals = __m256i;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn new() -> Self {
+        // SAFETY: the table has 16 bytes.
+        Mxfp4 { tbl: _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(KVALUES_FP4.as_ptr() as *const __m128i) }) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scales4(&self, x: *const u8) -> __m128 {
+        // SAFETY: four blocks at `x` (caller): their exponent bytes.
+        let e = |k: usize| E8M0_HALF[unsafe { *x.add(17 * k) } as usize];
+        _mm_setr_ps(e(0), e(1), e(2), e(3))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scale1(&self, x: *const u8) -> f32 {
+        // SAFETY: one block at `x` (caller).
+        E8M0_HALF[unsafe { *x } as usize]
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn decode(&self, x: *const u8) -> __m256i {
+        // SAFETY: one block at `x` (caller): 16 code bytes at 1.
+        _mm256_shuffle_epi8(self.tbl, unsafe { nibbles_bcast(x.add(1)) })
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot(&self, v: &__m256i, y: *const u8) -> __m256i {
+        // SAFETY: 32 bytes at `y` (caller).
+        let yv = unsafe { _mm256_loadu_si256(y as *const __m256i) };
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(*v, *v), _mm256_sign_epi8(yv, *v))
+    }
+}
+
+blocks4_kernels! {
+    /// MXFP4 x Q8_0.
+    Mxfp4 => dot_mxfp4, rows_mxfp4
 }
