@@ -18,7 +18,7 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::{f16_at, KVALUES_IQ4NL};
+use super::avx2::{bcast1, f16_at, nibbles_bcast, KVALUES_IQ4NL};
 use crate::simd::{Overrides, VecDotRowsFn, DOT_ROWS};
 use crate::types::QuantType as T;
 
@@ -390,28 +390,10 @@ one_and_rows! {
 //   (one conversion per four blocks) and the four products stored to the stack; each is read
 //   back by a broadcasting load ([`bcast_pair`], [`bcast1`]), which uses only a load port;
 // - packed nibbles are unpacked by a broadcasting 16-byte load and a per-lane variable shift
-//   ([`nibbles_bcast`]) instead of a lane insert;
+//   (`avx2::nibbles_bcast`) instead of a lane insert;
 // - `vpdpbusd ymm` (two ports) instead of the zmm form (one).
 // Two blocks' eight i32 lanes are folded into one vector (even lanes block `a`, odd lanes block
 // `b`) before the conversion to float, so a block costs half a conversion and half an FMA.
-
-/// Broadcast the f32 at `p` to 8 lanes with a load (`vbroadcastss ymm, m32`), which uses only a
-/// load port; LLVM turns `_mm256_set1_ps` of a just-stored value into a port-5 shuffle.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn bcast1(p: *const f32) -> __m256 {
-    let v: __m256;
-    // SAFETY: the caller guarantees 4 readable bytes at `p`; the asm reads only those and writes
-    // its output register.
-    unsafe {
-        core::arch::asm!(
-            "vbroadcastss {v}, dword ptr [{p}]",
-            p = in(reg) p, v = out(ymm_reg) v,
-            options(pure, readonly, nostack, preserves_flags),
-        )
-    };
-    v
-}
 
 /// The f32 pair at `p` repeated over 8 lanes (`vbroadcastsd ymm, m64`, a load only): lanes
 /// `2j` hold `p[0]`, lanes `2j + 1` hold `p[1]`.
@@ -429,16 +411,6 @@ pub(super) unsafe fn bcast_pair(p: *const f32) -> __m256 {
         )
     };
     v
-}
-
-/// 16 packed nibbles at `p` as 32 bytes in value order (low nibbles first), without a lane
-/// insert: the 16 bytes are loaded into both lanes and the upper lane shifted right by 4.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn nibbles_bcast(p: *const u8) -> __m256i {
-    // SAFETY: 16 readable bytes at `p` (caller).
-    let v = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(p as *const __m128i) });
-    _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f))
 }
 
 /// The f16 values at `p`, `p + st`, `p + 2 st`, `p + 3 st` as f32.
@@ -719,7 +691,7 @@ blocks4_kernels! {
 /// [`super::avx2::dot_q4_1`] gives: per block `acc = fma(d_w d_a, sum(q y), acc)` in 8 float
 /// lanes (lane `j` = values `4j..4j+4`) and `m_w s_a` added to `summs` in block order. Faster
 /// only in how it gets there: the scale pairs are converted straight from memory, the product is
-/// broadcast by a load ([`bcast1`]) and the nibbles unpacked by [`nibbles_bcast`].
+/// broadcast by a load (`avx2::bcast1`) and the nibbles unpacked by `avx2::nibbles_bcast`.
 ///
 /// The conversions read 8 bytes at each block start: `[d_w, m_w]` plus two quant bytes, and
 /// `[d_a, s_a]` plus two activation bytes. Only lanes 0 and 1 of their product are used; the

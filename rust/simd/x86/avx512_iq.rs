@@ -9,9 +9,9 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::f16_at;
+use super::avx2::{f16_at, nibbles_bcast};
 use super::avx2_iq::{E8M0_HALF, UE4M3_HALF};
-use super::avx512::{blocks4_gen, blocks4_kernels, nibbles_bcast, Block32};
+use super::avx512::{blocks4_gen, blocks4_kernels, Block32};
 use crate::quant::fp4::KVALUES_FP4;
 use crate::simd::{Overrides, DOT_ROWS};
 use crate::types::QuantType as T;
