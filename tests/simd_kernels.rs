@@ -269,7 +269,13 @@ fn vec_dot_random_blocks_agree_across_isas_and_reference() {
         }
         let quant_tab = tabs.iter().copied().find(|k| k.has_quantize_act(at));
         // Float types (one-value blocks) also take lengths that leave a scalar tail.
-        let sizes: &[usize] = if t.block_size() == 1 { &[256, 4096, 37, 1001] } else { &[256, 512, 4096, 768] };
+        // 32-value block types also take block counts that are not a multiple of four (the
+        // kernels that step four blocks at a time finish such rows block by block).
+        let sizes: &[usize] = match t.block_size() {
+            1 => &[256, 4096, 37, 1001],
+            32 => &[256, 512, 4096, 768, 96, 224],
+            _ => &[256, 512, 4096, 768],
+        };
         for &n in sizes {
             for _ in 0..6 {
                 let w = random_weights(t, n, &mut rng);
@@ -392,7 +398,8 @@ fn vec_dot_rows_equal_single_row_calls_bit_for_bit() {
                 // Float weights (F16/BF16/F32) take float activations: no multi-row kernels.
                 continue;
             }
-            for &n in &[256usize, 768, 4096] {
+            let sizes: &[usize] = if t.block_size() == 32 { &[256, 768, 4096, 96, 224] } else { &[256, 768, 4096] };
+            for &n in sizes {
                 let w = random_weights(t, n, &mut rng);
                 let arow = at.row_bytes(n).unwrap();
                 let mut a = vec![0u8; simd::DOT_ROWS * arow];
@@ -420,4 +427,32 @@ fn vec_dot_rows_equal_single_row_calls_bit_for_bit() {
     assert!(k.vec_dot_rows(QuantType::Q4_0, 64, &[0; 36], &[0; 68 * 4], &mut out).is_ok());
     assert!(k.vec_dot_rows(QuantType::Q4_0, 64, &[0; 36], &[0; 68 * 3], &mut out).is_err());
     assert!(k.vec_dot_rows(QuantType::Q4_0, 64, &[0; 35], &[0; 68 * 4], &mut out).is_err());
+}
+
+#[test]
+fn q4_1_keeps_one_summation_order_on_every_simd_level() {
+    // Q4_1 adds its blocks in ggml's AVX2 `vec_dot` order at every x86 level (the SmolLM2
+    // golden logits depend on that order), so every SIMD level's kernel must give the same bits,
+    // including one-block rows and rows whose block count is not a multiple of four.
+    let t = QuantType::Q4_1;
+    let tabs: Vec<&Kernels> = simd_tables().into_iter().filter(|k| k.vec_dot_isa(t).is_some_and(|i| i != Isa::Scalar)).collect();
+    if Isa::Avx512.is_available() {
+        assert!(tabs.len() >= 2, "AVX2 and AVX-512 tables expected");
+    }
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut checked = 0;
+    for &n in &[32usize, 96, 224, 256, 4096] {
+        for _ in 0..8 {
+            let w = random_weights(t, n, &mut rng);
+            let x: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+            let mut a = vec![0u8; QuantType::Q8_1.row_bytes(n).unwrap()];
+            simd::quantize_act(QuantType::Q8_1, &x, &mut a).unwrap();
+            let vals: Vec<f32> = tabs.iter().map(|k| k.vec_dot(t, n, &w, &a).unwrap()).collect();
+            for (k, v) in tabs.iter().zip(&vals) {
+                assert_eq!(v.to_bits(), vals[0].to_bits(), "n={n}: {} gives {v}, {} gives {}", k.isa(), tabs[0].isa(), vals[0]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(tabs.is_empty() || checked > 0);
 }

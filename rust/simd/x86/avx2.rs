@@ -153,6 +153,37 @@ unsafe fn nibbles32(p: *const u8) -> __m256i {
     _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
 }
 
+/// Broadcast the f32 at `p` to 8 lanes with a load (`vbroadcastss ymm, m32`), which uses only a
+/// load port. Written in asm because LLVM turns `_mm256_set1_ps` of a value the kernel has just
+/// stored into a shuffle on port 5, the port the 32-value kernels run out of first on the
+/// Sapphire Rapids machine measured here.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn bcast1(p: *const f32) -> __m256 {
+    let v: __m256;
+    // SAFETY: the caller guarantees 4 readable bytes at `p`; the asm reads only those and writes
+    // its output register.
+    unsafe {
+        core::arch::asm!(
+            "vbroadcastss {v}, dword ptr [{p}]",
+            p = in(reg) p, v = out(ymm_reg) v,
+            options(pure, readonly, nostack, preserves_flags),
+        )
+    };
+    v
+}
+
+/// 16 packed nibbles at `p` as 32 bytes in value order (low nibbles first), like
+/// [`nibbles32`] but without its lane insert (a port-5 uop): the 16 bytes are loaded into both
+/// lanes and the upper lane shifted right by 4.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn nibbles_bcast(p: *const u8) -> __m256i {
+    // SAFETY: 16 readable bytes at `p` (caller).
+    let v = _mm256_broadcastsi128_si256(unsafe { load128(p) });
+    _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f))
+}
+
 /// The product of the two f16 scales at `a` and `b`, broadcast.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -383,26 +414,30 @@ pub(crate) unsafe fn dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     hsum_ps(acc)
 }
 
-/// Q4_1 x Q8_1: `d_w d_a sum(q y) + m_w s_a`.
+/// Q4_1 x Q8_1: `d_w d_a sum(q y) + m_w s_a`, in ggml's AVX2 order (one accumulator, blocks
+/// in order, `m_w s_a` summed apart).
+///
+/// The scale conversions read 8 bytes at each block start: `[d_w, m_w]` plus two quant bytes and
+/// `[d_a, s_a]` plus two activation bytes; only lanes 0 and 1 of their product are used (the
+/// other two are never subnormal: f16 magnitudes are at least 2^-24). Lane 0 is broadcast by a
+/// load ([`bcast1`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let nb = n / 32;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = _mm256_setzero_ps();
     let mut summs = _mm_setzero_ps();
+    let mut buf = [0f32; 4];
     for i in 0..nb {
         // SAFETY: block i (20 bytes, 36 of Q8_1) is inside both rows.
         unsafe {
             let (x, y) = (wp.add(20 * i), ap.add(36 * i));
-            // [d_w, m_w, d_a, s_a] in one conversion; lane 0 = d_w d_a, lane 1 = m_w s_a.
-            let hx = core::ptr::read_unaligned(x as *const u32) as u64;
-            let hy = core::ptr::read_unaligned(y as *const u32) as u64;
-            let v = _mm_cvtph_ps(_mm_cvtsi64_si128((hx | hy << 32) as i64));
-            let p = _mm_mul_ps(v, _mm_movehl_ps(v, v));
+            // [d_w d_a, m_w s_a, -, -]
+            let p = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64(x as *const __m128i)), _mm_cvtph_ps(_mm_loadl_epi64(y as *const __m128i)));
             summs = _mm_add_ps(summs, p);
-            let q = nibbles32(x.add(4));
-            let pr = dot_u8i8(q, load256(y.add(4)));
-            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(pr), acc);
+            _mm_storeu_ps(buf.as_mut_ptr(), p);
+            let pr = dot_u8i8(nibbles_bcast(x.add(4)), load256(y.add(4)));
+            acc = _mm256_fmadd_ps(bcast1(buf.as_ptr()), _mm256_cvtepi32_ps(pr), acc);
         }
     }
     hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(summs))
@@ -974,20 +1009,20 @@ unsafe fn rows_q4_1(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let mut acc = [_mm256_setzero_ps(); DOT_ROWS];
     let mut summs = [_mm_setzero_ps(); DOT_ROWS];
+    let mut buf = [[0f32; 4]; DOT_ROWS];
     for i in 0..nb {
         // SAFETY: block i (20 bytes, 36 of Q8_1) is inside the weight row and each activation row.
         unsafe {
             let x = wp.add(20 * i);
-            let hx = core::ptr::read_unaligned(x as *const u32) as u64;
-            let q = nibbles32(x.add(4));
+            let fx = _mm_cvtph_ps(_mm_loadl_epi64(x as *const __m128i));
+            let q = nibbles_bcast(x.add(4));
             for r in 0..DOT_ROWS {
                 let y = ap.add(r * arow + 36 * i);
-                let hy = core::ptr::read_unaligned(y as *const u32) as u64;
-                let v = _mm_cvtph_ps(_mm_cvtsi64_si128((hx | hy << 32) as i64));
-                let p = _mm_mul_ps(v, _mm_movehl_ps(v, v));
+                let p = _mm_mul_ps(fx, _mm_cvtph_ps(_mm_loadl_epi64(y as *const __m128i)));
                 summs[r] = _mm_add_ps(summs[r], p);
+                _mm_storeu_ps(buf[r].as_mut_ptr(), p);
                 let pr = dot_u8i8(q, load256(y.add(4)));
-                acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(pr), acc[r]);
+                acc[r] = _mm256_fmadd_ps(bcast1(buf[r].as_ptr()), _mm256_cvtepi32_ps(pr), acc[r]);
             }
         }
     }

@@ -106,7 +106,7 @@ const fn ue4m3_table() -> [f32; 256] {
 }
 
 /// E8M0 byte to `2^(e - 128)` (the table of `quant::fp4::e8m0_to_f32_half`, checked equal below).
-static E8M0_HALF: [f32; 256] = e8m0_table();
+pub(super) static E8M0_HALF: [f32; 256] = e8m0_table();
 
 const fn e8m0_table() -> [f32; 256] {
     let mut t = [0f32; 256];

@@ -8,13 +8,17 @@
 //! process. 512-bit integer ops issue on two ports there and 256-bit ones on three, and the
 //! K-quants spend most of their uops on unpacking, where zmm gains nothing.
 //!
-//! Q4_1 has no entry either: the AVX2 kernel adds the blocks in ggml's order, and the SmolLM2
-//! (Q4_1) forward pass is checked against llama.cpp's position-0 logits at KL < 1e-8
-//! (`tests/test_model_smollm2.py`), which a two-blocks-per-zmm order misses (KL 2e-4).
+//! Q4_1 keeps ggml's AVX2 `vec_dot` order here (one accumulator, blocks in order; its result
+//! equals the AVX2 kernel's bit for bit): the SmolLM2 (Q4_1) forward pass is checked against
+//! llama.cpp's position-0 logits at KL < 1e-8 (`tests/test_model_smollm2.py`), which a
+//! two-blocks-per-zmm order misses (KL 2e-4).
+//!
+//! Q8_0, Q4_0, IQ4_NL (and MXFP4 in [`super::avx512_iq`]) use ymm registers, four blocks per
+//! step ([`blocks4_gen`]): measured faster than two blocks per zmm, see the section comment.
 
 use core::arch::x86_64::*;
 
-use super::avx2::{f16_at, KVALUES_IQ4NL};
+use super::avx2::{bcast1, f16_at, nibbles_bcast, KVALUES_IQ4NL};
 use crate::simd::{Overrides, VecDotRowsFn, DOT_ROWS};
 use crate::types::QuantType as T;
 
@@ -27,6 +31,7 @@ pub(crate) unsafe fn overrides() -> Overrides {
         dot: vec![
             (T::Q8_0, dot_q8_0 as _),
             (T::Q4_0, dot_q4_0 as _),
+            (T::Q4_1, dot_q4_1 as _),
             (T::Q5_0, dot_q5_0 as _),
             (T::Q5_1, dot_q5_1 as _),
             (T::IQ4_NL, dot_iq4_nl as _),
@@ -43,8 +48,10 @@ pub(crate) unsafe fn rows_overrides() -> Vec<(T, VecDotRowsFn)> {
     vec![
         (T::Q8_0, rows_q8_0 as _),
         (T::Q4_0, rows_q4_0 as _),
+        (T::Q4_1, rows_q4_1 as _),
         (T::Q5_0, rows_q5_0 as _),
         (T::Q5_1, rows_q5_1 as _),
+        (T::IQ4_NL, rows_iq4_nl as _),
     ]
 }
 
@@ -69,23 +76,6 @@ unsafe fn load256(p: *const u8) -> __m256i {
 unsafe fn load2x256(a: *const u8, b: *const u8) -> __m512i {
     // SAFETY: 32 readable bytes at `a` and at `b` (caller).
     unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(load256(a)), load256(b), 1) }
-}
-
-/// 16 packed nibbles at `p` to 32 bytes in value order (low nibbles first).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn nibbles32(p: *const u8) -> __m256i {
-    // SAFETY: 16 readable bytes at `p` (caller).
-    let lo = unsafe { _mm_loadu_si128(p as *const __m128i) };
-    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(lo, 4), lo), _mm256_set1_epi8(0x0f))
-}
-
-/// Two blocks' nibbles (block `a` in the low half).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn nibbles2x32(a: *const u8, b: *const u8) -> __m512i {
-    // SAFETY: 16 readable bytes at `a` and `b` (caller).
-    unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(nibbles32(a)), nibbles32(b), 1) }
 }
 
 /// Lane `0` of a 128-bit vector in f32 lanes 0..8 and lane `2` in lanes 8..16.
@@ -234,17 +224,6 @@ kernel! {
 // ---------------------------------------------------------------------------------------------
 // 32-value blocks, two per zmm.
 
-/// `sum(|x| * sign(y, x))` by fours: signed x signed bytes (exact for -127..=127).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot_i8i8_512(x: __m512i, y: __m512i) -> __m512i {
-    let ax = _mm512_abs_epi8(x);
-    // y with x's sign: negate y where x < 0.
-    let neg = _mm512_movepi8_mask(x);
-    let sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-    _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy)
-}
-
 /// Defines a single-row kernel `$one` and a [`DOT_ROWS`]-row kernel `$rows` as the
 /// instances `R = 1` and `R = DOT_ROWS` of the generic `$gen`, so the two agree bit for bit.
 macro_rules! one_and_rows {
@@ -268,130 +247,6 @@ macro_rules! one_and_rows {
     };
 }
 
-/// Q8_0 x `R` Q8_0 rows `arow` bytes apart: two blocks per zmm, accumulator `(i / 2) % 2`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q8_0_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
-    let nb = n / 32;
-    let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    // Accumulator `(i / 2) % 2` per pair, unrolled so that the index is a constant (the
-    // accumulators stay in registers).
-    macro_rules! pair {
-        ($i:expr, $k:literal) => {{
-            let i = $i;
-            // SAFETY: blocks i and i+1 (34 bytes each) are inside the weight row and every
-            // activation row.
-            unsafe {
-                let (x0, x1) = (wp.add(34 * i), wp.add(34 * i + 34));
-                let xv = load2x256(x0.add(2), x1.add(2));
-                let ax = _mm512_abs_epi8(xv);
-                let neg = _mm512_movepi8_mask(xv);
-                for (r, accr) in acc.iter_mut().enumerate() {
-                    let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
-                    let yv = load2x256(y0.add(2), y1.add(2));
-                    // y with x's sign, times |x|.
-                    let sy = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
-                    let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy);
-                    let k = $k;
-                    accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
-                }
-            }
-        }};
-    }
-    let mut i = 0;
-    while i + 4 <= nb {
-        pair!(i, 0);
-        pair!(i + 2, 1);
-        i += 4;
-    }
-    if i + 2 <= nb {
-        pair!(i, 0);
-        i += 2;
-    }
-    for (r, o) in out.iter_mut().enumerate() {
-        let mut s = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
-        if i < nb {
-            // SAFETY: the last block is inside the weight row and activation row r.
-            unsafe {
-                let (x, y) = (wp.add(34 * i), ap.add(r * arow + 34 * i));
-                let xv = load256(x.add(2));
-                let sy = _mm256_sign_epi8(load256(y.add(2)), xv);
-                let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(xv), sy);
-                s += f16_at(x) * f16_at(y) * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(p)) as f32;
-            }
-        }
-        *o = s;
-    }
-}
-
-one_and_rows! {
-    /// Q8_0 x Q8_0.
-    q8_0_gen => dot_q8_0, rows_q8_0
-}
-
-/// Q4_0 x `R` Q8_0 rows: `dpbusd(q, y) - dpbusd(8, y)`, two blocks per zmm.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q4_0_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
-    let nb = n / 32;
-    let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    let eight = _mm512_set1_epi8(8);
-    let z = _mm512_setzero_si512();
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    // Accumulator `(i / 2) % 2` per pair, unrolled so that the index is a constant (the
-    // accumulators stay in registers).
-    macro_rules! pair {
-        ($i:expr, $k:literal) => {{
-            let i = $i;
-            // SAFETY: blocks i and i+1 (18 / 34 bytes each) are inside the weight row and every
-            // activation row.
-            unsafe {
-                let (x0, x1) = (wp.add(18 * i), wp.add(18 * i + 18));
-                let q = nibbles_pair(x0.add(2), x1.add(2));
-                for (r, accr) in acc.iter_mut().enumerate() {
-                    let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
-                    let yv = load2x256(y0.add(2), y1.add(2));
-                    let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, eight, yv));
-                    let k = $k;
-                    accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
-                }
-            }
-        }};
-    }
-    let mut i = 0;
-    while i + 4 <= nb {
-        pair!(i, 0);
-        pair!(i + 2, 1);
-        i += 4;
-    }
-    if i + 2 <= nb {
-        pair!(i, 0);
-        i += 2;
-    }
-    for (r, o) in out.iter_mut().enumerate() {
-        let mut s = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
-        if i < nb {
-            // SAFETY: the last block is inside the weight row and activation row r.
-            unsafe {
-                let (x, y) = (wp.add(18 * i), ap.add(r * arow + 34 * i));
-                let yv = load256(y.add(2));
-                let z = _mm256_setzero_si256();
-                let p = _mm256_sub_epi32(
-                    _mm256_dpbusd_epi32(z, nibbles32(x.add(2)), yv),
-                    _mm256_dpbusd_epi32(z, _mm256_set1_epi8(8), yv),
-                );
-                s += f16_at(x) * f16_at(y) * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(p)) as f32;
-            }
-        }
-        *o = s;
-    }
-}
-
-one_and_rows! {
-    /// Q4_0 x Q8_0.
-    q4_0_gen => dot_q4_0, rows_q4_0
-}
 
 /// Q5_0 x `R` Q8_0 rows: the fifth bits as a byte mask adding 16, then
 /// `dpbusd(q, y) - dpbusd(16, y)`; an odd last block goes through the AVX2 kernel.
@@ -525,36 +380,356 @@ one_and_rows! {
     q5_1_gen => dot_q5_1, rows_q5_1
 }
 
-kernel! {
-    /// IQ4_NL x Q8_0: codebook lookup with `vpshufb`.
-    fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
-        let nb = n / 32;
-        let (wp, ap) = (w.as_ptr(), a.as_ptr());
-        // SAFETY: the table has 16 bytes.
-        let tbl = _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i) });
-        let mut acc = _mm512_setzero_ps();
-        let mut i = 0;
-        while i + 2 <= nb {
-            // SAFETY: blocks i and i+1 are inside both rows (18 / 34 bytes each).
-            unsafe {
-                let (x0, y0, x1, y1) = (wp.add(18 * i), ap.add(34 * i), wp.add(18 * i + 18), ap.add(34 * i + 34));
-                let q = _mm512_shuffle_epi8(tbl, nibbles2x32(x0.add(2), x1.add(2)));
-                let p = dot_i8i8_512(q, load2x256(y0.add(2), y1.add(2)));
-                acc = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), acc);
+// ---------------------------------------------------------------------------------------------
+// 32-value blocks against Q8_0 in ymm registers, four blocks per step.
+//
+// On the Sapphire Rapids machine measured here these kernels were bound by port 5 (the one
+// port for lane-crossing shuffles and for moving general registers into vectors), not by
+// arithmetic. So they avoid it where they can:
+// - the f16 scales of four blocks are gathered with `punpcklwd`/`punpckldq` on 16-byte loads
+//   (one conversion per four blocks) and the four products stored to the stack; each is read
+//   back by a broadcasting load ([`bcast_pair`], [`bcast1`]), which uses only a load port;
+// - packed nibbles are unpacked by a broadcasting 16-byte load and a per-lane variable shift
+//   (`avx2::nibbles_bcast`) instead of a lane insert;
+// - `vpdpbusd ymm` (two ports) instead of the zmm form (one).
+// Two blocks' eight i32 lanes are folded into one vector (even lanes block `a`, odd lanes block
+// `b`) before the conversion to float, so a block costs half a conversion and half an FMA.
+
+/// The f32 pair at `p` repeated over 8 lanes (`vbroadcastsd ymm, m64`, a load only): lanes
+/// `2j` hold `p[0]`, lanes `2j + 1` hold `p[1]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn bcast_pair(p: *const f32) -> __m256 {
+    let v: __m256;
+    // SAFETY: the caller guarantees 8 readable bytes at `p`; the asm reads only those and writes
+    // its output register.
+    unsafe {
+        core::arch::asm!(
+            "vbroadcastsd {v}, qword ptr [{p}]",
+            p = in(reg) p, v = out(ymm_reg) v,
+            options(pure, readonly, nostack, preserves_flags),
+        )
+    };
+    v
+}
+
+/// The f16 values at `p`, `p + st`, `p + 2 st`, `p + 3 st` as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn f16x4(p: *const u8, st: usize) -> __m128 {
+    // SAFETY: 16 readable bytes at each of the four addresses (caller).
+    let l = |k: usize| unsafe { _mm_loadu_si128(p.add(k * st) as *const __m128i) };
+    let h = _mm_unpacklo_epi32(_mm_unpacklo_epi16(l(0), l(1)), _mm_unpacklo_epi16(l(2), l(3)));
+    _mm_cvtph_ps(h)
+}
+
+/// Two blocks' 8 x i32 partial sums folded into one float vector: even lanes hold block `a`'s
+/// sums, odd lanes block `b`'s (exact integer adds, then one conversion).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn fold_pair(a: __m256i, b: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b)))
+}
+
+/// Horizontal sum of 8 i32 (exact: block sums stay far below 2^31).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum_epi32(v: __m256i) -> i32 {
+    _mm512_reduce_add_epi32(_mm512_zextsi256_si512(v))
+}
+
+/// `|x|` and `y` with the sign of `x`, summed by fours: signed x signed bytes (exact for
+/// -127..=127; ggml's quantizers and codebooks never give -128).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_signed(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// A 32-value weight block format dotted with Q8_0 by [`blocks4_gen`].
+pub(super) trait Block32 {
+    /// Bytes per weight block.
+    const SIZE: usize;
+    /// A block's values as the kernel keeps them between activation rows.
+    type Vals: Copy;
+    /// Build the constants (codebooks) once per call.
+    ///
+    /// # Safety
+    /// The AVX-512 level's features are available.
+    unsafe fn new() -> Self;
+    /// The f32 scales of the four blocks at `x`, `x + SIZE`, ...
+    ///
+    /// # Safety
+    /// Four whole blocks at `x`.
+    unsafe fn scales4(&self, x: *const u8) -> __m128;
+    /// The f32 scale of the block at `x`.
+    ///
+    /// # Safety
+    /// One whole block at `x`.
+    unsafe fn scale1(&self, x: *const u8) -> f32;
+    /// Decode the block at `x`.
+    ///
+    /// # Safety
+    /// One whole block at `x`.
+    unsafe fn decode(&self, x: *const u8) -> Self::Vals;
+    /// The block's values times the 32 activation bytes at `y`, summed by fours (8 x i32).
+    ///
+    /// # Safety
+    /// 32 readable bytes at `y`.
+    unsafe fn dot(&self, v: &Self::Vals, y: *const u8) -> __m256i;
+}
+
+/// Q8_0 activation block bytes.
+const Q80: usize = 34;
+
+/// `R` dot products of one weight row (blocks of `K`) with `R` Q8_0 rows `arow` bytes apart.
+/// Four blocks per step: block `4s + j` goes to accumulator `j / 2` through [`fold_pair`]; the
+/// last `nb % 4` blocks are added one by one after the horizontal sum. Every row goes through
+/// the same float operations whatever `R` is.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn blocks4_gen<K: Block32, const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 32;
+    // SAFETY (whole function): the caller guarantees `w` = `nb` blocks of `K` and `a` = `R`
+    // rows of `nb` Q8_0 blocks, `arow` bytes apart; every access below is inside block
+    // `i + j < nb` of those rows.
+    let k = unsafe { K::new() };
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let mut buf = [[0f32; 4]; R];
+    let mut i = 0;
+    while i + 4 <= nb {
+        // SAFETY: blocks i..i+4 of the weight row and of every activation row (see above).
+        unsafe {
+            let x = wp.add(K::SIZE * i);
+            let dx = k.scales4(x);
+            let v: [K::Vals; 4] = core::array::from_fn(|j| k.decode(x.add(K::SIZE * j)));
+            for (r, (accr, b)) in acc.iter_mut().zip(buf.iter_mut()).enumerate() {
+                let y = ap.add(r * arow + Q80 * i);
+                _mm_storeu_ps(b.as_mut_ptr(), _mm_mul_ps(dx, f16x4(y, Q80)));
+                let p: [__m256i; 4] = core::array::from_fn(|j| k.dot(&v[j], y.add(Q80 * j + 2)));
+                accr[0] = _mm256_fmadd_ps(bcast_pair(b.as_ptr()), fold_pair(p[0], p[1]), accr[0]);
+                accr[1] = _mm256_fmadd_ps(bcast_pair(b.as_ptr().add(2)), fold_pair(p[2], p[3]), accr[1]);
             }
-            i += 2;
         }
-        let mut s = hsum512(acc);
-        if i < nb {
-            // SAFETY: the last block is inside both rows.
-            unsafe {
-                let (x, y) = (wp.add(18 * i), ap.add(34 * i));
-                let q = _mm256_shuffle_epi8(_mm512_castsi512_si256(tbl), nibbles32(x.add(2)));
-                let sy = _mm256_sign_epi8(load256(y.add(2)), q);
-                let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(q), sy);
-                s += f16_at(x) * f16_at(y) * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(p)) as f32;
-            }
-        }
-        s
+        i += 4;
     }
+    for (r, o) in out.iter_mut().enumerate() {
+        let mut s = hsum512(_mm512_castps256_ps512(_mm256_add_ps(acc[r][0], acc[r][1])));
+        for j in i..nb {
+            // SAFETY: block j < nb of the weight row and of activation row r (see above).
+            unsafe {
+                let (x, y) = (wp.add(K::SIZE * j), ap.add(r * arow + Q80 * j));
+                let p = k.dot(&k.decode(x), y.add(2));
+                s += k.scale1(x) * f16_at(y) * hsum_epi32(p) as f32;
+            }
+        }
+        *o = s;
+    }
+}
+
+/// Q8_0 weights: signed bytes at 2.
+struct Q8_0;
+
+impl Block32 for Q8_0 {
+    const SIZE: usize = 34;
+    type Vals = __m256i;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn new() -> Self {
+        Q8_0
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scales4(&self, x: *const u8) -> __m128 {
+        // SAFETY: four blocks at `x` (caller).
+        unsafe { f16x4(x, 34) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scale1(&self, x: *const u8) -> f32 {
+        // SAFETY: one block at `x` (caller).
+        unsafe { f16_at(x) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn decode(&self, x: *const u8) -> __m256i {
+        // SAFETY: one block at `x` (caller).
+        unsafe { load256(x.add(2)) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot(&self, v: &__m256i, y: *const u8) -> __m256i {
+        // SAFETY: 32 bytes at `y` (caller).
+        dot_signed(*v, unsafe { load256(y) })
+    }
+}
+
+/// Q4_0 weights: f16 scale, 16 bytes of nibbles, value `q - 8`.
+struct Q4_0 {
+    eight: __m256i,
+}
+
+impl Block32 for Q4_0 {
+    const SIZE: usize = 18;
+    type Vals = __m256i;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn new() -> Self {
+        Q4_0 { eight: _mm256_set1_epi8(8) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scales4(&self, x: *const u8) -> __m128 {
+        // SAFETY: four blocks at `x` (caller; 16 bytes from each block start stay inside it).
+        unsafe { f16x4(x, 18) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scale1(&self, x: *const u8) -> f32 {
+        // SAFETY: one block at `x` (caller).
+        unsafe { f16_at(x) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn decode(&self, x: *const u8) -> __m256i {
+        // SAFETY: one block at `x` (caller).
+        unsafe { nibbles_bcast(x.add(2)) }
+    }
+    /// `sum(q y) - 8 sum(y)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot(&self, v: &__m256i, y: *const u8) -> __m256i {
+        // SAFETY: 32 bytes at `y` (caller).
+        let yv = unsafe { load256(y) };
+        let z = _mm256_setzero_si256();
+        _mm256_sub_epi32(_mm256_dpbusd_epi32(z, *v, yv), _mm256_dpbusd_epi32(z, self.eight, yv))
+    }
+}
+
+/// IQ4_NL weights: f16 scale, 16 bytes of nibbles indexing the codebook.
+struct Iq4Nl {
+    tbl: __m256i,
+}
+
+impl Block32 for Iq4Nl {
+    const SIZE: usize = 18;
+    type Vals = __m256i;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn new() -> Self {
+        // SAFETY: the table has 16 bytes.
+        Iq4Nl { tbl: _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i) }) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scales4(&self, x: *const u8) -> __m128 {
+        // SAFETY: four blocks at `x` (caller).
+        unsafe { f16x4(x, 18) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scale1(&self, x: *const u8) -> f32 {
+        // SAFETY: one block at `x` (caller).
+        unsafe { f16_at(x) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn decode(&self, x: *const u8) -> __m256i {
+        // SAFETY: one block at `x` (caller).
+        _mm256_shuffle_epi8(self.tbl, unsafe { nibbles_bcast(x.add(2)) })
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot(&self, v: &__m256i, y: *const u8) -> __m256i {
+        // SAFETY: 32 bytes at `y` (caller).
+        dot_signed(*v, unsafe { load256(y) })
+    }
+}
+
+/// Defines a single-row kernel `$one` and a [`DOT_ROWS`]-row kernel `$rows` as the instances
+/// `R = 1` and `R = DOT_ROWS` of [`blocks4_gen`] for block type `$k`.
+macro_rules! blocks4_kernels {
+    ($(#[$m:meta])* $k:ty => $one:ident, $rows:ident) => {
+        kernel! {
+            $(#[$m])*
+            fn $one(n: usize, w: &[u8], a: &[u8]) -> f32 {
+                let mut o = [0f32; 1];
+                // SAFETY: same features; one activation row of `a.len()` bytes.
+                unsafe { blocks4_gen::<$k, 1>(n, w, a, a.len(), &mut o) };
+                o[0]
+            }
+        }
+        kernel! {
+            /// The multi-row instance of the same generic kernel.
+            #[allow(dead_code)] // not every type installs its multi-row instance
+            fn $rows(n: usize, w: &[u8], a: &[u8], out: &mut [f32; DOT_ROWS]) {
+                // SAFETY: same features; `a` holds DOT_ROWS rows (caller).
+                unsafe { blocks4_gen::<$k, DOT_ROWS>(n, w, a, a.len() / DOT_ROWS, out) }
+            }
+        }
+    };
+}
+pub(super) use blocks4_kernels;
+
+blocks4_kernels! {
+    /// Q8_0 x Q8_0.
+    Q8_0 => dot_q8_0, rows_q8_0
+}
+
+blocks4_kernels! {
+    /// Q4_0 x Q8_0.
+    Q4_0 => dot_q4_0, rows_q4_0
+}
+
+blocks4_kernels! {
+    /// IQ4_NL x Q8_0.
+    Iq4Nl => dot_iq4_nl, rows_iq4_nl
+}
+
+/// Q4_1 x `R` Q8_1 rows in ggml's AVX2 `vec_dot` order, bit for bit what the AVX2 kernel
+/// [`super::avx2::dot_q4_1`] gives: per block `acc = fma(d_w d_a, sum(q y), acc)` in 8 float
+/// lanes (lane `j` = values `4j..4j+4`) and `m_w s_a` added to `summs` in block order. Faster
+/// only in how it gets there: the scale pairs are converted straight from memory, the product is
+/// broadcast by a load (`avx2::bcast1`) and the nibbles unpacked by `avx2::nibbles_bcast`.
+///
+/// The conversions read 8 bytes at each block start: `[d_w, m_w]` plus two quant bytes, and
+/// `[d_a, s_a]` plus two activation bytes. Only lanes 0 and 1 of their product are used; the
+/// other two hold whatever those bytes give (never a subnormal f32: f16 magnitudes are at
+/// least 2^-24, so products are at least 2^-48).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_1_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 32;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let z = _mm256_setzero_si256();
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut summs = [_mm_setzero_ps(); R];
+    let mut buf = [[0f32; 4]; R];
+    for i in 0..nb {
+        // SAFETY: block i (20 bytes of Q4_1, 36 of Q8_1) is inside the weight row and every
+        // activation row (lengths guaranteed by the caller).
+        unsafe {
+            let x = wp.add(20 * i);
+            let fx = _mm_cvtph_ps(_mm_loadl_epi64(x as *const __m128i));
+            let q = nibbles_bcast(x.add(4));
+            for r in 0..R {
+                let y = ap.add(r * arow + 36 * i);
+                // [d_w d_a, m_w s_a, -, -]
+                let p = _mm_mul_ps(fx, _mm_cvtph_ps(_mm_loadl_epi64(y as *const __m128i)));
+                summs[r] = _mm_add_ps(summs[r], p);
+                _mm_storeu_ps(buf[r].as_mut_ptr(), p);
+                let pr = _mm256_dpbusd_epi32(z, q, load256(y.add(4)));
+                acc[r] = _mm256_fmadd_ps(bcast1(buf[r].as_ptr()), _mm256_cvtepi32_ps(pr), acc[r]);
+            }
+        }
+    }
+    for r in 0..R {
+        out[r] = super::avx2::hsum_ps(acc[r]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[r]));
+    }
+}
+
+one_and_rows! {
+    /// Q4_1 x Q8_1 (ggml's order, see [`q4_1_gen`]).
+    q4_1_gen => dot_q4_1, rows_q4_1
 }

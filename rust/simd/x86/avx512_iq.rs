@@ -2,18 +2,20 @@
 //! than AVX2 here (NVFP4: one 64-value block per zmm; Q1_0: sign bits as a mask register;
 //! BF16: 32 values per load, widened by mask and shift; IQ1_S / IQ1_M / IQ2_S: grid indices
 //! built in vector registers and looked up by `vpgatherdq`, see [`dot_iq1_s`]; TQ1_0: the trit
-//! digits of 64 values per zmm by 16-bit multiplies, see [`dot_tq1_0`]).
+//! digits of 64 values per zmm by 16-bit multiplies, see [`dot_tq1_0`]; MXFP4: the
+//! four-blocks-per-step ymm kernel of [`super::avx512`]).
 //! Installed over the AVX2 table only after run-time detection; types without an entry keep
 //! their AVX2 kernel. zmm versions of TQ2_0, MXFP4 and Q2_0 measured no faster than AVX2 (or
-//! slower) on this Xeon and were dropped.
+//! slower) on this Xeon and were dropped (MXFP4 came back as a ymm kernel).
 
 use core::arch::x86_64::*;
 
-use super::avx2::{f16_at, f16_at_nodep};
-use super::avx2_iq::UE4M3_HALF;
+use super::avx2::{f16_at, f16_at_nodep, nibbles_bcast};
+use super::avx2_iq::{E8M0_HALF, UE4M3_HALF};
+use super::avx512::{blocks4_gen, blocks4_kernels, Block32};
 use crate::quant::fp4::KVALUES_FP4;
 use crate::quant::grids::{IQ1S_GRID, IQ2S_GRID};
-use crate::simd::Overrides;
+use crate::simd::{Overrides, DOT_ROWS};
 use crate::types::QuantType as T;
 
 /// The AVX-512 entries of the dispatch table for these types.
@@ -30,6 +32,7 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::IQ1_M, dot_iq1_m as _),
             (T::IQ2_S, dot_iq2_s as _),
             (T::TQ1_0, dot_tq1_0 as _),
+            (T::MXFP4, dot_mxfp4 as _),
         ],
         act: vec![],
     }
@@ -651,4 +654,51 @@ mod tests {
             }
         }
     }
+}
+
+/// MXFP4 weights (17-byte blocks: E8M0 exponent, 16 bytes of E2M1 codes) for [`blocks4_gen`].
+struct Mxfp4 {
+    tbl: __m256i,
+}
+
+impl Block32 for Mxfp4 {
+    const SIZE: usize = 17;
+    type Vals = __m256i;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn new() -> Self {
+        // SAFETY: the table has 16 bytes.
+        Mxfp4 { tbl: _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(KVALUES_FP4.as_ptr() as *const __m128i) }) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scales4(&self, x: *const u8) -> __m128 {
+        // SAFETY: four blocks at `x` (caller): their exponent bytes.
+        let e = |k: usize| E8M0_HALF[unsafe { *x.add(17 * k) } as usize];
+        _mm_setr_ps(e(0), e(1), e(2), e(3))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scale1(&self, x: *const u8) -> f32 {
+        // SAFETY: one block at `x` (caller).
+        E8M0_HALF[unsafe { *x } as usize]
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn decode(&self, x: *const u8) -> __m256i {
+        // SAFETY: one block at `x` (caller): 16 code bytes at 1.
+        _mm256_shuffle_epi8(self.tbl, unsafe { nibbles_bcast(x.add(1)) })
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot(&self, v: &__m256i, y: *const u8) -> __m256i {
+        // SAFETY: 32 bytes at `y` (caller).
+        let yv = unsafe { _mm256_loadu_si256(y as *const __m256i) };
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(*v, *v), _mm256_sign_epi8(yv, *v))
+    }
+}
+
+blocks4_kernels! {
+    /// MXFP4 x Q8_0.
+    Mxfp4 => dot_mxfp4, rows_mxfp4
 }
