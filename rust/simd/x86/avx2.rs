@@ -681,7 +681,7 @@ unsafe fn dot_q2_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
 /// low halves; `k >= 2`: bytes `4(k-2)..` high halves) with bits `2k..2k+2` of bytes 8..12 on top.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q3k_scales(p: *const u8) -> __m256i {
+pub(crate) unsafe fn q3k_scales(p: *const u8) -> __m256i {
     // SAFETY: 12 readable bytes at `p` (caller).
     let s = unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) };
     let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);

@@ -2,13 +2,13 @@
 //! activation quantizers narrow with `vpmovsdb`. Installed over the AVX2 table only after
 //! run-time detection; types without an entry here keep their AVX2 kernel.
 //!
-//! The K-quants (Q2_K, Q4_K, Q5_K, Q6_K) use 256-bit vectors with the AVX-512VL/VNNI
+//! The K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) use 256-bit vectors with the AVX-512VL/VNNI
 //! instructions (`vpdpbusd`, `vpackssdw` + `vpdpwssd` for the scales, `vpternlogd` to merge bit
 //! fields); see the section note below. Earlier 512-bit versions (two sub-blocks per zmm) and
 //! 256-bit VNNI versions that kept AVX2's per-32 scale `madd` ran 0-25 % slower than AVX2 on the
 //! Sapphire Rapids machine this project is measured on: 512-bit integer ops issue on two ports
 //! there and 256-bit ones on three, and the K-quants spend most of their uops on unpacking.
-//! Q3_K and IQ4_XS have no entry yet and keep their AVX2 kernels.
+//! IQ4_XS has no entry yet and keeps its AVX2 kernel.
 //!
 //! Q4_1 has no entry either: the AVX2 kernel adds the blocks in ggml's order, and the SmolLM2
 //! (Q4_1) forward pass is checked against llama.cpp's position-0 logits at KL < 1e-8
@@ -36,6 +36,7 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::Q4_K, dot_q4_k as _),
             (T::Q5_K, dot_q5_k as _),
             (T::Q6_K, dot_q6_k as _),
+            (T::Q3_K, dot_q3_k as _),
         ],
         act: vec![(T::Q8_0, quantize_q8_0 as _), (T::Q8_1, quantize_q8_1 as _), (T::Q8_K, quantize_q8_k as _)],
     }
@@ -55,6 +56,7 @@ pub(crate) unsafe fn rows_overrides() -> Vec<(T, VecDotRowsFn)> {
         (T::Q4_K, rows_q4_k as _),
         (T::Q5_K, rows_q5_k as _),
         (T::Q6_K, rows_q6_k as _),
+        (T::Q3_K, rows_q3_k as _),
     ]
 }
 
@@ -582,7 +584,7 @@ kernel! {
 // two. Integer sums are exact; float accumulation differs from the scalar reference only in
 // order (bounds in tests/simd_kernels.rs).
 
-use super::avx2::{f32_at, hsum128, hsum_epi32, hsum_ps, k4_mins_acc, k4_scales_mins_vec, Q8K};
+use super::avx2::{f32_at, hsum128, hsum_epi32, hsum_ps, k4_mins_acc, q3k_scales, Q8K};
 
 /// `vpternlogd` truth table of `(a & c) | (b & !c)`: bits of `a` where `c` is set, else `b`.
 const SELECT: i32 = 0xE4;
@@ -618,6 +620,38 @@ fn pair_scale_shuffle(e0: usize, e1: usize, lo: usize, hi: usize) -> __m256i {
     _mm256_set_m128i(half(hi), half(lo))
 }
 
+/// `vpshufb` control making i16 words of unsigned bytes (the high byte zeroed): in the low
+/// 128-bit half, byte `l0` to words 0..4 and `l1` to words 4..8; in the high half `h0`, `h1`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_byte_shuffle(l0: usize, l1: usize, h0: usize, h1: usize) -> __m256i {
+    // Control byte 0x80 writes a zero.
+    let word = |b: usize| (b as i16) | (0x80 << 8);
+    let half = |a: usize, b: usize| {
+        let (a, b) = (word(a), word(b));
+        _mm_setr_epi16(a, a, a, a, b, b, b, b)
+    };
+    _mm256_set_m128i(half(h0, h1), half(l0, l1))
+}
+
+/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block as bytes `[scales, mins]`, unpacked
+/// in vector registers from the 12 scale bytes at `p` (16 bytes are read: the caller
+/// guarantees 4 more readable bytes after the 12). The same bit layout as
+/// `crate::simd::k4_scale_words`, one 32-bit lane per word.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn k4_scales_mins_bytes(p: *const u8) -> __m128i {
+    // SAFETY: 16 readable bytes at `p` (caller).
+    let v = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    // Words a, b, c of the 12 bytes: lanes [a, c, b, c >> 4] and [_, a >> 2, _, b >> 2].
+    let x = _mm_srlv_epi32(_mm_shuffle_epi32(v, 0b10_01_10_00), _mm_setr_epi32(0, 0, 0, 4));
+    let y = _mm_srli_epi32(_mm_shuffle_epi32(v, 0b01_01_00_00), 2);
+    // scales 0..4: a & 0x3f; scales 4..8: (c & 0x0f) | (a >> 6) << 4; mins likewise from b, c >> 4.
+    let m1 = _mm_setr_epi32(0x3f3f_3f3f, 0x0f0f_0f0f, 0x3f3f_3f3f, 0x0f0f_0f0f);
+    let m2 = _mm_setr_epi32(0, 0x3030_3030, 0, 0x3030_3030);
+    _mm_or_si128(_mm_and_si128(x, m1), _mm_and_si128(y, m2))
+}
+
 /// Q6_K x `R` Q8_K rows: `q = (4 low bits | 2 high bits << 4) - 32`, computed as
 /// `sum(sc * q6 * y) - 32 * sum(sc * bsum)` per super-block and reduced exactly in integers
 /// before the float multiply (the lanes carry the large `-32` offset; converting them one by
@@ -631,7 +665,12 @@ unsafe fn q6_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
     let m33 = _mm256_set1_epi8(0x33);
     // Chunk k of a 128-value half covers scales 2k (low 16 values) and 2k + 1 (high 16).
     let shuf = [pair_scale_shuffle(0, 2, 0, 1), pair_scale_shuffle(4, 6, 0, 1)];
-    let mut acc = [0f32; R];
+    // Super-blocks are reduced in pairs: the even block's exact i32 lanes wait in `pend` (its
+    // `d` in `dpend`), and with the odd block's they are summed by two `vphaddd` into two exact
+    // i32 sums, converted and multiply-added into float lanes 0 and 1 of `acc`.
+    let mut acc = [_mm_setzero_ps(); R];
+    let mut pend = [_mm256_setzero_si256(); R];
+    let mut dpend = [0f32; R];
     for i in 0..nb {
         // SAFETY: super-block i (210 bytes of Q6_K, 292 of Q8_K) is inside the weight row and
         // every activation row.
@@ -671,11 +710,41 @@ unsafe fn q6_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
                     sumi = _mm256_dpwssd_epi32(sumi, dot_pair(g[h][2], yb.add(64), g[h][3], yb.add(96)), s[h][1]);
                 }
                 let d = f32_at(y) * dw;
-                *accr += d * hsum_epi32(_mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5))) as f32;
+                let sum = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+                if i % 2 == 0 {
+                    (pend[r], dpend[r]) = (sum, d);
+                } else {
+                    *accr = pair_exact_acc(pend[r], dpend[r], sum, d, *accr);
+                }
             }
         }
     }
-    *out = acc;
+    for r in 0..R {
+        out[r] = pair_exact_finish(acc[r], nb, pend[r], dpend[r]);
+    }
+}
+
+/// `acc[0] += da * sum(a)`, `acc[1] += db * sum(b)` with the two i32 sums exact (two
+/// `vphaddd`), for kernels whose lanes must not be converted to float one by one.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_exact_acc(a: __m256i, da: f32, b: __m256i, db: f32, acc: __m128) -> __m128 {
+    let t = _mm256_hadd_epi32(a, b);
+    let t = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    let t = _mm_hadd_epi32(t, t);
+    _mm_fmadd_ps(_mm_setr_ps(da, db, 0.0, 0.0), _mm_cvtepi32_ps(t), acc)
+}
+
+/// The row total of a [`pair_exact_acc`] accumulator over `nb` blocks: lanes 0 + 1, plus the
+/// unpaired last block `d * sum(pend)` when `nb` is odd.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_exact_finish(acc: __m128, nb: usize, pend: __m256i, d: f32) -> f32 {
+    let mut s = _mm_cvtss_f32(acc) + _mm_cvtss_f32(_mm_movehdup_ps(acc));
+    if nb % 2 == 1 {
+        s += d * hsum_epi32(pend) as f32;
+    }
+    s
 }
 
 one_and_rows! {
@@ -694,7 +763,7 @@ unsafe fn q45_k_gen<const R: usize, const Q5: bool>(n: usize, w: &[u8], a: &[u8]
     let m4 = _mm256_set1_epi8(0x0f);
     let bit4 = _mm256_set1_epi8(0x10);
     // Byte pair j holds sub-blocks 2j (low nibbles) and 2j + 1 (high nibbles).
-    let shuf: [__m256i; 4] = core::array::from_fn(|j| pair_scale_shuffle(2 * j, 2 * j + 1, 0, 0));
+    let shuf: [__m256i; 4] = core::array::from_fn(|j| pair_byte_shuffle(2 * j, 2 * j + 1, 2 * j, 2 * j + 1));
     let mut acc = [_mm256_setzero_ps(); R];
     let mut accm = [_mm_setzero_ps(); R];
     for i in 0..nb {
@@ -702,7 +771,9 @@ unsafe fn q45_k_gen<const R: usize, const Q5: bool>(n: usize, w: &[u8], a: &[u8]
         // activation row.
         unsafe {
             let x = wp.add(bsize * i);
-            let (sc, mins) = k4_scales_mins_vec(x.add(4));
+            // 16 bytes from offset 4 end inside the block's quants.
+            let sm = k4_scales_mins_bytes(x.add(4));
+            let (sc, mins) = (_mm256_broadcastsi128_si256(sm), _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm)));
             let (dw, dminw) = (f16_at(x), f16_at(x.add(2)));
             let qs = x.add(if Q5 { 48 } else { 16 });
             // Q5_K: the fifth bit of value l of sub-block k is bit k of qh[l]; `hb` is
@@ -773,7 +844,14 @@ unsafe fn q2_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
     let nb = n / 256;
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
     let m3 = _mm256_set1_epi8(3);
-    let shuf = [pair_scale_shuffle(0, 2, 0, 1), pair_scale_shuffle(4, 6, 0, 1)];
+    // Half h, chunk pair (k, k + 1): scales 8h + 2k and 8h + 2k + 2 (low 16 values of each
+    // chunk), 8h + 2k + 1 and 8h + 2k + 3 (high 16), taken as bytes.
+    let shuf: [[__m256i; 2]; 2] = core::array::from_fn(|h| {
+        core::array::from_fn(|p| {
+            let b = 8 * h + 4 * p;
+            pair_byte_shuffle(b, b + 2, b + 1, b + 3)
+        })
+    });
     let mut acc = [_mm256_setzero_ps(); R];
     let mut accm = [_mm256_setzero_ps(); R];
     for i in 0..nb {
@@ -782,12 +860,12 @@ unsafe fn q2_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
         unsafe {
             let x = wp.add(84 * i);
             let sb = _mm_loadu_si128(x as *const __m128i);
-            let sc = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(0x0f)));
+            // The 16 four-bit scales as bytes in both 128-bit halves.
+            let sc = _mm256_and_si256(_mm256_broadcastsi128_si256(sb), _mm256_set1_epi8(0x0f));
             let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0f)));
             let (dw, dminw) = (f16_at(x.add(80)), f16_at(x.add(82)));
             let mut q = [[_mm256_setzero_si256(); 4]; 2];
             let mut s = [[_mm256_setzero_si256(); 2]; 2];
-            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
             for h in 0..2 {
                 let qb = load256(x.add(16 + 32 * h));
                 q[h] = [
@@ -796,7 +874,7 @@ unsafe fn q2_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
                     _mm256_and_si256(_mm256_srli_epi16(qb, 4), m3),
                     _mm256_and_si256(_mm256_srli_epi16(qb, 6), m3),
                 ];
-                s[h] = [_mm256_shuffle_epi8(scl[h], shuf[0]), _mm256_shuffle_epi8(scl[h], shuf[1])];
+                s[h] = [_mm256_shuffle_epi8(sc, shuf[h][0]), _mm256_shuffle_epi8(sc, shuf[h][1])];
             }
             for r in 0..R {
                 let y = ap.add(r * arow + Q8K * i);
@@ -821,4 +899,68 @@ unsafe fn q2_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
 one_and_rows! {
     /// Q2_K x Q8_K.
     q2_k_gen => dot_q2_k, rows_q2_k
+}
+
+/// Q3_K x `R` Q8_K rows: `q = (2 low bits | hmask bit << 2) - 4` with six-bit scales minus 32.
+/// The unsigned `q2 | h << 2` (0..=7) goes through `vpdpbusd`; the `-4` is taken from the Q8_K
+/// per-16 sums as `-4 * sum(sc * bsum)`, all in exact i32 up to the block sum.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q3_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm256_set1_epi8(4);
+    let shuf = [pair_scale_shuffle(0, 2, 0, 1), pair_scale_shuffle(4, 6, 0, 1)];
+    // Exact i32 block sums, paired as in Q6_K: the lanes carry parts of the `-4` offset that
+    // cancel only in the total.
+    let mut acc = [_mm_setzero_ps(); R];
+    let mut pend = [_mm256_setzero_si256(); R];
+    let mut dpend = [0f32; R];
+    for i in 0..nb {
+        // SAFETY: super-block i (110 bytes of Q3_K, 292 of Q8_K) is inside the weight row and
+        // every activation row.
+        unsafe {
+            let x = wp.add(110 * i);
+            let dw = f16_at(x.add(108));
+            let sc = q3k_scales(x.add(96));
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
+            let hm = load256(x);
+            let mut q = [[_mm256_setzero_si256(); 4]; 2];
+            let mut s = [[_mm256_setzero_si256(); 2]; 2];
+            for h in 0..2 {
+                let qb = load256(x.add(32 + 32 * h));
+                // hmask bit k (half 0) or k + 4 (half 1) of byte l belongs to value l of chunk k.
+                let hmh = if h == 0 { hm } else { _mm256_srli_epi16(hm, 4) };
+                let hb = [_mm256_slli_epi16(hmh, 2), _mm256_slli_epi16(hmh, 1), hmh, _mm256_srli_epi16(hmh, 1)];
+                let q2 = [qb, _mm256_srli_epi16(qb, 2), _mm256_srli_epi16(qb, 4), _mm256_srli_epi16(qb, 6)];
+                q[h] = core::array::from_fn(|k| _mm256_ternarylogic_epi32(q2[k], _mm256_and_si256(hb[k], m4), m3, AND_OR));
+                s[h] = [_mm256_shuffle_epi8(scl[h], shuf[0]), _mm256_shuffle_epi8(scl[h], shuf[1])];
+            }
+            for r in 0..R {
+                let y = ap.add(r * arow + Q8K * i);
+                let d = f32_at(y) * dw;
+                let off = _mm256_slli_epi32(_mm256_madd_epi16(sc, load256(y.add(260))), 2);
+                let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), off);
+                for h in 0..2 {
+                    let yb = y.add(4 + 128 * h);
+                    sumi = _mm256_dpwssd_epi32(sumi, dot_pair(q[h][0], yb, q[h][1], yb.add(32)), s[h][0]);
+                    sumi = _mm256_dpwssd_epi32(sumi, dot_pair(q[h][2], yb.add(64), q[h][3], yb.add(96)), s[h][1]);
+                }
+                if i % 2 == 0 {
+                    (pend[r], dpend[r]) = (sumi, d);
+                } else {
+                    acc[r] = pair_exact_acc(pend[r], dpend[r], sumi, d, acc[r]);
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        out[r] = pair_exact_finish(acc[r], nb, pend[r], dpend[r]);
+    }
+}
+
+one_and_rows! {
+    /// Q3_K x Q8_K.
+    q3_k_gen => dot_q3_k, rows_q3_k
 }
