@@ -119,7 +119,7 @@ pub(crate) fn hsum_ps(v: __m256) -> f32 {
 /// Horizontal sum of 8 i32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_epi32(v: __m256i) -> i32 {
+pub(crate) fn hsum_epi32(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
@@ -493,7 +493,7 @@ pub(crate) unsafe fn dot_iq4_nl(n: usize, w: &[u8], a: &[u8]) -> f32 {
 // K-quants against Q8_K (256-value super-blocks; Q8_K = f32 d, 256 i8, 16 i16 sums).
 
 /// Q8_K block offsets.
-const Q8K: usize = 292;
+pub(crate) const Q8K: usize = 292;
 
 /// Per-16 sums of a Q8_K block as 16 x i16.
 #[inline]
@@ -536,7 +536,7 @@ pub(crate) unsafe fn k4_mins_acc(y: *const u8, mins: __m128i, dmin: f32, acc: __
 /// Horizontal sum of 4 floats.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum128(v: __m128) -> f32 {
+pub(crate) fn hsum128(v: __m128) -> f32 {
     let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
@@ -716,7 +716,7 @@ unsafe fn dot_q2_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
 /// low halves; `k >= 2`: bytes `4(k-2)..` high halves) with bits `2k..2k+2` of bytes 8..12 on top.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q3k_scales(p: *const u8) -> __m256i {
+pub(crate) unsafe fn q3k_scales(p: *const u8) -> __m256i {
     // SAFETY: 12 readable bytes at `p` (caller).
     let s = unsafe { core::ptr::read_unaligned(p as *const [u8; 12]) };
     let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);

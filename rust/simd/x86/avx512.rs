@@ -2,11 +2,13 @@
 //! activation quantizers narrow with `vpmovsdb`. Installed over the AVX2 table only after
 //! run-time detection; types without an entry here keep their AVX2 kernel.
 //!
-//! The K-quants and IQ4_XS have no entry: on the Sapphire Rapids machine this project is
-//! measured on, 512-bit versions (two sub-blocks per zmm, `vpdpwssd` with shuffled scales) and
-//! 256-bit VNNI versions ran 0-25 % slower than the AVX2 kernels, timed interleaved in one
-//! process. 512-bit integer ops issue on two ports there and 256-bit ones on three, and the
-//! K-quants spend most of their uops on unpacking, where zmm gains nothing.
+//! The K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) use 256-bit vectors with the AVX-512VL/VNNI
+//! instructions (`vpdpbusd`, `vpackssdw` + `vpdpwssd` for the scales, `vpternlogd` to merge bit
+//! fields); see the section note below. Earlier 512-bit versions (two sub-blocks per zmm) and
+//! 256-bit VNNI versions that kept AVX2's per-32 scale `madd` ran 0-25 % slower than AVX2 on the
+//! Sapphire Rapids machine this project is measured on: 512-bit integer ops issue on two ports
+//! there and 256-bit ones on three, and the K-quants spend most of their uops on unpacking.
+//! IQ4_XS has no entry yet and keeps its AVX2 kernel.
 //!
 //! Q4_1 keeps ggml's AVX2 `vec_dot` order here (one accumulator, blocks in order; its result
 //! equals the AVX2 kernel's bit for bit): the SmolLM2 (Q4_1) forward pass is checked against
@@ -35,6 +37,11 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::Q5_0, dot_q5_0 as _),
             (T::Q5_1, dot_q5_1 as _),
             (T::IQ4_NL, dot_iq4_nl as _),
+            (T::Q2_K, dot_q2_k as _),
+            (T::Q4_K, dot_q4_k as _),
+            (T::Q5_K, dot_q5_k as _),
+            (T::Q6_K, dot_q6_k as _),
+            (T::Q3_K, dot_q3_k as _),
         ],
         act: vec![(T::Q8_0, quantize_q8_0 as _), (T::Q8_1, quantize_q8_1 as _), (T::Q8_K, quantize_q8_k as _)],
     }
@@ -52,6 +59,11 @@ pub(crate) unsafe fn rows_overrides() -> Vec<(T, VecDotRowsFn)> {
         (T::Q5_0, rows_q5_0 as _),
         (T::Q5_1, rows_q5_1 as _),
         (T::IQ4_NL, rows_iq4_nl as _),
+        (T::Q2_K, rows_q2_k as _),
+        (T::Q4_K, rows_q4_k as _),
+        (T::Q5_K, rows_q5_k as _),
+        (T::Q6_K, rows_q6_k as _),
+        (T::Q3_K, rows_q3_k as _),
     ]
 }
 
@@ -732,4 +744,398 @@ unsafe fn q4_1_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, ou
 one_and_rows! {
     /// Q4_1 x Q8_1 (ggml's order, see [`q4_1_gen`]).
     q4_1_gen => dot_q4_1, rows_q4_1
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants against Q8_K: 256-bit AVX-512VL + VNNI.
+//
+// Each 32 weight bytes are dotted with 32 activation bytes by one `vpdpbusd` into 8 i32 lanes
+// of four products each. For these types a lane fits in i16 (|lane| <= 4 * 63 * 127 = 32004
+// for Q6_K's six-bit values, less for the others), so two such vectors are narrowed with one
+// `vpackssdw` (exact) and multiplied by their scales and summed into the i32 accumulator with
+// one `vpdpwssd`: three uops per 64 values where AVX2 spends `maddubs` + `madd` + a scale
+// shuffle per 32. Bit fields are merged with `vpternlogd` (one uop for `and`+`or`). 256-bit
+// vectors, not 512: on Sapphire Rapids 256-bit integer uops issue on three ports, 512-bit on
+// two. Integer sums are exact; float accumulation differs from the scalar reference only in
+// order (bounds in tests/simd_kernels.rs).
+
+use super::avx2::{f32_at, hsum128, hsum_ps, k4_mins_acc, q3k_scales, Q8K};
+
+/// `vpternlogd` truth table of `(a & c) | (b & !c)`: bits of `a` where `c` is set, else `b`.
+const SELECT: i32 = 0xE4;
+/// `vpternlogd` truth table of `(a & c) | b`.
+const AND_OR: i32 = 0xEC;
+
+/// Per-4 dot products of two 32-byte chunks (`u8` weights `w0`, `w1` against `i8` activations
+/// at `y0`, `y1`), narrowed to i16 with `vpackssdw`: in each 128-bit half, four lanes of chunk 0
+/// then four of chunk 1. Exact when every lane fits in i16 (see the section note).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_pair(w0: __m256i, y0: *const u8, w1: __m256i, y1: *const u8) -> __m256i {
+    let z = _mm256_setzero_si256();
+    // SAFETY: 32 readable bytes at `y0` and `y1` (caller).
+    let (a, b) = unsafe { (load256(y0), load256(y1)) };
+    _mm256_packs_epi32(_mm256_dpbusd_epi32(z, w0, a), _mm256_dpbusd_epi32(z, w1, b))
+}
+
+/// `vpshufb` control taking, in every 128-bit half, i16 element `e0` of that half to the four
+/// words 0..4 and element `e1` to words 4..8 (the layout of [`dot_pair`]), with `e0 + lo` and
+/// `e1 + lo` in the low half and `e0 + hi`, `e1 + hi` in the high half.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_scale_shuffle(e0: usize, e1: usize, lo: usize, hi: usize) -> __m256i {
+    let word = |e: usize| {
+        let b = (2 * e) as i16;
+        b | (b + 1) << 8
+    };
+    let half = |d: usize| {
+        let (a, b) = (word(e0 + d), word(e1 + d));
+        _mm_setr_epi16(a, a, a, a, b, b, b, b)
+    };
+    _mm256_set_m128i(half(hi), half(lo))
+}
+
+/// `vpshufb` control making i16 words of unsigned bytes (the high byte zeroed): in the low
+/// 128-bit half, byte `l0` to words 0..4 and `l1` to words 4..8; in the high half `h0`, `h1`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_byte_shuffle(l0: usize, l1: usize, h0: usize, h1: usize) -> __m256i {
+    // Control byte 0x80 writes a zero.
+    let word = |b: usize| (b as i16) | (0x80 << 8);
+    let half = |a: usize, b: usize| {
+        let (a, b) = (word(a), word(b));
+        _mm_setr_epi16(a, a, a, a, b, b, b, b)
+    };
+    _mm256_set_m128i(half(h0, h1), half(l0, l1))
+}
+
+/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block as bytes `[scales, mins]`, unpacked
+/// in vector registers from the 12 scale bytes at `p` (16 bytes are read: the caller
+/// guarantees 4 more readable bytes after the 12). The same bit layout as
+/// `crate::simd::k4_scale_words`, one 32-bit lane per word.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn k4_scales_mins_bytes(p: *const u8) -> __m128i {
+    // SAFETY: 16 readable bytes at `p` (caller).
+    let v = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    // Words a, b, c of the 12 bytes: lanes [a, c, b, c >> 4] and [_, a >> 2, _, b >> 2].
+    let x = _mm_srlv_epi32(_mm_shuffle_epi32(v, 0b10_01_10_00), _mm_setr_epi32(0, 0, 0, 4));
+    let y = _mm_srli_epi32(_mm_shuffle_epi32(v, 0b01_01_00_00), 2);
+    // scales 0..4: a & 0x3f; scales 4..8: (c & 0x0f) | (a >> 6) << 4; mins likewise from b, c >> 4.
+    let m1 = _mm_setr_epi32(0x3f3f_3f3f, 0x0f0f_0f0f, 0x3f3f_3f3f, 0x0f0f_0f0f);
+    let m2 = _mm_setr_epi32(0, 0x3030_3030, 0, 0x3030_3030);
+    _mm_or_si128(_mm_and_si128(x, m1), _mm_and_si128(y, m2))
+}
+
+/// Q6_K x `R` Q8_K rows: `q = (4 low bits | 2 high bits << 4) - 32`, computed as
+/// `sum(sc * q6 * y) - 32 * sum(sc * bsum)` per super-block and reduced exactly in integers
+/// before the float multiply (the lanes carry the large `-32` offset; converting them one by
+/// one would round away the cancellation).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q6_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m33 = _mm256_set1_epi8(0x33);
+    // Chunk k of a 128-value half covers scales 2k (low 16 values) and 2k + 1 (high 16).
+    let shuf = [pair_scale_shuffle(0, 2, 0, 1), pair_scale_shuffle(4, 6, 0, 1)];
+    // Super-blocks are reduced in pairs: the even block's exact i32 lanes wait in `pend` (its
+    // `d` in `dpend`), and with the odd block's they are summed by two `vphaddd` into two exact
+    // i32 sums, converted and multiply-added into float lanes 0 and 1 of `acc`.
+    let mut acc = [_mm_setzero_ps(); R];
+    let mut pend = [_mm256_setzero_si256(); R];
+    let mut dpend = [0f32; R];
+    for i in 0..nb {
+        // SAFETY: super-block i (210 bytes of Q6_K, 292 of Q8_K) is inside the weight row and
+        // every activation row.
+        unsafe {
+            let x = wp.add(210 * i);
+            let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.add(192) as *const __m128i));
+            let dw = f16_at(x.add(208));
+            // Per half: the four 32-value groups (six-bit values) and the two scale vectors.
+            let mut g = [[_mm256_setzero_si256(); 4]; 2];
+            let mut s = [[_mm256_setzero_si256(); 2]; 2];
+            // Both 128-bit halves hold scales 0..8 (first half) or 8..16 (second).
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
+            for h in 0..2 {
+                let ql = x.add(64 * h);
+                let qh = load256(x.add(128 + 32 * h));
+                let (q0, q1) = (load256(ql), load256(ql.add(32)));
+                // High-bit pairs 0 and 2 (b0), 1 and 3 (b1) at bits 0-1 and 4-5 of each byte.
+                let b0 = _mm256_and_si256(qh, m33);
+                let b1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2), m33);
+                // A 16-bit shift moves bits across bytes only into the nibble `SELECT`
+                // takes from the other operand.
+                g[h] = [
+                    _mm256_ternarylogic_epi32(q0, _mm256_slli_epi16(b0, 4), m4, SELECT),
+                    _mm256_ternarylogic_epi32(q1, _mm256_slli_epi16(b1, 4), m4, SELECT),
+                    _mm256_ternarylogic_epi32(_mm256_srli_epi16(q0, 4), b0, m4, SELECT),
+                    _mm256_ternarylogic_epi32(_mm256_srli_epi16(q1, 4), b1, m4, SELECT),
+                ];
+                s[h] = [_mm256_shuffle_epi8(scl[h], shuf[0]), _mm256_shuffle_epi8(scl[h], shuf[1])];
+            }
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let y = ap.add(r * arow + Q8K * i);
+                let off = _mm256_madd_epi16(sc, load256(y.add(260)));
+                let mut sumi = _mm256_setzero_si256();
+                for h in 0..2 {
+                    let yb = y.add(4 + 128 * h);
+                    sumi = _mm256_dpwssd_epi32(sumi, dot_pair(g[h][0], yb, g[h][1], yb.add(32)), s[h][0]);
+                    sumi = _mm256_dpwssd_epi32(sumi, dot_pair(g[h][2], yb.add(64), g[h][3], yb.add(96)), s[h][1]);
+                }
+                let d = f32_at(y) * dw;
+                let sum = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
+                if i % 2 == 0 {
+                    (pend[r], dpend[r]) = (sum, d);
+                } else {
+                    *accr = pair_exact_acc(pend[r], dpend[r], sum, d, *accr);
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        out[r] = pair_exact_finish(acc[r], nb, pend[r], dpend[r]);
+    }
+}
+
+/// `acc[0] += da * sum(a)`, `acc[1] += db * sum(b)` with the two i32 sums exact (two
+/// `vphaddd`), for kernels whose lanes must not be converted to float one by one.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_exact_acc(a: __m256i, da: f32, b: __m256i, db: f32, acc: __m128) -> __m128 {
+    let t = _mm256_hadd_epi32(a, b);
+    let t = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    let t = _mm_hadd_epi32(t, t);
+    _mm_fmadd_ps(_mm_setr_ps(da, db, 0.0, 0.0), _mm_cvtepi32_ps(t), acc)
+}
+
+/// The row total of a [`pair_exact_acc`] accumulator over `nb` blocks: lanes 0 + 1, plus the
+/// unpaired last block `d * sum(pend)` when `nb` is odd.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_exact_finish(acc: __m128, nb: usize, pend: __m256i, d: f32) -> f32 {
+    let mut s = _mm_cvtss_f32(acc) + _mm_cvtss_f32(_mm_movehdup_ps(acc));
+    if nb % 2 == 1 {
+        s += d * hsum_epi32(pend) as f32;
+    }
+    s
+}
+
+one_and_rows! {
+    /// Q6_K x Q8_K.
+    q6_k_gen => dot_q6_k, rows_q6_k
+}
+
+/// Q4_K (`Q5 = false`) and Q5_K x `R` Q8_K rows: `d * sc * q - dmin * m` per 32 values, the
+/// min term from the Q8_K per-16 sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q45_k_gen<const R: usize, const Q5: bool>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 256;
+    let bsize = if Q5 { 176 } else { 144 };
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m4 = _mm256_set1_epi8(0x0f);
+    let bit4 = _mm256_set1_epi8(0x10);
+    // Byte pair j holds sub-blocks 2j (low nibbles) and 2j + 1 (high nibbles).
+    let shuf: [__m256i; 4] = core::array::from_fn(|j| pair_byte_shuffle(2 * j, 2 * j + 1, 2 * j, 2 * j + 1));
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut accm = [_mm_setzero_ps(); R];
+    for i in 0..nb {
+        // SAFETY: super-block i (`bsize` bytes, 292 of Q8_K) is inside the weight row and every
+        // activation row.
+        unsafe {
+            let x = wp.add(bsize * i);
+            // 16 bytes from offset 4 end inside the block's quants.
+            let sm = k4_scales_mins_bytes(x.add(4));
+            let (sc, mins) = (_mm256_broadcastsi128_si256(sm), _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm)));
+            let (dw, dminw) = (f16_at(x), f16_at(x.add(2)));
+            let qs = x.add(if Q5 { 48 } else { 16 });
+            // Q5_K: the fifth bit of value l of sub-block k is bit k of qh[l]; `hb` is
+            // shifted right by 2 per byte pair (16-bit shifts never carry a neighbouring byte's
+            // bits into bits 0 and 1 within the four steps).
+            let mut hb = if Q5 { load256(x.add(16)) } else { _mm256_setzero_si256() };
+            let mut q = [[_mm256_setzero_si256(); 2]; 4];
+            for (j, qj) in q.iter_mut().enumerate() {
+                let qb = load256(qs.add(32 * j));
+                *qj = if Q5 {
+                    let (h0, h1) = (_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 3));
+                    hb = _mm256_srli_epi16(hb, 2);
+                    [
+                        _mm256_ternarylogic_epi32(qb, _mm256_and_si256(h0, bit4), m4, AND_OR),
+                        _mm256_ternarylogic_epi32(_mm256_srli_epi16(qb, 4), _mm256_and_si256(h1, bit4), m4, AND_OR),
+                    ]
+                } else {
+                    [_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4)]
+                };
+            }
+            let s: [__m256i; 4] = core::array::from_fn(|j| _mm256_shuffle_epi8(sc, shuf[j]));
+            for r in 0..R {
+                let y = ap.add(r * arow + Q8K * i);
+                let yd = f32_at(y);
+                accm[r] = k4_mins_acc(y, mins, yd * dminw, accm[r]);
+                let mut sumi = _mm256_setzero_si256();
+                for j in 0..4 {
+                    let yb = y.add(4 + 64 * j);
+                    sumi = _mm256_dpwssd_epi32(sumi, dot_pair(q[j][0], yb, q[j][1], yb.add(32)), s[j]);
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi), acc[r]);
+            }
+        }
+    }
+    for r in 0..R {
+        out[r] = hsum_ps(acc[r]) - hsum128(accm[r]);
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    // SAFETY: same features and contract.
+    unsafe { q45_k_gen::<R, false>(n, w, a, arow, out) }
+}
+
+one_and_rows! {
+    /// Q4_K x Q8_K.
+    q4_k_gen => dot_q4_k, rows_q4_k
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q5_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    // SAFETY: same features and contract.
+    unsafe { q45_k_gen::<R, true>(n, w, a, arow, out) }
+}
+
+one_and_rows! {
+    /// Q5_K x Q8_K.
+    q5_k_gen => dot_q5_k, rows_q5_k
+}
+
+/// Q2_K x `R` Q8_K rows: `d * sc * q - dmin * m` per 16 values, 2-bit q, 4-bit scales and mins.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q2_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m3 = _mm256_set1_epi8(3);
+    // Half h, chunk pair (k, k + 1): scales 8h + 2k and 8h + 2k + 2 (low 16 values of each
+    // chunk), 8h + 2k + 1 and 8h + 2k + 3 (high 16), taken as bytes.
+    let shuf: [[__m256i; 2]; 2] = core::array::from_fn(|h| {
+        core::array::from_fn(|p| {
+            let b = 8 * h + 4 * p;
+            pair_byte_shuffle(b, b + 2, b + 1, b + 3)
+        })
+    });
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut accm = [_mm256_setzero_ps(); R];
+    for i in 0..nb {
+        // SAFETY: super-block i (84 bytes of Q2_K, 292 of Q8_K) is inside the weight row and
+        // every activation row.
+        unsafe {
+            let x = wp.add(84 * i);
+            let sb = _mm_loadu_si128(x as *const __m128i);
+            // The 16 four-bit scales as bytes in both 128-bit halves.
+            let sc = _mm256_and_si256(_mm256_broadcastsi128_si256(sb), _mm256_set1_epi8(0x0f));
+            let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0f)));
+            let (dw, dminw) = (f16_at(x.add(80)), f16_at(x.add(82)));
+            let mut q = [[_mm256_setzero_si256(); 4]; 2];
+            let mut s = [[_mm256_setzero_si256(); 2]; 2];
+            for h in 0..2 {
+                let qb = load256(x.add(16 + 32 * h));
+                q[h] = [
+                    _mm256_and_si256(qb, m3),
+                    _mm256_and_si256(_mm256_srli_epi16(qb, 2), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(qb, 4), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(qb, 6), m3),
+                ];
+                s[h] = [_mm256_shuffle_epi8(sc, shuf[h][0]), _mm256_shuffle_epi8(sc, shuf[h][1])];
+            }
+            for r in 0..R {
+                let y = ap.add(r * arow + Q8K * i);
+                let yd = f32_at(y);
+                let m = _mm256_madd_epi16(mins, load256(y.add(260)));
+                accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dminw), _mm256_cvtepi32_ps(m), accm[r]);
+                let mut sumi = _mm256_setzero_si256();
+                for h in 0..2 {
+                    let yb = y.add(4 + 128 * h);
+                    sumi = _mm256_dpwssd_epi32(sumi, dot_pair(q[h][0], yb, q[h][1], yb.add(32)), s[h][0]);
+                    sumi = _mm256_dpwssd_epi32(sumi, dot_pair(q[h][2], yb.add(64), q[h][3], yb.add(96)), s[h][1]);
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi), acc[r]);
+            }
+        }
+    }
+    for r in 0..R {
+        out[r] = hsum_ps(acc[r]) - hsum_ps(accm[r]);
+    }
+}
+
+one_and_rows! {
+    /// Q2_K x Q8_K.
+    q2_k_gen => dot_q2_k, rows_q2_k
+}
+
+/// Q3_K x `R` Q8_K rows: `q = (2 low bits | hmask bit << 2) - 4` with six-bit scales minus 32.
+/// The unsigned `q2 | h << 2` (0..=7) goes through `vpdpbusd`; the `-4` is taken from the Q8_K
+/// per-16 sums as `-4 * sum(sc * bsum)`, all in exact i32 up to the block sum.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q3_k_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
+    let nb = n / 256;
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm256_set1_epi8(4);
+    let shuf = [pair_scale_shuffle(0, 2, 0, 1), pair_scale_shuffle(4, 6, 0, 1)];
+    // Exact i32 block sums, paired as in Q6_K: the lanes carry parts of the `-4` offset that
+    // cancel only in the total.
+    let mut acc = [_mm_setzero_ps(); R];
+    let mut pend = [_mm256_setzero_si256(); R];
+    let mut dpend = [0f32; R];
+    for i in 0..nb {
+        // SAFETY: super-block i (110 bytes of Q3_K, 292 of Q8_K) is inside the weight row and
+        // every activation row.
+        unsafe {
+            let x = wp.add(110 * i);
+            let dw = f16_at(x.add(108));
+            let sc = q3k_scales(x.add(96));
+            let scl = [_mm256_permute2x128_si256(sc, sc, 0x00), _mm256_permute2x128_si256(sc, sc, 0x11)];
+            let hm = load256(x);
+            let mut q = [[_mm256_setzero_si256(); 4]; 2];
+            let mut s = [[_mm256_setzero_si256(); 2]; 2];
+            for h in 0..2 {
+                let qb = load256(x.add(32 + 32 * h));
+                // hmask bit k (half 0) or k + 4 (half 1) of byte l belongs to value l of chunk k.
+                let hmh = if h == 0 { hm } else { _mm256_srli_epi16(hm, 4) };
+                let hb = [_mm256_slli_epi16(hmh, 2), _mm256_slli_epi16(hmh, 1), hmh, _mm256_srli_epi16(hmh, 1)];
+                let q2 = [qb, _mm256_srli_epi16(qb, 2), _mm256_srli_epi16(qb, 4), _mm256_srli_epi16(qb, 6)];
+                q[h] = core::array::from_fn(|k| _mm256_ternarylogic_epi32(q2[k], _mm256_and_si256(hb[k], m4), m3, AND_OR));
+                s[h] = [_mm256_shuffle_epi8(scl[h], shuf[0]), _mm256_shuffle_epi8(scl[h], shuf[1])];
+            }
+            for r in 0..R {
+                let y = ap.add(r * arow + Q8K * i);
+                let d = f32_at(y) * dw;
+                let off = _mm256_slli_epi32(_mm256_madd_epi16(sc, load256(y.add(260))), 2);
+                let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), off);
+                for h in 0..2 {
+                    let yb = y.add(4 + 128 * h);
+                    sumi = _mm256_dpwssd_epi32(sumi, dot_pair(q[h][0], yb, q[h][1], yb.add(32)), s[h][0]);
+                    sumi = _mm256_dpwssd_epi32(sumi, dot_pair(q[h][2], yb.add(64), q[h][3], yb.add(96)), s[h][1]);
+                }
+                if i % 2 == 0 {
+                    (pend[r], dpend[r]) = (sumi, d);
+                } else {
+                    acc[r] = pair_exact_acc(pend[r], dpend[r], sumi, d, acc[r]);
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        out[r] = pair_exact_finish(acc[r], nb, pend[r], dpend[r]);
+    }
+}
+
+one_and_rows! {
+    /// Q3_K x Q8_K.
+    q3_k_gen => dot_q3_k, rows_q3_k
 }
