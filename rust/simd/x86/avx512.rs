@@ -15,7 +15,7 @@
 //! llama.cpp's position-0 logits at KL < 1e-8 (`tests/test_model_smollm2.py`), which a
 //! two-blocks-per-zmm order misses (KL 2e-4).
 //!
-//! Q8_0, Q4_0, IQ4_NL (and MXFP4 in [`super::avx512_iq`]) use ymm registers, four blocks per
+//! Q8_0, Q4_0, Q5_0, IQ4_NL (and MXFP4 in [`super::avx512_iq`]) use ymm registers, four blocks per
 //! step ([`blocks4_gen`]): measured faster than two blocks per zmm, see the section comment.
 
 use core::arch::x86_64::*;
@@ -96,17 +96,6 @@ unsafe fn load2x256(a: *const u8, b: *const u8) -> __m512i {
 fn spread02(p: __m128) -> __m512 {
     let idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
     _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p))
-}
-
-/// Scale products of two block pairs: `dx0*dy0` in lanes 0..8, `dx1*dy1` in lanes 8..16.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn scale2x2(x0: *const u8, y0: *const u8, x1: *const u8, y1: *const u8) -> __m512 {
-    // SAFETY: 2 readable bytes at each pointer (caller).
-    let r = |p: *const u8| unsafe { core::ptr::read_unaligned(p as *const u16) } as u64;
-    let bits = r(x0) | r(y0) << 16 | r(x1) << 32 | r(y1) << 48;
-    let v = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64));
-    spread02(_mm_mul_ps(v, _mm_movehdup_ps(v))) // lanes 0 and 2 hold the products
 }
 
 /// The f16 pairs `(d, m)` of two weight blocks and `(d, s)` of two Q8_1 blocks: returns
@@ -259,63 +248,6 @@ macro_rules! one_and_rows {
     };
 }
 
-
-/// Q5_0 x `R` Q8_0 rows: the fifth bits as a byte mask adding 16, then
-/// `dpbusd(q, y) - dpbusd(16, y)`; an odd last block goes through the AVX2 kernel.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q5_0_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
-    let nb = n / 32;
-    let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    let z = _mm512_setzero_si512();
-    let sixteen = _mm512_set1_epi8(16);
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    // Accumulator `(i / 2) % 2` per pair, unrolled so that the index is a constant (the
-    // accumulators stay in registers).
-    macro_rules! pair {
-        ($i:expr, $k:literal) => {{
-            let i = $i;
-            // SAFETY: blocks i and i+1 (22 / 34 bytes each) are inside the weight row and every
-            // activation row.
-            unsafe {
-                let (x0, x1) = (wp.add(22 * i), wp.add(22 * i + 22));
-                let lo = nibbles_pair(x0.add(6), x1.add(6));
-                let q = _mm512_mask_add_epi8(lo, qh_pair(x0.add(2), x1.add(2)), lo, sixteen);
-                for (r, accr) in acc.iter_mut().enumerate() {
-                    let (y0, y1) = (ap.add(r * arow + 34 * i), ap.add(r * arow + 34 * i + 34));
-                    let yv = load2x256(y0.add(2), y1.add(2));
-                    let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, yv), _mm512_dpbusd_epi32(z, sixteen, yv));
-                    let k = $k;
-                    accr[k] = _mm512_fmadd_ps(scale2x2(x0, y0, x1, y1), _mm512_cvtepi32_ps(p), accr[k]);
-                }
-            }
-        }};
-    }
-    let mut i = 0;
-    while i + 4 <= nb {
-        pair!(i, 0);
-        pair!(i + 2, 1);
-        i += 4;
-    }
-    if i + 2 <= nb {
-        pair!(i, 0);
-        i += 2;
-    }
-    for (r, o) in out.iter_mut().enumerate() {
-        let mut s = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
-        if i < nb {
-            let ar = &a[r * arow..(r + 1) * arow];
-            // SAFETY: the last block of each row, same features (AVX2 is part of this level).
-            s += unsafe { super::avx2::dot_q5_0(32, &w[22 * i..], &ar[34 * i..]) };
-        }
-        *o = s;
-    }
-}
-
-one_and_rows! {
-    /// Q5_0 x Q8_0.
-    q5_0_gen => dot_q5_0, rows_q5_0
-}
 
 /// Q4_1 / Q5_1 x `R` Q8_1 rows: `d_w d_a sum(q y) + m_w s_a` per block, two blocks per zmm;
 /// `Q5` adds the fifth bits (qh at 4, quants at 8 of a 24-byte block; Q4_1: quants at 4 of 20).
@@ -619,6 +551,53 @@ impl Block32 for Q4_0 {
     }
 }
 
+/// Q5_0 weights: f16 scale, 32 fifth bits, 16 bytes of nibbles; value `q - 16`.
+struct Q5_0 {
+    sixteen: __m256i,
+}
+
+impl Block32 for Q5_0 {
+    const SIZE: usize = 22;
+    type Vals = __m256i;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn new() -> Self {
+        Q5_0 { sixteen: _mm256_set1_epi8(16) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scales4(&self, x: *const u8) -> __m128 {
+        // SAFETY: four blocks at `x` (caller; 16 bytes from each block start stay inside them).
+        unsafe { f16x4(x, 22) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scale1(&self, x: *const u8) -> f32 {
+        // SAFETY: one block at `x` (caller).
+        unsafe { f16_at(x) }
+    }
+    /// `q` in 0..32: the nibbles plus 16 where the block's fifth bit is set (a masked add).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn decode(&self, x: *const u8) -> __m256i {
+        // SAFETY: one block at `x` (caller): qh at 2..6, nibbles at 6..22.
+        unsafe {
+            let lo = nibbles_bcast(x.add(6));
+            let qh = core::ptr::read_unaligned(x.add(2) as *const u32);
+            _mm256_mask_add_epi8(lo, qh, lo, self.sixteen)
+        }
+    }
+    /// `sum(q y) - 16 sum(y)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot(&self, v: &__m256i, y: *const u8) -> __m256i {
+        // SAFETY: 32 bytes at `y` (caller).
+        let yv = unsafe { load256(y) };
+        let z = _mm256_setzero_si256();
+        _mm256_sub_epi32(_mm256_dpbusd_epi32(z, *v, yv), _mm256_dpbusd_epi32(z, self.sixteen, yv))
+    }
+}
+
 /// IQ4_NL weights: f16 scale, 16 bytes of nibbles indexing the codebook.
 struct Iq4Nl {
     tbl: __m256i,
@@ -692,6 +671,11 @@ blocks4_kernels! {
 blocks4_kernels! {
     /// Q4_0 x Q8_0.
     Q4_0 => dot_q4_0, rows_q4_0
+}
+
+blocks4_kernels! {
+    /// Q5_0 x Q8_0.
+    Q5_0 => dot_q5_0, rows_q5_0
 }
 
 blocks4_kernels! {
