@@ -10,7 +10,7 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::{f16_at, f16_at_nodep, nibbles_bcast};
+use super::avx2::{f16_at, f16_at_nodep, f32_at, nibbles_bcast};
 use super::avx2_iq::{E8M0_HALF, UE4M3_HALF};
 use super::avx512::{blocks4_gen, blocks4_kernels, Block32};
 use crate::quant::fp4::KVALUES_FP4;
@@ -28,6 +28,8 @@ pub(crate) unsafe fn overrides() -> Overrides {
             (T::NVFP4, dot_nvfp4 as _),
             (T::Q1_0, dot_q1_0 as _),
             (T::BF16, dot_bf16 as _),
+            (T::F16, dot_f16 as _),
+            (T::TQ2_0, dot_tq2_0 as _),
             (T::IQ1_S, dot_iq1_s as _),
             (T::IQ1_M, dot_iq1_m as _),
             (T::IQ2_S, dot_iq2_s as _),
@@ -188,6 +190,87 @@ kernel! {
             tail += f32::from_bits(x << 16) * f32::from_bits(y << 16);
         }
         _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) + tail
+    }
+}
+
+kernel! {
+    /// F16 x F16, 128 values per step: 16 halves per `vcvtph2ps` into a zmm, eight zmm
+    /// accumulators. The scalar tail in f32.
+    fn dot_f16(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 8];
+        let n64 = n / 128 * 128;
+        let mut k = 0;
+        while k < n64 {
+            for (j, accj) in acc.iter_mut().enumerate() {
+                // SAFETY: values k + 16j .. k + 16j + 16 < n of both rows (2 bytes each).
+                let (x, y) = unsafe {
+                    (
+                        _mm512_cvtph_ps(load256(wp.add(2 * (k + 16 * j)))),
+                        _mm512_cvtph_ps(load256(ap.add(2 * (k + 16 * j)))),
+                    )
+                };
+                *accj = _mm512_fmadd_ps(x, y, *accj);
+            }
+            k += 128;
+        }
+        let mut tail = 0f32;
+        for k in n64..n {
+            // SAFETY: value k < n of both rows.
+            tail += unsafe { f16_at(wp.add(2 * k)) * f16_at(ap.add(2 * k)) };
+        }
+        let a4: [__m512; 4] = core::array::from_fn(|j| _mm512_add_ps(acc[j], acc[j + 4]));
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a4[0], a4[1]), _mm512_add_ps(a4[2], a4[3]))) + tail
+    }
+}
+
+kernel! {
+    /// TQ2_0 x Q8_K (66-byte blocks: 64 bytes of 2-bit codes `t + 1`, f16 d): `sum(c y)` by
+    /// 256-bit `vpdpbusd` (codes unsigned, activations signed; no 16-bit intermediate, no
+    /// port-5 shuffles), minus `sum(y)` from the Q8_K per-16 sums. The block's integer sum is
+    /// exact, and `d * sum` accumulates in block order as in the scalar reference.
+    fn dot_tq2_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = n / 256;
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let m3 = _mm256_set1_epi8(3);
+        let ones = _mm256_set1_epi16(1);
+        // The per-lane integer sums of super-block i, minus its activation sum.
+        // SAFETY (caller): i < nb, so super-block i (66 bytes of TQ2_0, 292 of Q8_K) is inside
+        // both rows.
+        let block = |i: usize| unsafe {
+            let (x, y) = (wp.add(66 * i), ap.add(Q8K * i));
+            let mut s0 = _mm256_setzero_si256();
+            let mut s1 = _mm256_setzero_si256();
+            for j in 0..2 {
+                let q = load256(x.add(32 * j));
+                let yq = y.add(4 + 128 * j);
+                let c0 = _mm256_and_si256(q, m3);
+                let c1 = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
+                let c2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3);
+                let c3 = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
+                s0 = _mm256_dpbusd_epi32(s0, c0, load256(yq));
+                s1 = _mm256_dpbusd_epi32(s1, c1, load256(yq.add(32)));
+                s0 = _mm256_dpbusd_epi32(s0, c2, load256(yq.add(64)));
+                s1 = _mm256_dpbusd_epi32(s1, c3, load256(yq.add(96)));
+            }
+            let ys = _mm256_madd_epi16(load256(y.add(260)), ones);
+            (_mm256_sub_epi32(_mm256_add_epi32(s0, s1), ys), f32_at(y) * f16_at_nodep(x.add(64)))
+        };
+        let mut acc = 0f32;
+        let mut i = 0;
+        // Two super-blocks per horizontal reduction; `d * sum` still added in block order.
+        while i + 2 <= nb {
+            let ((sa, da), (sb, db)) = (block(i), block(i + 1));
+            let (ta, tb) = hsum2_i32(sa, sb);
+            acc += da * ta as f32;
+            acc += db * tb as f32;
+            i += 2;
+        }
+        if i < nb {
+            let (s, d) = block(i);
+            acc += d * hsum2_i32(s, s).0 as f32;
+        }
+        acc
     }
 }
 
