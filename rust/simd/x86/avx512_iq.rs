@@ -3,10 +3,12 @@
 //! BF16: 32 values per load, widened by mask and shift; IQ1_S / IQ1_M / IQ2_S: grid indices
 //! built in vector registers and looked up by `vpgatherdq`, see [`dot_iq1_s`]; TQ1_0: the trit
 //! digits of 64 values per zmm by 16-bit multiplies, see [`dot_tq1_0`]; MXFP4: the
-//! four-blocks-per-step ymm kernel of [`super::avx512`]).
+//! four-blocks-per-step ymm kernel of [`super::avx512`]; F16: 16 halves per `vcvtph2ps` into
+//! eight zmm accumulators; TQ2_0: 256-bit `vpdpbusd` of the unsigned codes, the activation sum
+//! taken from the Q8_K per-16 sums).
 //! Installed over the AVX2 table only after run-time detection; types without an entry keep
 //! their AVX2 kernel. zmm versions of TQ2_0, MXFP4 and Q2_0 measured no faster than AVX2 (or
-//! slower) on this Xeon and were dropped (MXFP4 came back as a ymm kernel).
+//! slower) on this Xeon and were dropped (TQ2_0 and MXFP4 came back as ymm VNNI kernels).
 
 use core::arch::x86_64::*;
 
