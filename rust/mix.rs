@@ -345,7 +345,7 @@ fn requires_imatrix(name: &str, ty: QuantType, ftype: FileType) -> bool {
 /// `tensor_type_fallback`: a type whose block fits the row length.
 fn fallback(ncols: u64, target: QuantType) -> Result<(QuantType, bool)> {
     use QuantType::*;
-    if ncols % target.block_size() as u64 == 0 {
+    if ncols.is_multiple_of(target.block_size() as u64) {
         return Ok((target, false));
     }
     let mut t = match target {
@@ -357,7 +357,7 @@ fn fallback(ncols: u64, target: QuantType) -> Result<(QuantType, bool)> {
         t if t.block_size() <= 32 => t,
         t => return Err(Error::value(format!("no fallback type is defined for {t} with rows of {ncols}"))),
     };
-    if ncols % t.block_size() as u64 != 0 {
+    if !ncols.is_multiple_of(t.block_size() as u64) {
         t = F16;
     }
     Ok((t, true))
@@ -407,7 +407,7 @@ impl State<'_> {
                 t = o;
             } else if ft == F::MXFP4_MOE {
                 t = Q::Q8_0;
-            } else if m.is_falcon() || ne0 % t.block_size() as u64 != 0 {
+            } else if m.is_falcon() || !ne0.is_multiple_of(t.block_size() as u64) {
                 t = Q::Q8_0;
             } else if matches!(ft, F::IQ2_XXS | F::IQ2_XS | F::IQ3_XXS | F::IQ1_S | F::IQ2_S | F::IQ2_M | F::IQ1_M) {
                 t = Q::Q5_K;

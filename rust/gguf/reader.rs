@@ -219,7 +219,7 @@ pub(super) fn parse(bytes: Bytes) -> Result<super::GgufFile> {
             })?;
         let off_at = c.pos as u64;
         let offset: u64 = c.read(&|| field("offset"))?;
-        if offset % alignment as u64 != 0 {
+        if !offset.is_multiple_of(alignment as u64) {
             return Err(Error::gguf(
                 off_at,
                 format!("{} = {offset} is not a multiple of the alignment {alignment}", field("offset")),
@@ -245,7 +245,7 @@ pub(super) fn parse(bytes: Bytes) -> Result<super::GgufFile> {
     }
     let data_len = buf.len().saturating_sub(data_offset);
     for (t, &at) in tensors.iter().zip(&offset_at) {
-        if t.offset.checked_add(t.nbytes).map_or(true, |end| end > data_len) {
+        if t.offset.checked_add(t.nbytes).is_none_or(|end| end > data_len) {
             return Err(Error::gguf(
                 at,
                 format!(

@@ -409,103 +409,6 @@ pub fn make_qkx3_quants_lanes<const LANES: usize>(
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_int_rounds_half_to_even() {
-        let cases = [(0.5, 0), (1.5, 2), (2.5, 2), (-0.5, 0), (-1.5, -2), (-2.5, -2), (0.49999997, 0), (3.7, 4)];
-        for (x, want) in cases {
-            assert_eq!(nearest_int(x), want, "nearest_int({x})");
-        }
-        for i in -4_194_303..=4_194_303i32 {
-            if i % 997 == 0 {
-                assert_eq!(nearest_int(i as f32), i);
-                assert_eq!(nearest_int(i as f32 + 0.25), i);
-            }
-        }
-    }
-
-    #[test]
-    fn nearest_int_out_of_range_does_not_panic() {
-        for x in [f32::MAX, f32::MIN, 1e30, -1e30, f32::NAN, f32::INFINITY, 65504.0 * 1e6] {
-            let _ = nearest_int(x);
-        }
-    }
-
-    #[test]
-    fn qx_zero_group_gives_zero() {
-        let x = [0.0f32; 16];
-        let mut l = [7i8; 16];
-        assert_eq!(make_qx_quants(8, &x, &mut l, 1, None), 0.0);
-        assert!(l.iter().all(|&v| v == 0));
-    }
-
-    #[test]
-    fn qx_levels_reconstruct_exact_grid() {
-        // Values already on a symmetric grid come back exactly.
-        let x: Vec<f32> = (0..16).map(|i| 0.25 * (i as f32 - 8.0)).collect();
-        let mut l = [0i8; 16];
-        let d = make_qx_quants(8, &x, &mut l, 1, None);
-        for (i, &v) in x.iter().enumerate() {
-            assert_eq!(d * (l[i] as i32 - 8) as f32, v);
-        }
-    }
-
-    #[test]
-    fn qkx3_constant_positive_group() {
-        let x = [2.0f32; 32];
-        let (mut l, mut aux) = ([9u8; 32], [0u8; 32]);
-        let (d, m) = make_qkx3_quants(15, &x, None, &mut l, &mut aux, -0.9, 0.05, 36, false);
-        // min is clamped to 0, so the range is [0, 2]: all values map to level 15.
-        assert!(l.iter().all(|&v| v == 15));
-        assert_eq!(m, 0.0);
-        assert!((d * 15.0 - 2.0).abs() < 1e-6);
-        let x = [-1.0f32; 32];
-        let (d, m) = make_qkx3_quants(15, &x, None, &mut l, &mut aux, -0.9, 0.05, 36, false);
-        assert_eq!((d, m), (0.0, 1.0));
-        assert!(l.iter().all(|&v| v == 0));
-    }
-    #[test]
-    fn qkx3_lanes_match_scalar_bitwise() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / 16_777_216.0) - 0.5
-        };
-        for case in 0..400 {
-            let n = if case % 2 == 0 { 32 } else { 16 };
-            let mut x: Vec<f32> = (0..8 * n).map(|_| rnd() * 0.1).collect();
-            // Degenerate groups: constant, all zero, all positive, single outlier.
-            match case % 5 {
-                0 => x[..n].fill(0.25),
-                1 => x[n..2 * n].fill(0.0),
-                2 => x[2 * n..3 * n].iter_mut().for_each(|v| *v = v.abs() + 0.01),
-                3 => x[3 * n] = 5.0,
-                _ => {}
-            }
-            let w: Vec<f32> = (0..8 * n).map(|i| if i % 7 == 0 { 0.0 } else { rnd() + 0.5 }).collect();
-            for weights in [None, Some(w.as_slice())] {
-                for (use_mad, nstep) in [(false, 36), (true, 20), (false, 0)] {
-                    let mut l = vec![0u8; 8 * n];
-                    let got = make_qkx3_quants_lanes::<8>(15, &x, weights, &mut l, -0.9, 0.05, nstep, use_mad);
-                    for g in 0..8 {
-                        let (mut lg, mut aux) = (vec![0u8; n], vec![0u8; n]);
-                        let xg = &x[g * n..(g + 1) * n];
-                        let wg = weights.map(|w| &w[g * n..(g + 1) * n]);
-                        let want = make_qkx3_quants(15, xg, wg, &mut lg, &mut aux, -0.9, 0.05, nstep, use_mad);
-                        assert_eq!((got[g].0.to_bits(), got[g].1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "case {case} group {g}");
-                        assert_eq!(&l[g * n..(g + 1) * n], &lg[..], "case {case} group {g}");
-                    }
-                }
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // K-quant searches and scale packing (used by `quant::k`).
 // ---------------------------------------------------------------------------------------------
@@ -1143,4 +1046,101 @@ pub fn to_lanes<const N: usize, const K: usize>(x: &[f32]) -> [[f32; K]; N] {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_int_rounds_half_to_even() {
+        let cases = [(0.5, 0), (1.5, 2), (2.5, 2), (-0.5, 0), (-1.5, -2), (-2.5, -2), (0.49999997, 0), (3.7, 4)];
+        for (x, want) in cases {
+            assert_eq!(nearest_int(x), want, "nearest_int({x})");
+        }
+        for i in -4_194_303..=4_194_303i32 {
+            if i % 997 == 0 {
+                assert_eq!(nearest_int(i as f32), i);
+                assert_eq!(nearest_int(i as f32 + 0.25), i);
+            }
+        }
+    }
+
+    #[test]
+    fn nearest_int_out_of_range_does_not_panic() {
+        for x in [f32::MAX, f32::MIN, 1e30, -1e30, f32::NAN, f32::INFINITY, 65504.0 * 1e6] {
+            let _ = nearest_int(x);
+        }
+    }
+
+    #[test]
+    fn qx_zero_group_gives_zero() {
+        let x = [0.0f32; 16];
+        let mut l = [7i8; 16];
+        assert_eq!(make_qx_quants(8, &x, &mut l, 1, None), 0.0);
+        assert!(l.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn qx_levels_reconstruct_exact_grid() {
+        // Values already on a symmetric grid come back exactly.
+        let x: Vec<f32> = (0..16).map(|i| 0.25 * (i as f32 - 8.0)).collect();
+        let mut l = [0i8; 16];
+        let d = make_qx_quants(8, &x, &mut l, 1, None);
+        for (i, &v) in x.iter().enumerate() {
+            assert_eq!(d * (l[i] as i32 - 8) as f32, v);
+        }
+    }
+
+    #[test]
+    fn qkx3_constant_positive_group() {
+        let x = [2.0f32; 32];
+        let (mut l, mut aux) = ([9u8; 32], [0u8; 32]);
+        let (d, m) = make_qkx3_quants(15, &x, None, &mut l, &mut aux, -0.9, 0.05, 36, false);
+        // min is clamped to 0, so the range is [0, 2]: all values map to level 15.
+        assert!(l.iter().all(|&v| v == 15));
+        assert_eq!(m, 0.0);
+        assert!((d * 15.0 - 2.0).abs() < 1e-6);
+        let x = [-1.0f32; 32];
+        let (d, m) = make_qkx3_quants(15, &x, None, &mut l, &mut aux, -0.9, 0.05, 36, false);
+        assert_eq!((d, m), (0.0, 1.0));
+        assert!(l.iter().all(|&v| v == 0));
+    }
+    #[test]
+    fn qkx3_lanes_match_scalar_bitwise() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / 16_777_216.0) - 0.5
+        };
+        for case in 0..400 {
+            let n = if case % 2 == 0 { 32 } else { 16 };
+            let mut x: Vec<f32> = (0..8 * n).map(|_| rnd() * 0.1).collect();
+            // Degenerate groups: constant, all zero, all positive, single outlier.
+            match case % 5 {
+                0 => x[..n].fill(0.25),
+                1 => x[n..2 * n].fill(0.0),
+                2 => x[2 * n..3 * n].iter_mut().for_each(|v| *v = v.abs() + 0.01),
+                3 => x[3 * n] = 5.0,
+                _ => {}
+            }
+            let w: Vec<f32> = (0..8 * n).map(|i| if i % 7 == 0 { 0.0 } else { rnd() + 0.5 }).collect();
+            for weights in [None, Some(w.as_slice())] {
+                for (use_mad, nstep) in [(false, 36), (true, 20), (false, 0)] {
+                    let mut l = vec![0u8; 8 * n];
+                    let got = make_qkx3_quants_lanes::<8>(15, &x, weights, &mut l, -0.9, 0.05, nstep, use_mad);
+                    for g in 0..8 {
+                        let (mut lg, mut aux) = (vec![0u8; n], vec![0u8; n]);
+                        let xg = &x[g * n..(g + 1) * n];
+                        let wg = weights.map(|w| &w[g * n..(g + 1) * n]);
+                        let want = make_qkx3_quants(15, xg, wg, &mut lg, &mut aux, -0.9, 0.05, nstep, use_mad);
+                        assert_eq!((got[g].0.to_bits(), got[g].1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "case {case} group {g}");
+                        assert_eq!(&l[g * n..(g + 1) * n], &lg[..], "case {case} group {g}");
+                    }
+                }
+            }
+        }
+    }
 }

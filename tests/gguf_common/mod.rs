@@ -62,7 +62,7 @@ impl Raw {
     }
     /// Zero padding up to a multiple of `a`.
     pub fn pad(mut self, a: usize) -> Self {
-        while self.0.len() % a != 0 {
+        while !self.0.len().is_multiple_of(a) {
             self.0.push(0);
         }
         self

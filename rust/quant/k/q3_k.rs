@@ -92,11 +92,10 @@ fn quantize_block_ref(x: &[f32; QK_K], y: &mut BlockQ3K) {
     from_lanes(&lt, &mut levels);
     let mut max_scale = 0.0f32;
     let mut amax = 0.0f32;
-    for j in 0..QK_K / 16 {
-        let scale = scales[j].abs();
-        if scale > amax {
-            amax = scale;
-            max_scale = scales[j];
+    for &s in &scales {
+        if s.abs() > amax {
+            amax = s.abs();
+            max_scale = s;
         }
     }
     y.scales = [0; 12];
