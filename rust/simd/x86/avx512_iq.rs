@@ -182,18 +182,20 @@ unsafe fn dot_bf16_dp(n: usize, w: &[u8], a: &[u8]) -> f32 {
         }
         k += 128;
     }
+    _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
+        + bf16_tail(&w[2 * n128..2 * n], &a[2 * n128..2 * n])
+}
+
+/// Sum of the products of the bf16 pairs in `w` and `a` (2 bytes each), in order, in f32: the
+/// scalar tail of the BF16 kernels.
+#[inline]
+fn bf16_tail(w: &[u8], a: &[u8]) -> f32 {
     let mut tail = 0f32;
-    for k in n128..n {
-        // SAFETY: value k < n of both rows.
-        let (x, y) = unsafe {
-            (
-                core::ptr::read_unaligned(wp.add(2 * k) as *const u16) as u32,
-                core::ptr::read_unaligned(ap.add(2 * k) as *const u16) as u32,
-            )
-        };
+    for (x, y) in w.chunks_exact(2).zip(a.chunks_exact(2)) {
+        let (x, y) = (u16::from_le_bytes([x[0], x[1]]) as u32, u16::from_le_bytes([y[0], y[1]]) as u32);
         tail += f32::from_bits(x << 16) * f32::from_bits(y << 16);
     }
-    _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) + tail
+    tail
 }
 
 kernel! {
@@ -222,18 +224,8 @@ kernel! {
             }
             k += 64;
         }
-        let mut tail = 0f32;
-        for k in n64..n {
-            // SAFETY: value k < n of both rows.
-            let (x, y) = unsafe {
-                (
-                    core::ptr::read_unaligned(wp.add(2 * k) as *const u16) as u32,
-                    core::ptr::read_unaligned(ap.add(2 * k) as *const u16) as u32,
-                )
-            };
-            tail += f32::from_bits(x << 16) * f32::from_bits(y << 16);
-        }
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) + tail
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
+            + bf16_tail(&w[2 * n64..2 * n], &a[2 * n64..2 * n])
     }
 }
 
