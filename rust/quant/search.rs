@@ -858,6 +858,24 @@ pub fn make_qkx_quants_lanes<const N: usize, const K: usize, const MAD: bool>(
     (scale, the_min)
 }
 
+/// Per group (lane) of `xt`: the value of largest magnitude (the first one on a tie, as ggml's
+/// scan keeps it) and that magnitude; the start of the symmetric searches.
+#[inline(always)]
+fn max_abs_lanes<const N: usize, const K: usize>(xt: &[[f32; K]; N]) -> ([f32; K], [f32; K]) {
+    let mut max = [0f32; K];
+    let mut amax = [0f32; K];
+    for row in xt {
+        for g in 0..K {
+            let ax = row[g].abs();
+            if ax > amax[g] {
+                amax[g] = ax;
+                max[g] = row[g];
+            }
+        }
+    }
+    (max, amax)
+}
+
 /// [`make_qx_quants`] with `rmse_type == 1` on `K` independent groups of `N` values at once,
 /// bit-identical per group (see [`make_qkx_quants_lanes`] for the layout and why). `wt` holds the
 /// weights: the importance weights, or `x²` for the unweighted search (what `make_qx_quants`
@@ -871,17 +889,7 @@ pub fn make_qx_quants_lanes<const N: usize, const K: usize>(
 ) -> [f32; K] {
     let nmaxf = nmax as f32;
     let level = |iscale: f32, x: f32| nearest_int(iscale * x).max(-nmax).min(nmax - 1);
-    let mut max = [0f32; K];
-    let mut amax = [0f32; K];
-    for row in xt {
-        for g in 0..K {
-            let ax = row[g].abs();
-            if ax > amax[g] {
-                amax[g] = ax;
-                max[g] = row[g];
-            }
-        }
-    }
+    let (max, amax) = max_abs_lanes(xt);
     let mut iscale = [0f32; K];
     for g in 0..K {
         iscale[g] = -nmaxf / max[g];
@@ -966,17 +974,7 @@ pub fn make_q3_quants_lanes<const N: usize, const K: usize>(
     lt: &mut [[i8; K]; N],
 ) -> [f32; K] {
     let clamp = |v: i32| v.max(-nmax).min(nmax - 1);
-    let mut max = [0f32; K];
-    let mut amax = [0f32; K];
-    for row in xt {
-        for g in 0..K {
-            let ax = row[g].abs();
-            if ax > amax[g] {
-                amax[g] = ax;
-                max[g] = row[g];
-            }
-        }
-    }
+    let (max, amax) = max_abs_lanes(xt);
     let mut iscale = [0f32; K];
     for g in 0..K {
         iscale[g] = -(nmax as f32) / max[g];
