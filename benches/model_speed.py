@@ -12,12 +12,20 @@ pp64 = 64 prompt tokens in one batch from an empty cache, logits of the last one
 llama-bench); tg32 = 32 single-token steps after a
 1-token prompt (as llama-bench's -n 32). Medians. Timings need a quiet machine: other load on
 the 2 cores halves them.
+
+    python benches/model_speed.py --variants DIR --llama-bench PATH/llama-bench
+
+With `--llama-bench`, llama.cpp's own llama-bench (built by you, outside this project) runs on
+the same files in the same run (`-p 64 -n 32 -r REPS -t THREADS`, its defaults otherwise: repack
+on, flash attention auto) and the table shows its medians and our ratio instead of the anchors'.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -48,6 +56,20 @@ def bench(path, threads: int, reps: int):
     return statistics.median(pp), statistics.median(tg)
 
 
+def llama_bench(binary: str, path: str, threads: int, reps: int) -> tuple[float, float]:
+    """llama-bench's median pp64 and tg32 tokens/s on `path` (its per-repetition samples)."""
+    out = subprocess.run([binary, "-m", path, "-t", str(threads), "-p", "64", "-n", "32", "-r", str(reps),
+                          "-o", "json"], check=True, capture_output=True, text=True).stdout
+    pp = tg = float("nan")
+    for row in json.loads(out):
+        med = statistics.median(row["samples_ts"])
+        if row["n_prompt"] == 64 and row["n_gen"] == 0:
+            pp = med
+        elif row["n_gen"] == 32 and row["n_prompt"] == 0:
+            tg = med
+    return pp, tg
+
+
 def variants(d: Path, threads: int) -> tuple[list[str], list[str]]:
     """The bundled model plus its F32 base and four quantizations in `d` (made if missing)."""
     from kquants import quantize_model
@@ -75,6 +97,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--label", action="append", default=None, help="llama.cpp row for each model (default Q4_1)")
     ap.add_argument("--variants", metavar="DIR", help="write and run the F32/Q8_0/Q4_K_M/Q4_0/IQ4_XS versions in DIR")
+    ap.add_argument("--llama-bench", metavar="PATH", help="llama.cpp's llama-bench binary: time it on the same files")
     a = ap.parse_args()
     from kquants._models import default_model_path
 
@@ -83,11 +106,17 @@ def main() -> None:
     if not a.models:
         a.models = [str(default_model_path())]
     labels = a.label or ["Q4_1"] * len(a.models)
-    print(f"{'model':40s} {'pp64 t/s':>10s} {'llama.cpp':>10s} {'tg32 t/s':>10s} {'llama.cpp':>10s}  (threads={a.threads})")
+    peer = "llama-bench, same run" if a.llama_bench else "llama.cpp: anchors §4b"
+    print(f"# tokens/s, threads={a.threads}, medians of {a.reps}; {peer}")
+    print(f"{'model':32s} {'pp64':>8s} {'llama.cpp':>10s} {'ratio':>6s} {'tg32':>8s} {'llama.cpp':>10s} {'ratio':>6s}")
     for path, label in zip(a.models, labels):
         pp, tg = bench(path, a.threads, a.reps)
-        ref = LLAMACPP_T2.get(label, (float("nan"), float("nan")))
-        print(f"{Path(path).name[:40]:40s} {pp:10.1f} {ref[0]:10.0f} {tg:10.1f} {ref[1]:10.0f}")
+        if a.llama_bench:
+            ref = llama_bench(a.llama_bench, path, a.threads, a.reps)
+        else:
+            ref = LLAMACPP_T2.get(label, (float("nan"), float("nan")))
+        print(f"{Path(path).name[:32]:32s} {pp:8.1f} {ref[0]:10.1f} {pp / ref[0]:6.2f} "
+              f"{tg:8.1f} {ref[1]:10.1f} {tg / ref[1]:6.2f}", flush=True)
 
 
 if __name__ == "__main__":
