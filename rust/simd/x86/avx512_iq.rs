@@ -4,7 +4,7 @@
 //! built in vector registers and looked up by `vpgatherdq`, see [`dot_iq1_s`]; TQ1_0: the trit
 //! digits of 64 values per zmm by 16-bit multiplies, see [`dot_tq1_0`]; MXFP4: the
 //! four-blocks-per-step ymm kernel of [`super::avx512`]; F16: 16 halves per `vcvtph2ps` into
-//! eight zmm accumulators; TQ2_0: 256-bit `vpdpbusd` of the unsigned codes, the activation sum
+//! four zmm accumulators; TQ2_0: 256-bit `vpdpbusd` of the unsigned codes, the activation sum
 //! taken from the Q8_K per-16 sums).
 //! Installed over the AVX2 table only after run-time detection; types without an entry keep
 //! their AVX2 kernel. zmm versions of TQ2_0, MXFP4 and Q2_0 measured no faster than AVX2 (or
@@ -233,11 +233,13 @@ kernel! {
     /// F16 x F16, 64 values per step: 16 halves per `vcvtph2ps` into a zmm, four zmm
     /// accumulators. The scalar tail in f32.
     ///
-    /// A `vcvtph2ps zmm` is two uops (ports 0 and 5) and an FMA one, so the loop is bound by
-    /// those two ports at about 2.5-3 cycles per 16 values, as ggml's loop is. Measured here
-    /// (ns per 256 values, same run): eight accumulators with `_mm512_cvtph_ps` (which LLVM
-    /// emits as a separate load plus the `{sae}` register form) 12.9, this loop 11.9, ggml 11.8;
-    /// all-ymm conversions, zmm/ymm mixes and a separate multiply and add were no faster.
+    /// A `vcvtph2ps zmm` is two uops (ports 0 and 5) and the FMA one more on port 0, so the
+    /// loop is bound by port 0 at about 3 cycles per 16 values (46-48 cycles per 256 measured at
+    /// 3.9 GHz), as ggml's loop is: the two are at parity. Measured here (ns per 256 values,
+    /// quiet runs): eight accumulators with `_mm512_cvtph_ps` (LLVM emits a separate load plus
+    /// the `{sae}` register form) 12.9, this loop 11.8-12.1, ggml 11.8-11.9 in the same runs. In
+    /// a C microbenchmark of the same loop, all-ymm conversions (12.0-12.9), zmm/ymm mixes
+    /// (12.0-12.7) and a separate multiply and add (11.5-12.2) were no faster.
     fn dot_f16(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let (wp, ap) = (w.as_ptr(), a.as_ptr());
         let mut acc = [_mm512_setzero_ps(); 4];
