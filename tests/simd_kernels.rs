@@ -79,6 +79,13 @@ fn isa_detection_and_dispatch() {
         assert_eq!(k.vec_dot_isa(QuantType::Q4_0), Some(Isa::Avx2));
         assert_eq!(k.quantize_act_isa(QuantType::Q8_0), Some(Isa::Avx2));
     }
+    // Types whose AVX-512 kernel measured faster than the AVX2 one (benches/vec_dot.rs, quiet
+    // runs): the AVX-512 table must use it, not fall back to the AVX2 entry.
+    if let Some(k) = kernels_for(Isa::Avx512) {
+        for t in [QuantType::Q5_0, QuantType::Q5_1, QuantType::F16, QuantType::TQ2_0] {
+            assert_eq!(k.vec_dot_isa(t), Some(Isa::Avx512), "{t}");
+        }
+    }
 }
 
 #[test]

@@ -15,8 +15,9 @@
 //! llama.cpp's position-0 logits at KL < 1e-8 (`tests/test_model_smollm2.py`), which a
 //! two-blocks-per-zmm order misses (KL 2e-4).
 //!
-//! Q8_0, Q4_0, Q5_0, IQ4_NL (and MXFP4 in [`super::avx512_iq`]) use ymm registers, four blocks per
-//! step ([`blocks4_gen`]): measured faster than two blocks per zmm, see the section comment.
+//! Q8_0, Q4_0, Q5_0, IQ4_NL, Q5_1 (against Q8_1; and MXFP4 in [`super::avx512_iq`]) use ymm
+//! registers, four blocks per step ([`blocks4_gen`]): measured faster than two blocks per zmm,
+//! see the section comment.
 
 use core::arch::x86_64::*;
 
@@ -80,56 +81,6 @@ macro_rules! kernel {
 unsafe fn load256(p: *const u8) -> __m256i {
     // SAFETY: the caller guarantees 32 readable bytes at `p`.
     unsafe { _mm256_loadu_si256(p as *const __m256i) }
-}
-
-/// Two 32-byte loads (block `a` low, block `b` high) in one zmm.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn load2x256(a: *const u8, b: *const u8) -> __m512i {
-    // SAFETY: 32 readable bytes at `a` and at `b` (caller).
-    unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(load256(a)), load256(b), 1) }
-}
-
-/// Lane `0` of a 128-bit vector in f32 lanes 0..8 and lane `2` in lanes 8..16.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn spread02(p: __m128) -> __m512 {
-    let idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p))
-}
-
-/// The f16 pairs `(d, m)` of two weight blocks and `(d, s)` of two Q8_1 blocks: returns
-/// `d_w*d_a` of block 0 in lanes 0..8 and of block 1 in lanes 8..16, and
-/// `[d_w0 d_a0, m_w0 s_a0, d_w1 d_a1, m_w1 s_a1]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn scales_min2x2(x0: *const u8, y0: *const u8, x1: *const u8, y1: *const u8) -> (__m512, __m128) {
-    // SAFETY: 4 readable bytes at each pointer (caller).
-    let r = |p: *const u8| unsafe { core::ptr::read_unaligned(p as *const i32) };
-    let f = _mm256_cvtph_ps(_mm_setr_epi32(r(x0), r(x1), r(y0), r(y1)));
-    let p = _mm_mul_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
-    (spread02(p), p)
-}
-
-/// The packed nibbles of two blocks (16 bytes at `a` and at `b`) as 64 bytes in value order:
-/// block `a`'s 32 values in the low half, block `b`'s in the high half.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn nibbles_pair(a: *const u8, b: *const u8) -> __m512i {
-    // SAFETY: 16 readable bytes at `a` and `b` (caller).
-    let raw = unsafe { _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(a as *const __m128i)), _mm_loadu_si128(b as *const __m128i), 1) };
-    // [a lo, b lo, a hi, b hi] -> [a lo, a hi, b lo, b hi] (128-bit lanes 0, 2, 1, 3).
-    let v = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), _mm512_set1_epi8(0x0f));
-    _mm512_shuffle_i64x2(v, v, 0b11_01_10_00)
-}
-
-/// The fifth bits of two Q5 blocks (`qh` words at `a` and `b`) as a 64-lane byte mask in the
-/// value order of [`nibbles_pair`].
-#[inline(always)]
-unsafe fn qh_pair(a: *const u8, b: *const u8) -> __mmask64 {
-    // SAFETY: 4 readable bytes at `a` and `b` (caller).
-    let r = |p: *const u8| unsafe { core::ptr::read_unaligned(p as *const u32) } as u64;
-    r(a) | r(b) << 32
 }
 
 #[inline]
@@ -223,7 +174,7 @@ kernel! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 32-value blocks, two per zmm.
+// Generic single-row / multi-row kernel pairs.
 
 /// Defines a single-row kernel `$one` and a [`DOT_ROWS`]-row kernel `$rows` as the
 /// instances `R = 1` and `R = DOT_ROWS` of the generic `$gen`, so the two agree bit for bit.
@@ -248,81 +199,6 @@ macro_rules! one_and_rows {
     };
 }
 
-
-/// Q4_1 / Q5_1 x `R` Q8_1 rows: `d_w d_a sum(q y) + m_w s_a` per block, two blocks per zmm;
-/// `Q5` adds the fifth bits (qh at 4, quants at 8 of a 24-byte block; Q4_1: quants at 4 of 20).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q41_51_gen<const R: usize, const Q5: bool>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
-    let nb = n / 32;
-    let bsize = if Q5 { 24 } else { 20 };
-    let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    let z = _mm512_setzero_si512();
-    let sixteen = _mm512_set1_epi8(16);
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut summs = [_mm_setzero_ps(); R];
-    // Accumulator `(i / 2) % 2` per pair, unrolled so that the index is a constant (the
-    // accumulators stay in registers).
-    macro_rules! pair {
-        ($i:expr, $k:literal) => {{
-            let i = $i;
-            // SAFETY: blocks i and i+1 (`bsize` / 36 bytes each) are inside the weight row and every
-            // activation row.
-            unsafe {
-                let (x0, x1) = (wp.add(bsize * i), wp.add(bsize * i + bsize));
-                let q = if Q5 {
-                    let lo = nibbles_pair(x0.add(8), x1.add(8));
-                    _mm512_mask_add_epi8(lo, qh_pair(x0.add(4), x1.add(4)), lo, sixteen)
-                } else {
-                    nibbles_pair(x0.add(4), x1.add(4))
-                };
-                for (r, accr) in acc.iter_mut().enumerate() {
-                    let (y0, y1) = (ap.add(r * arow + 36 * i), ap.add(r * arow + 36 * i + 36));
-                    let p = _mm512_dpbusd_epi32(z, q, load2x256(y0.add(4), y1.add(4)));
-                    let (dd, prod) = scales_min2x2(x0, y0, x1, y1);
-                    summs[r] = _mm_add_ps(summs[r], prod);
-                    let k = $k;
-                    accr[k] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(p), accr[k]);
-                }
-            }
-        }};
-    }
-    let mut i = 0;
-    while i + 4 <= nb {
-        pair!(i, 0);
-        pair!(i + 2, 1);
-        i += 4;
-    }
-    if i + 2 <= nb {
-        pair!(i, 0);
-        i += 2;
-    }
-    for (r, o) in out.iter_mut().enumerate() {
-        let mut s = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
-        // Odd lanes hold the `m_w s_a` sums.
-        let ms = _mm_add_ps(summs[r], _mm_movehl_ps(summs[r], summs[r]));
-        s += _mm_cvtss_f32(_mm_movehdup_ps(ms));
-        if i < nb {
-            let (wl, al) = (&w[bsize * i..], &a[r * arow + 36 * i..(r + 1) * arow]);
-            // SAFETY: the last block of each row, same features (AVX2 is part of this level).
-            s += unsafe { if Q5 { super::avx2::dot_q5_1(32, wl, al) } else { super::avx2::dot_q4_1(32, wl, al) } };
-        }
-        *o = s;
-    }
-}
-
-/// Q5_1 for `R` rows.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q5_1_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
-    // SAFETY: same features and contract.
-    unsafe { q41_51_gen::<R, true>(n, w, a, arow, out) }
-}
-
-one_and_rows! {
-    /// Q5_1 x Q8_1.
-    q5_1_gen => dot_q5_1, rows_q5_1
-}
 
 // ---------------------------------------------------------------------------------------------
 // 32-value blocks against Q8_0 in ymm registers, four blocks per step.
@@ -367,6 +243,39 @@ pub(super) unsafe fn f16x4(p: *const u8, st: usize) -> __m128 {
     _mm_cvtph_ps(h)
 }
 
+/// The f16 pairs at `p`, `p + st`, `p + 2 st`, `p + 3 st` as f32: the first value of each pair in
+/// lanes 0..4, the second in lanes 4..8 (the same three unpacks as [`f16x4`], one conversion).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn f16x4x2(p: *const u8, st: usize) -> __m256 {
+    // SAFETY: 16 readable bytes at each of the four addresses (caller).
+    let l = |k: usize| unsafe { _mm_loadu_si128(p.add(k * st) as *const __m128i) };
+    let h = _mm_unpacklo_epi32(_mm_unpacklo_epi16(l(0), l(1)), _mm_unpacklo_epi16(l(2), l(3)));
+    _mm256_cvtph_ps(h)
+}
+
+/// `lo` plus 16 in the bytes whose bit is set in the 32-bit little-endian mask at `qh` (the
+/// fifth bits of a Q5 block). The mask is loaded straight into a mask register (a load-port uop;
+/// LLVM otherwise reuses a vector load of the same bytes and moves them over a general register,
+/// three uops of which `kmovd k, r32` takes port 5) and added by one merge-masked `vpaddb`
+/// (LLVM splits `_mm256_mask_add_epi8` into `vpor` + a masked move).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn add16_where(lo: __m256i, qh: *const u8, sixteen: __m256i) -> __m256i {
+    let mut v = lo;
+    // SAFETY: the caller guarantees 4 readable bytes at `qh`; the asm reads only those, writes a
+    // scratch mask register and `v`, and needs the AVX-512BW/VL this function is compiled for.
+    unsafe {
+        core::arch::asm!(
+            "kmovd {k}, dword ptr [{p}]",
+            "vpaddb {v} {{{k}}}, {v}, {s}",
+            p = in(reg) qh, k = out(kreg) _, v = inout(ymm_reg) v, s = in(ymm_reg) sixteen,
+            options(pure, readonly, nostack, preserves_flags),
+        )
+    };
+    v
+}
+
 /// Two blocks' 8 x i32 partial sums folded into one float vector: even lanes hold block `a`'s
 /// sums, odd lanes block `b`'s (exact integer adds, then one conversion).
 #[inline]
@@ -390,10 +299,16 @@ fn dot_signed(x: __m256i, y: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
 
-/// A 32-value weight block format dotted with Q8_0 by [`blocks4_gen`].
+/// A 32-value weight block format dotted with Q8_0 (or Q8_1) by [`blocks4_gen`].
 pub(super) trait Block32 {
     /// Bytes per weight block.
     const SIZE: usize;
+    /// Bytes per activation block: 34 (Q8_0) or 36 (Q8_1: f16 `d`, f16 `s = d * sum(q)`); the
+    /// 32 quants are the last 32 bytes.
+    const ACT: usize = Q80;
+    /// Whether the block starts with f16 `d` and f16 `m` (Q4_1 / Q5_1) and the dot product is
+    /// `d_w d_a sum(q y) + m_w s_a` against Q8_1 (`ACT` = 36).
+    const MIN: bool = false;
     /// A block's values as the kernel keeps them between activation rows.
     type Vals: Copy;
     /// Build the constants (codebooks) once per call.
@@ -426,10 +341,11 @@ pub(super) trait Block32 {
 /// Q8_0 activation block bytes.
 const Q80: usize = 34;
 
-/// `R` dot products of one weight row (blocks of `K`) with `R` Q8_0 rows `arow` bytes apart.
-/// Four blocks per step: block `4s + j` goes to accumulator `j / 2` through [`fold_pair`]; the
-/// last `nb % 4` blocks are added one by one after the horizontal sum. Every row goes through
-/// the same float operations whatever `R` is.
+/// `R` dot products of one weight row (blocks of `K`) with `R` Q8_0 (Q8_1 when `K::ACT` = 36)
+/// rows `arow` bytes apart. Four blocks per step: block `4s + j` goes to accumulator `j / 2`
+/// through [`fold_pair`]; with `K::MIN` the four `m_w s_a` go to lanes 4..8 of `accm`, converted
+/// with the scales by one `vcvtph2ps ymm`. The last `nb % 4` blocks are added one by one after
+/// the horizontal sums. Every row goes through the same float operations whatever `R` is.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn blocks4_gen<K: Block32, const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, out: &mut [f32; R]) {
@@ -439,19 +355,28 @@ pub(super) unsafe fn blocks4_gen<K: Block32, const R: usize>(n: usize, w: &[u8],
     // `i + j < nb` of those rows.
     let k = unsafe { K::new() };
     let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let (act, aq) = (K::ACT, K::ACT - 32);
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    let mut buf = [[0f32; 4]; R];
+    let mut accm = [_mm256_setzero_ps(); R];
+    let mut buf = [[0f32; 8]; R];
     let mut i = 0;
     while i + 4 <= nb {
         // SAFETY: blocks i..i+4 of the weight row and of every activation row (see above).
         unsafe {
             let x = wp.add(K::SIZE * i);
-            let dx = k.scales4(x);
+            // [d; 4] (or [d; 4, m; 4] with MIN) of the four weight blocks.
+            let dx = if K::MIN { f16x4x2(x, K::SIZE) } else { _mm256_castps128_ps256(k.scales4(x)) };
             let v: [K::Vals; 4] = core::array::from_fn(|j| k.decode(x.add(K::SIZE * j)));
             for (r, (accr, b)) in acc.iter_mut().zip(buf.iter_mut()).enumerate() {
-                let y = ap.add(r * arow + Q80 * i);
-                _mm_storeu_ps(b.as_mut_ptr(), _mm_mul_ps(dx, f16x4(y, Q80)));
-                let p: [__m256i; 4] = core::array::from_fn(|j| k.dot(&v[j], y.add(Q80 * j + 2)));
+                let y = ap.add(r * arow + act * i);
+                if K::MIN {
+                    let p = _mm256_mul_ps(dx, f16x4x2(y, act));
+                    accm[r] = _mm256_add_ps(accm[r], p);
+                    _mm256_storeu_ps(b.as_mut_ptr(), p);
+                } else {
+                    _mm_storeu_ps(b.as_mut_ptr(), _mm_mul_ps(_mm256_castps256_ps128(dx), f16x4(y, act)));
+                }
+                let p: [__m256i; 4] = core::array::from_fn(|j| k.dot(&v[j], y.add(act * j + aq)));
                 accr[0] = _mm256_fmadd_ps(bcast_pair(b.as_ptr()), fold_pair(p[0], p[1]), accr[0]);
                 accr[1] = _mm256_fmadd_ps(bcast_pair(b.as_ptr().add(2)), fold_pair(p[2], p[3]), accr[1]);
             }
@@ -460,12 +385,18 @@ pub(super) unsafe fn blocks4_gen<K: Block32, const R: usize>(n: usize, w: &[u8],
     }
     for (r, o) in out.iter_mut().enumerate() {
         let mut s = hsum512(_mm512_castps256_ps512(_mm256_add_ps(acc[r][0], acc[r][1])));
+        if K::MIN {
+            s += hsum128(_mm256_extractf128_ps(accm[r], 1));
+        }
         for j in i..nb {
             // SAFETY: block j < nb of the weight row and of activation row r (see above).
             unsafe {
-                let (x, y) = (wp.add(K::SIZE * j), ap.add(r * arow + Q80 * j));
-                let p = k.dot(&k.decode(x), y.add(2));
+                let (x, y) = (wp.add(K::SIZE * j), ap.add(r * arow + act * j));
+                let p = k.dot(&k.decode(x), y.add(aq));
                 s += k.scale1(x) * f16_at(y) * hsum_epi32(p) as f32;
+                if K::MIN {
+                    s += f16_at(x.add(2)) * f16_at(y.add(2));
+                }
             }
         }
         *o = s;
@@ -581,11 +512,7 @@ impl Block32 for Q5_0 {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn decode(&self, x: *const u8) -> __m256i {
         // SAFETY: one block at `x` (caller): qh at 2..6, nibbles at 6..22.
-        unsafe {
-            let lo = nibbles_bcast(x.add(6));
-            let qh = core::ptr::read_unaligned(x.add(2) as *const u32);
-            _mm256_mask_add_epi8(lo, qh, lo, self.sixteen)
-        }
+        unsafe { add16_where(nibbles_bcast(x.add(6)), x.add(2), self.sixteen) }
     }
     /// `sum(q y) - 16 sum(y)`.
     #[inline]
@@ -595,6 +522,48 @@ impl Block32 for Q5_0 {
         let yv = unsafe { load256(y) };
         let z = _mm256_setzero_si256();
         _mm256_sub_epi32(_mm256_dpbusd_epi32(z, *v, yv), _mm256_dpbusd_epi32(z, self.sixteen, yv))
+    }
+}
+
+/// Q5_1 weights against Q8_1: f16 `d`, f16 `m`, 32 fifth bits, 16 bytes of nibbles; value
+/// `d q + m` with `q` in 0..32 (unsigned, so one `vpdpbusd` per block).
+struct Q5_1 {
+    sixteen: __m256i,
+}
+
+impl Block32 for Q5_1 {
+    const SIZE: usize = 24;
+    const ACT: usize = 36;
+    const MIN: bool = true;
+    type Vals = __m256i;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn new() -> Self {
+        Q5_1 { sixteen: _mm256_set1_epi8(16) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scales4(&self, x: *const u8) -> __m128 {
+        // SAFETY: four blocks at `x` (caller; 16 bytes from each block start stay inside them).
+        unsafe { f16x4(x, 24) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scale1(&self, x: *const u8) -> f32 {
+        // SAFETY: one block at `x` (caller).
+        unsafe { f16_at(x) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn decode(&self, x: *const u8) -> __m256i {
+        // SAFETY: one block at `x` (caller): qh at 4..8, nibbles at 8..24.
+        unsafe { add16_where(nibbles_bcast(x.add(8)), x.add(4), self.sixteen) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot(&self, v: &__m256i, y: *const u8) -> __m256i {
+        // SAFETY: 32 bytes at `y` (caller).
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), *v, unsafe { load256(y) })
     }
 }
 
@@ -676,6 +645,11 @@ blocks4_kernels! {
 blocks4_kernels! {
     /// Q5_0 x Q8_0.
     Q5_0 => dot_q5_0, rows_q5_0
+}
+
+blocks4_kernels! {
+    /// Q5_1 x Q8_1.
+    Q5_1 => dot_q5_1, rows_q5_1
 }
 
 blocks4_kernels! {
