@@ -75,11 +75,15 @@ fn matmul_validates_shapes() {
 fn multi_row_kernels_handle_odd_blocks_and_ragged_tiles() {
     // k = 5 blocks of 32 (a last pass with one block); 37 weight rows (two groups of 16 for the
     // 16-row kernels plus 5 rows for the row-by-row ones) and 11 activation rows (a tile of 8 plus
-    // remainders): batch equals single rows and 1 thread equals 2, all within the error bound.
-    let (n, k, m) = (37usize, 160usize, 11usize);
+    // remainders) or 19 (two tiles, which the 16-row kernels serve from weights decoded once):
+    // batch equals single rows and 1 thread equals 2, all within the error bound.
+    let (n, k) = (37usize, 160usize);
     let wf: Vec<f32> = (0..n * k).map(|i| ((i * 2654435761usize % 1000) as f32 / 500.0 - 1.0) * 0.05).collect();
-    let x: Vec<f32> = (0..m * k).map(|i| ((i * 40503 % 997) as f32 / 498.5 - 1.0) * (1.0 + (i % 7) as f32)).collect();
-    for t in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0, QuantType::IQ4_NL] {
+    for (t, m) in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0, QuantType::IQ4_NL]
+        .into_iter()
+        .flat_map(|t| [(t, 11usize), (t, 19)])
+    {
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 40503 % 997) as f32 / 498.5 - 1.0) * (1.0 + (i % 7) as f32)).collect();
         let w = kquants::quant::quantize(t, &wf, k, None, Some(1)).unwrap();
         let deq = kquants::quant::dequantize(t, &w, Some(1)).unwrap();
         let acts = matmul::quantize_activations(t, &x, k, m).unwrap();

@@ -51,7 +51,7 @@ const fn offset(kind: u8) -> i32 {
 
 /// Per activation row and block: `d_a`, the integer start `−off·Σa`, and `s_a` (Q8_1).
 #[derive(Clone, Copy, Default)]
-struct ActBlock {
+pub(crate) struct ActBlock {
     d: f32,
     base: i32,
     s: f32,
@@ -62,54 +62,29 @@ pub(crate) const fn has_kernel(kind: u8) -> bool {
     matches!(kind, Q4_0 | Q4_1 | IQ4NL)
 }
 
-/// `out[i * ldo + j] = w_i · a_j` for the 16 weight rows at `w` (stride `wrow`) and the `m`
-/// activation rows of `a`, `nb` blocks each.
+/// The per-block activation data of [`gemm16`] for the `m` activation rows of `a` (`nb` blocks
+/// each): built once per call and shared by every group of 16 weight rows.
 ///
 /// # Safety
-/// AVX-512 F/BW/VL/VNNI available; 16 rows of `nb` blocks at `w` with stride `wrow` (`16 *
-/// wrow` fits an i32), `a` holds `m` rows of `nb` activation blocks; `out` has `15 * ldo + m`
-/// values.
+/// AVX-512 F/BW/VL/VNNI available; `a` holds `m` rows of `nb` activation blocks of kind `K`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) unsafe fn gemm16<const K: u8>(nb: usize, w: *const u8, wrow: usize, a: &[u8], m: usize, out: &mut [f32], ldo: usize) {
+pub(crate) unsafe fn panel16<const K: u8>(nb: usize, a: &[u8], m: usize) -> Vec<ActBlock> {
     let ab = if q8_1(K) { 36 } else { 34 };
-    assert!(a.len() >= m * nb * ab && out.len() >= 15 * ldo + m && m <= ldo, "gemm16 buffer sizes");
-    // Per-block activation data, built once for all row groups of the call.
+    assert!(a.len() >= m * nb * ab, "panel16 buffer size");
     let mut panel = vec![ActBlock::default(); m * nb];
     let ones = _mm256_set1_epi8(1);
-    for (pj, row) in panel.chunks_exact_mut(nb).zip(a.chunks_exact(nb * ab)) {
-        for (p, blk) in pj.iter_mut().zip(row.chunks_exact(ab)) {
-            let h = |i: usize| half::f16::from_bits(u16::from_le_bytes([blk[i], blk[i + 1]])).to_f32();
-            // SAFETY: 32 quant bytes at the end of the block.
-            let q = unsafe { _mm256_loadu_si256(blk[ab - 32..].as_ptr() as *const __m256i) };
-            // Σa of the 32 signed quants: vpdpbusd with ones, then a horizontal add.
-            let sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q);
-            let s128 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-            let s64 = _mm_add_epi32(s128, _mm_unpackhi_epi64(s128, s128));
-            let total = _mm_cvtsi128_si32(_mm_add_epi32(s64, _mm_shuffle_epi32(s64, 0b01)));
-            *p = ActBlock { d: h(0), base: -offset(K) * total, s: if q8_1(K) { h(2) } else { 0.0 } };
-        }
+    for (p, blk) in panel.iter_mut().zip(a.chunks_exact(ab)) {
+        let h = |i: usize| half::f16::from_bits(u16::from_le_bytes([blk[i], blk[i + 1]])).to_f32();
+        // SAFETY: 32 quant bytes at the end of the block.
+        let q = unsafe { _mm256_loadu_si256(blk[ab - 32..].as_ptr() as *const __m256i) };
+        // Σa of the 32 signed quants: vpdpbusd with ones, then a horizontal add.
+        let sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q);
+        let s128 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        let s64 = _mm_add_epi32(s128, _mm_unpackhi_epi64(s128, s128));
+        let total = _mm_cvtsi128_si32(_mm_add_epi32(s64, _mm_shuffle_epi32(s64, 0b01)));
+        *p = ActBlock { d: h(0), base: -offset(K) * total, s: if q8_1(K) { h(2) } else { 0.0 } };
     }
-    let mut j = 0;
-    while j < m {
-        let c = if m - j >= 8 { 8 } else { 1 };
-        let ap = &a[j * nb * ab..];
-        let pp = &panel[j * nb..];
-        let mut res = [[0f32; 16]; 8];
-        // SAFETY: activation rows j..j+c exist; weight rows as the caller guarantees.
-        unsafe {
-            if c == 8 {
-                group::<K, 8>(nb, w, wrow, ap, pp, &mut res);
-            } else {
-                group::<K, 1>(nb, w, wrow, ap, pp, &mut res);
-            }
-        }
-        for (ci, col) in res.iter().enumerate().take(c) {
-            for (r, v) in col.iter().enumerate() {
-                out[r * ldo + j + ci] = *v;
-            }
-        }
-        j += c;
-    }
+    panel
 }
 
 /// 16 bytes at `p`, `p + stride`, `p + 2 stride`, `p + 3 stride` as the four 128-bit lanes.
@@ -143,7 +118,7 @@ struct Decoder {
 /// One block of 16 rows, decoded (by [`decode_block`]): the scales `d` (and minimums `m` for Q4_1) per row, and the
 /// unsigned values `lo[k]` = values 4k..4k+4, `hi[k]` = values 16+4k..16+4k+4 of every row (row =
 /// dword lane).
-struct Block16 {
+pub(crate) struct Block16 {
     d: __m512,
     m: __m512,
     lo: [__m512i; 4],
@@ -228,12 +203,96 @@ macro_rules! decode_block {
     }};
 }
 
+/// `out[i * ldo + j] = w_i · a_j` for the 16 weight rows at `w` (stride `wrow`) and the `m`
+/// activation rows of `a`, `nb` blocks each; `panel` is [`panel16`] of `a`. With two or more
+/// groups of 8 activation rows, the 16 rows' blocks are decoded once into `scratch` and read
+/// back by every group (the integer sums and float steps are the same either way).
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI available; 16 rows of `nb` blocks at `w` with stride `wrow` (`16 *
+/// wrow` fits an i32), `a` holds `m` rows of `nb` activation blocks, `panel` their `m * nb`
+/// entries; `out` has `15 * ldo + m` values.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn gemm16<const K: u8>(
+    nb: usize,
+    w: *const u8,
+    wrow: usize,
+    a: &[u8],
+    panel: &[ActBlock],
+    m: usize,
+    out: &mut [f32],
+    ldo: usize,
+    scratch: &mut Vec<Block16>,
+) {
+    let ab = if q8_1(K) { 36 } else { 34 };
+    assert!(
+        a.len() >= m * nb * ab && panel.len() >= m * nb && out.len() >= 15 * ldo + m && m <= ldo,
+        "gemm16 buffer sizes"
+    );
+    let predecode = m >= 16;
+    if predecode {
+        let dec = Decoder::new(wrow);
+        scratch.clear();
+        for b in 0..nb {
+            // SAFETY: block b of each of the 16 rows is inside the rows (caller).
+            scratch.push(unsafe { decode_block!(dec, K, w, wrow, b) });
+        }
+    }
+    let mut j = 0;
+    while j < m {
+        let c = if m - j >= 8 { 8 } else { 1 };
+        let ap = &a[j * nb * ab..];
+        let pp = &panel[j * nb..];
+        let mut res = [[0f32; 16]; 8];
+        // SAFETY: activation rows j..j+c exist; weight rows as the caller guarantees; the
+        // scratch holds the nb decoded blocks when `predecode`.
+        unsafe {
+            match (c, predecode) {
+                (8, true) => group_decoded::<K, 8>(nb, scratch, ap, pp, &mut res),
+                (_, true) => group_decoded::<K, 1>(nb, scratch, ap, pp, &mut res),
+                (8, false) => group::<K, 8>(nb, w, wrow, ap, pp, &mut res),
+                _ => group::<K, 1>(nb, w, wrow, ap, pp, &mut res),
+            }
+        }
+        for (ci, col) in res.iter().enumerate().take(c) {
+            for (r, v) in col.iter().enumerate() {
+                out[r * ldo + j + ci] = *v;
+            }
+        }
+        j += c;
+    }
+}
+
+/// Add block `$b` (decoded: `$x`) times activation rows `0..C` to `$acc` (one integer sum per
+/// row and activation, then one scaled float add). Safety: activation block `$b` of rows 0..C
+/// is inside `$a` (stride `$nb` blocks of `$ab` bytes) and the panel.
+macro_rules! block_step {
+    ($k:expr, $x:expr, $a:expr, $panel:expr, $nb:expr, $b:expr, $ab:expr, $acc:expr) => {{
+        let x = $x;
+        for c in 0..$acc.len() {
+            let y = $a.as_ptr().add((c * $nb + $b) * $ab + $ab - 32) as *const i32;
+            let p = $panel.get_unchecked(c * $nb + $b);
+            let mut s0 = _mm512_set1_epi32(p.base);
+            let mut s1 = _mm512_setzero_si512();
+            for k in 0..4 {
+                s0 = _mm512_dpbusd_epi32(s0, x.lo[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(k))));
+                s1 = _mm512_dpbusd_epi32(s1, x.hi[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(4 + k))));
+            }
+            let isum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+            $acc[c] = _mm512_fmadd_ps(isum, _mm512_mul_ps(x.d, _mm512_set1_ps(p.d)), $acc[c]);
+            if q8_1($k) {
+                $acc[c] = _mm512_fmadd_ps(x.m, _mm512_set1_ps(p.s), $acc[c]);
+            }
+        }
+    }};
+}
+
 /// 16 weight rows times `C` activation rows; `res[act][row]`.
 ///
 /// # Safety
 /// As [`gemm16`], with `C` rows at `a` (stride `nb` blocks) and `C * nb` panel entries.
 #[inline]
-#[allow(clippy::needless_range_loop)] // activations c index parallel arrays (accumulators, panel)
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn group<const K: u8, const C: usize>(
     nb: usize,
@@ -244,7 +303,6 @@ unsafe fn group<const K: u8, const C: usize>(
     res: &mut [[f32; 16]; 8],
 ) {
     let ab = if q8_1(K) { 36 } else { 34 };
-    let aq = ab - 32;
     let dec = Decoder::new(wrow);
     let mut acc = [_mm512_setzero_ps(); C];
     for b in 0..nb {
@@ -252,22 +310,34 @@ unsafe fn group<const K: u8, const C: usize>(
         // b of rows 0..C is inside `a` and the panel (caller).
         unsafe {
             let x = decode_block!(dec, K, w, wrow, b);
-            for c in 0..C {
-                let y = a.as_ptr().add((c * nb + b) * ab + aq) as *const i32;
-                let p = panel.get_unchecked(c * nb + b);
-                let mut s0 = _mm512_set1_epi32(p.base);
-                let mut s1 = _mm512_setzero_si512();
-                for k in 0..4 {
-                    s0 = _mm512_dpbusd_epi32(s0, x.lo[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(k))));
-                    s1 = _mm512_dpbusd_epi32(s1, x.hi[k], _mm512_set1_epi32(core::ptr::read_unaligned(y.add(4 + k))));
-                }
-                let isum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-                acc[c] = _mm512_fmadd_ps(isum, _mm512_mul_ps(x.d, _mm512_set1_ps(p.d)), acc[c]);
-                if q8_1(K) {
-                    acc[c] = _mm512_fmadd_ps(x.m, _mm512_set1_ps(p.s), acc[c]);
-                }
-            }
+            block_step!(K, &x, a, panel, nb, b, ab, acc);
         }
+    }
+    for c in 0..C {
+        // SAFETY: 16 floats into a [f32; 16].
+        unsafe { _mm512_storeu_ps(res[c].as_mut_ptr(), acc[c]) };
+    }
+}
+
+/// [`group`] over blocks decoded beforehand (`blocks[b]` is block `b` of the 16 rows): the
+/// same integer sums and float steps in the same order, so the same results.
+///
+/// # Safety
+/// As [`group`]; `blocks` holds `nb` blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn group_decoded<const K: u8, const C: usize>(
+    nb: usize,
+    blocks: &[Block16],
+    a: &[u8],
+    panel: &[ActBlock],
+    res: &mut [[f32; 16]; 8],
+) {
+    let ab = if q8_1(K) { 36 } else { 34 };
+    let mut acc = [_mm512_setzero_ps(); C];
+    for (b, x) in blocks[..nb].iter().enumerate() {
+        // SAFETY: activation block b of rows 0..C is inside `a` and the panel (caller).
+        unsafe { block_step!(K, x, a, panel, nb, b, ab, acc) };
     }
     for c in 0..C {
         // SAFETY: 16 floats into a [f32; 16].

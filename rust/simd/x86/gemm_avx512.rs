@@ -240,11 +240,15 @@ unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, o
     let (rt, ct) = if m >= 8 { (2, 8) } else { (4, 1) };
     let mut i = 0;
     // Complete groups of 16 rows (the caller starts `w` at a multiple of 16 rows of its matrix).
-    if super::gemm16_avx512::has_kernel(K) && wrow * 16 <= i32::MAX as usize {
+    if super::gemm16_avx512::has_kernel(K) && wrow * 16 <= i32::MAX as usize && nr >= crate::simd::ROW_GROUP {
+        use super::gemm16_avx512 as g16;
+        // SAFETY: `a` holds `m` rows of `nb` blocks (checked length).
+        let panel = unsafe { g16::panel16::<K>(nb, a, m) };
+        let mut scratch = Vec::new();
         while nr - i >= crate::simd::ROW_GROUP {
             // SAFETY: rows i..i+16 are inside `w` (checked length), `out` has rows i..i+16 of
-            // `m` values; `16 * wrow` fits an i32 (checked above).
-            unsafe { super::gemm16_avx512::gemm16::<K>(nb, w[i * wrow..].as_ptr(), wrow, a, m, &mut out[i * m..], m) };
+            // `m` values; `16 * wrow` fits an i32 (checked above); `panel` is `a`'s.
+            unsafe { g16::gemm16::<K>(nb, w[i * wrow..].as_ptr(), wrow, a, &panel, m, &mut out[i * m..], m, &mut scratch) };
             i += crate::simd::ROW_GROUP;
         }
     }
