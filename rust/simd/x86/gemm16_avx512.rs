@@ -1,5 +1,5 @@
-//! AVX-512 VNNI kernels over groups of 16 weight rows for the 4-bit 32-value block types
-//! (Q4_0, Q4_1, IQ4_NL), the "interleaved" form of ggml's repacked GEMM done in registers: the
+//! AVX-512 VNNI kernels over groups of 16 weight rows for the 32-value block types Q4_0,
+//! Q4_1, IQ4_NL and Q8_0 (its bytes + 128 as the unsigned values), the "interleaved" form of ggml's repacked GEMM done in registers: the
 //! 16 bytes of quants of one block of 16 rows are transposed (8 `vpermt2d`) so that each zmm
 //! holds the same 4 quant positions of all 16 rows. One `vpdpbusd` with a broadcast activation
 //! dword then advances 16 outputs at once, and one int32 lane ends up with a block's exact sum
@@ -17,12 +17,14 @@ use super::avx2::KVALUES_IQ4NL;
 
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
+const Q8_0: u8 = 4;
 const IQ4NL: u8 = 5;
 
 /// Bytes of one weight block.
 const fn block_bytes(kind: u8) -> usize {
     match kind {
         Q4_1 => 20,
+        Q8_0 => 34,
         _ => 18,
     }
 }
@@ -44,7 +46,7 @@ const fn q8_1(kind: u8) -> bool {
 const fn offset(kind: u8) -> i32 {
     match kind {
         Q4_0 => 8,
-        IQ4NL => 128,
+        IQ4NL | Q8_0 => 128,
         _ => 0,
     }
 }
@@ -59,7 +61,7 @@ pub(crate) struct ActBlock {
 
 /// Whether `kind` has a 16-row kernel (see [`gemm16`]).
 pub(crate) const fn has_kernel(kind: u8) -> bool {
-    matches!(kind, Q4_0 | Q4_1 | IQ4NL)
+    matches!(kind, Q4_0 | Q4_1 | Q8_0 | IQ4NL)
 }
 
 /// The per-block activation data of [`gemm16`] for the `m` activation rows of `a` (`nb` blocks
@@ -160,7 +162,7 @@ impl Decoder {
 /// is not, and its ten-register result goes through memory).
 ///
 /// Safety (of the expansion, inside an `unsafe` block): block `$b` of each of the 16 rows is
-/// readable. Gathers read the first 4 bytes of a block, loads its 16 quant bytes; prefetches
+/// readable. Gathers read the first 4 bytes of a block, loads its quant bytes; prefetches
 /// are hints (may pass the end).
 macro_rules! decode_block {
     ($dec:expr, $k:expr, $w:expr, $wrow:expr, $b:expr) => {{
@@ -179,24 +181,39 @@ macro_rules! decode_block {
                 crate::simd::prefetch(next.wrapping_add(r * wrow), 1);
             }
         }
-        let a01 = _mm512_permutex2var_epi32(z0, $dec.idx_a0, z1);
-        let b01 = _mm512_permutex2var_epi32(z2, $dec.idx_a0, z3);
-        let a23 = _mm512_permutex2var_epi32(z0, $dec.idx_a1, z1);
-        let b23 = _mm512_permutex2var_epi32(z2, $dec.idx_a1, z3);
-        let v = [
-            _mm512_permutex2var_epi32(a01, $dec.idx_lo, b01),
-            _mm512_permutex2var_epi32(a01, $dec.idx_hi, b01),
-            _mm512_permutex2var_epi32(a23, $dec.idx_lo, b23),
-            _mm512_permutex2var_epi32(a23, $dec.idx_hi, b23),
-        ];
+        // 16 bytes of 16 rows (4 per zmm) -> dword k of every row in zmm k.
+        let transpose = |z0: __m512i, z1: __m512i, z2: __m512i, z3: __m512i| {
+            let a01 = _mm512_permutex2var_epi32(z0, $dec.idx_a0, z1);
+            let b01 = _mm512_permutex2var_epi32(z2, $dec.idx_a0, z3);
+            let a23 = _mm512_permutex2var_epi32(z0, $dec.idx_a1, z1);
+            let b23 = _mm512_permutex2var_epi32(z2, $dec.idx_a1, z3);
+            [
+                _mm512_permutex2var_epi32(a01, $dec.idx_lo, b01),
+                _mm512_permutex2var_epi32(a01, $dec.idx_hi, b01),
+                _mm512_permutex2var_epi32(a23, $dec.idx_lo, b23),
+                _mm512_permutex2var_epi32(a23, $dec.idx_hi, b23),
+            ]
+        };
+        let v = transpose(z0, z1, z2, z3);
         let mut lo = [_mm512_setzero_si512(); 4];
         let mut hi = [_mm512_setzero_si512(); 4];
-        for k in 0..4 {
-            lo[k] = _mm512_and_si512(v[k], $dec.nib);
-            hi[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), $dec.nib);
-            if $k == IQ4NL {
-                lo[k] = _mm512_shuffle_epi8($dec.tbl, lo[k]);
-                hi[k] = _mm512_shuffle_epi8($dec.tbl, hi[k]);
+        if $k == Q8_0 {
+            // Values 16..32 are the next 16 bytes; the signed bytes + 128 are the unsigned values.
+            let q2 = q.add(16);
+            let h = transpose(four(q2, wrow), four(q2.add(4 * wrow), wrow), four(q2.add(8 * wrow), wrow), four(q2.add(12 * wrow), wrow));
+            let flip = _mm512_set1_epi8(-128);
+            for k in 0..4 {
+                lo[k] = _mm512_xor_si512(v[k], flip);
+                hi[k] = _mm512_xor_si512(h[k], flip);
+            }
+        } else {
+            for k in 0..4 {
+                lo[k] = _mm512_and_si512(v[k], $dec.nib);
+                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v[k], 4), $dec.nib);
+                if $k == IQ4NL {
+                    lo[k] = _mm512_shuffle_epi8($dec.tbl, lo[k]);
+                    hi[k] = _mm512_shuffle_epi8($dec.tbl, hi[k]);
+                }
             }
         }
         Block16 { d, m, lo, hi }
