@@ -583,6 +583,7 @@ fn build(isa: Isa) -> Option<Kernels> {
             .with(Isa::Avx512, unsafe { x86::avx512::overrides() })
             .with_rows(unsafe { x86::avx512::rows_overrides() })
             .with(Isa::Avx512, unsafe { x86::avx512_iq::overrides() })
+            .with_rows(unsafe { x86::avx512_iq::rows_overrides() })
             .with_gemm(unsafe { x86::gemm_avx512::gemm_overrides() })
             .with_gemm(unsafe { x86::gemm16k_avx512::gemm_overrides() }),
         #[cfg(target_arch = "aarch64")]

@@ -8,7 +8,7 @@
 //! 256-bit VNNI versions that kept AVX2's per-32 scale `madd` ran 0-25 % slower than AVX2 on the
 //! Sapphire Rapids machine this project is measured on: 512-bit integer ops issue on two ports
 //! there and 256-bit ones on three, and the K-quants spend most of their uops on unpacking.
-//! IQ4_XS has no entry yet and keeps its AVX2 kernel.
+//! IQ4_XS's kernel is in [`super::avx512_iq`].
 //!
 //! Q4_1 keeps ggml's AVX2 `vec_dot` order here (one accumulator, blocks in order; its result
 //! equals the AVX2 kernel's bit for bit): the SmolLM2 (Q4_1) forward pass is checked against
