@@ -6,13 +6,18 @@
    in the same run when the bench ran with `KQUANTS_GGML_LIB=<dir of libggml-base.so and
    libggml-cpu.so>` (a llama.cpp build of your own), otherwise against §4a's vec_dot column.
 2. matmul GEMV / GEMM figures from `cargo bench --bench matmul` if present.
-3. The DRAM-bound GEMV: `kquants.matmul` over a 16384 x 8192 weight (bigger than the 32 MiB
-   L3) at 1 and 2 threads, as GB/s of weight bytes and as a fraction of the machine's read
-   bandwidth (§4b: ~26.8 GB/s one core, ~38.2 GB/s two), the physical limit of token generation.
+3. The DRAM-bound GEMV: `kquants.matmul` over an N x 8192 weight at 1 and 2 threads, as GB/s of
+   weight bytes and as a fraction of the read-bandwidth peer measured in the same run: a plain
+   read of the very same weight buffer with the same thread count (AVX-512 loads, several
+   streams per thread, software prefetch; the best of a few settings, 3 passes each:
+   `kquants._kquants._read_bandwidth`, rust/simd/stream.rs). That peer is the physical limit of
+   token generation on this machine. Only when the peer is unavailable (an older build) are the
+   anchors' §4b figures (~26.8 GB/s one core, ~38.2 GB/s two) used; `--bw` forces fixed limits.
 
-   The anchors' box had a 32 MiB L3; a machine with a bigger L3 (lscpu) keeps part of that
-   weight cached, so `--rows` can make it larger than the L3 (e.g. --rows 131072: 600 MB of
-   Q4_0), which then needs the machine's own read bandwidth (`--bw 1:GBs,2:GBs`) as the limit.
+   The weight must be bigger than the last-level cache. The default 16384 x 8192 was sized for
+   the anchors' 32 MiB L3; on a machine with a bigger L3 (lscpu) use `--rows`, e.g.
+   `--rows 131072` (0.6 GB of Q4_0, 1.1 GB of Q8_0) on the 480 MiB-L3 Sapphire Rapids box:
+   `/tmp/quiet.sh python benches/kernels_vs_llamacpp.py --gemv-only --rows 131072`.
 
 Usage: python benches/kernels_vs_llamacpp.py [--run] [--no-gemv | --gemv-only] [--types T,T]
        [--rows N] [--reps R] [--bw 1:26.8,2:38.2]
@@ -78,7 +83,20 @@ class Q:
         self.type, self.shape, self.data = t, shape, data
 
 
-def gemv_bandwidth(types: list[str], reps: int = 15, n: int = 16384) -> list[tuple[str, int, float, float, float]]:
+def read_peer(buf: np.ndarray, threads: int) -> float | None:
+    """GB/s of the fastest plain read of `buf` with `threads` threads (same run), or None when
+    this build of kquants has no read-bandwidth probe."""
+    import kquants
+
+    probe = getattr(kquants._kquants, "_read_bandwidth", None)
+    if probe is None:
+        return None
+    bps, _streams, _ahead = probe(buf, threads, 3)
+    return bps / 1e9
+
+
+def gemv_bandwidth(types: list[str], reps: int = 15, n: int = 16384, fixed_bw: bool = False):
+    """Per type and thread count: (type, threads, GB/s, ms, cpu GB/s, peer GB/s or None)."""
     import kquants
 
     k = 8192
@@ -99,19 +117,21 @@ def gemv_bandwidth(types: list[str], reps: int = 15, n: int = 16384) -> list[tup
             # CPU seconds per call divided by the thread count: the wall time this GEMV would take
             # if its threads had their cores to themselves (the box is shared; compute-bound part only).
             csec = float(np.median(cpu)) / t
-            out.append((ty, t, nbytes / sec / 1e9, sec * 1e3, nbytes / csec / 1e9))
+            peer = None if fixed_bw else read_peer(w.data, t)
+            out.append((ty, t, nbytes / sec / 1e9, sec * 1e3, nbytes / csec / 1e9, peer))
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="store_true", help="run the criterion benches first")
     ap.add_argument("--no-gemv", action="store_true", help="skip the 16384 x 8192 GEMV")
     ap.add_argument("--gemv-only", action="store_true", help="only the GEMV over a large weight")
     ap.add_argument("--types", default="Q4_0,Q4_K,Q8_0,IQ4_XS", help="GEMV weight types (comma-separated)")
     ap.add_argument("--rows", type=int, default=16384, help="GEMV weight rows (of 8192 values)")
     ap.add_argument("--reps", type=int, default=15, help="timed GEMV calls per type and thread count (median)")
-    ap.add_argument("--bw", default=None, help="read bandwidth limits as THREADS:GB/s,... (default: anchors §4b)")
+    ap.add_argument("--bw", default=None, help="fixed read bandwidth limits as THREADS:GB/s,... instead of the "
+                    "same-run read peer (which falls back to anchors §4b only when unavailable)")
     args = ap.parse_args()
     if args.bw:
         BW.update({int(t): float(g) for t, g in (kv.split(":") for kv in args.bw.split(","))})
@@ -168,13 +188,14 @@ def gemv_report(args: argparse.Namespace) -> None:
     import kquants
 
     print(f"\n## GEMV over a {args.rows} x 8192 weight, ISA {kquants.simd_info()['isa']}")
-    print(f"bandwidth limit: 1 thread ~{BW[1]} GB/s, 2 threads ~{BW[2]} GB/s"
-          + (" (anchors §4b)" if not args.bw else " (--bw)"))
+    print("limit: " + (f"--bw {BW}" if args.bw else "peer = plain read of the same weight buffer, same threads, same run "
+                       f"(anchors §4b {BW[1]} / {BW[2]} GB/s if unavailable)"))
     print("(wall = measured; cpu = bytes / (process CPU time / threads), what the kernels could stream")
     print(" with cores to themselves: meaningful only as an upper bound when the box is shared)")
-    for ty, t, gbs, ms, cgbs in gemv_bandwidth(args.types.split(","), args.reps, args.rows):
-        print(f"{ty:7} threads={t}  {ms:7.2f} ms  wall {gbs:5.1f} GB/s = {gbs / BW[t]:5.1%} of bandwidth;"
-              f"  cpu {cgbs:5.1f} GB/s = {cgbs / BW[t]:5.1%}", flush=True)
+    for ty, t, gbs, ms, cgbs, peer in gemv_bandwidth(args.types.split(","), args.reps, args.rows, bool(args.bw)):
+        lim, src = (peer, "peer") if peer else (BW[t], "--bw" if args.bw else "anchors")
+        print(f"{ty:7} threads={t}  {ms:7.2f} ms  wall {gbs:5.1f} GB/s = {gbs / lim:5.1%} of {src} {lim:5.1f} GB/s;"
+              f"  cpu {cgbs:5.1f} GB/s = {cgbs / lim:5.1%}", flush=True)
 
 
 if __name__ == "__main__":

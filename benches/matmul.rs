@@ -1,6 +1,8 @@
 //! Quantized matmul: GEMV (1 x k) and GEMM (64 x k) over a 4096 x 4096 weight, per type, at 1
-//! and 2 threads (the selected ISA). The DRAM-bound GEMV over a 16384 x 8192 weight (bigger
-//! than L3) is measured by `benches/kernels_vs_llamacpp.py`.
+//! and 2 threads (the selected ISA). The DRAM-bound GEMV over a weight bigger than the L3 (e.g.
+//! `--rows 131072` of 8192 values on a 480 MiB-L3 machine), as a fraction of a plain read of the
+//! same buffer in the same run, is measured by `benches/kernels_vs_llamacpp.py` (and
+//! `examples/gemv_probe.rs`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;

@@ -117,6 +117,10 @@ def vec_dot(qa: Any, qb: Any) -> float:
 def quantize_activations(x: np.ndarray, type: Any) -> np.ndarray:
     """Rows of float32 ``x`` quantized to the activation type of weight type ``type``
     (ggml's SIMD rounding, as matmul uses); uint8 (..., row_bytes)."""
+def _read_bandwidth(buf: np.ndarray, threads: int, reps: int = 3) -> tuple[float, int, int]:
+    """Benchmark helper: the fastest plain read of the C-contiguous uint8 array ``buf`` with
+    ``threads`` threads (best of ``reps`` passes per prefetch setting), as
+    ``(bytes_per_second, streams, ahead)``: the peer of a memory-bound GEMV over the same bytes."""
 
 # Llama-family models (rust/python/model.rs); the friendly API is kquants.model.
 @final

@@ -173,7 +173,20 @@ fn quantize_activations<'py>(
     Ok(arr.reshape(oshape)?)
 }
 
+/// `_read_bandwidth(buf, threads, reps=3) -> (bytes_per_second, streams, ahead)`: the fastest
+/// plain read of the uint8 array `buf` with `threads` threads, best of `reps` passes per
+/// setting (`kquants::simd::stream::read_stream_best`); the peer of a DRAM-bound GEMV over the
+/// same bytes (benches/kernels_vs_llamacpp.py). Releases the GIL.
+#[pyfunction]
+#[pyo3(signature = (buf, threads, reps=3))]
+fn _read_bandwidth(py: Python<'_>, buf: PyReadonlyArrayDyn<'_, u8>, threads: usize, reps: usize) -> PyResult<(f64, usize, usize)> {
+    let bytes = buf.as_slice().map_err(|_| PyValueError::new_err("buf must be a C-contiguous uint8 array"))?;
+    let (bps, s) = py.detach(|| simd::stream::read_stream_best(bytes, threads, reps))?;
+    Ok((bps, s.streams, s.ahead))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_read_bandwidth, m)?)?;
     m.add_function(wrap_pyfunction!(simd_info, m)?)?;
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
     m.add_function(wrap_pyfunction!(vec_dot, m)?)?;

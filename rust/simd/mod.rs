@@ -20,6 +20,7 @@ use crate::types::QuantType;
 
 pub mod codec;
 pub mod fgemm;
+pub mod stream;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {

@@ -51,6 +51,11 @@ const fn offset(kind: u8) -> i32 {
     }
 }
 
+/// How far ahead within each of the 16 rows the kernels prefetch. Measured on a 2-thread GEMV
+/// over 131072 x 8192 Q4_0 (0.6 GB): 23.0-24.2 GB/s when prefetching the next group of 16 rows
+/// instead, 24.6-25.0 with 512 bytes ahead, 24.4-24.7 with 1 KiB, 21.3 with 2 KiB.
+const ROW_AHEAD: usize = 512;
+
 /// Per activation row and block: `d_a`, the integer start `−off·Σa`, and `s_a` (Q8_1).
 #[derive(Clone, Copy, Default)]
 pub(crate) struct ActBlock {
@@ -175,10 +180,13 @@ macro_rules! decode_block {
         let q = blk.add(qa);
         let (z0, z1, z2, z3) = (four(q, wrow), four(q.add(4 * wrow), wrow), four(q.add(8 * wrow), wrow), four(q.add(12 * wrow), wrow));
         // The same block of the next group of rows, a line at a time.
+        // Each of the 16 rows is a stream: once per 64 bytes of a row, prefetch the line
+        // ROW_AHEAD bytes further, past the row's end into the same row of the next group.
         if (b * wb) % 64 < wb {
-            let next = blk.wrapping_add(16 * wrow);
+            let off = b * wb + ROW_AHEAD;
+            let at = if off < wrow { off } else { 16 * wrow + off - wrow };
             for r in 0..16 {
-                crate::simd::prefetch(next.wrapping_add(r * wrow), 1);
+                crate::simd::prefetch(w.wrapping_add(r * wrow + at), 1);
             }
         }
         // 16 bytes of 16 rows (4 per zmm) -> dword k of every row in zmm k.

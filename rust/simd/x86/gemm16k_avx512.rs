@@ -137,6 +137,11 @@ unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, o
     }
 }
 
+/// How far ahead within each of the 16 rows [`rows16`] prefetches: 16 x 512 bytes in flight per
+/// thread. Measured on a 2-thread GEMV over 131072 x 8192 (0.6 GB) of Q4_K / IQ4_XS: 22.5 / 20.6
+/// GB/s without, 24.3 / 23.7 with 512 bytes, no better with 1 or 2 KiB or with PREFETCHT1.
+const ROW_AHEAD: usize = 512;
+
 /// Per activation row and super-block: `d_a`, the group starts and Q4_K's sub-block sums, from
 /// the Q8_K block header and its int16 sums of 16.
 fn act_panel<const K: u8>(nb: usize, a: &[u8], m: usize) -> Vec<ActSb> {
@@ -200,6 +205,14 @@ unsafe fn rows16<const K: u8>(
         dmin: _mm512_setzero_ps(),
     };
     for b in 0..nb {
+        // Each of the 16 rows is a stream: prefetch every row ROW_AHEAD bytes in front of the
+        // super-block being decoded, continuing into the same row of the next group of 16 when
+        // that passes the row's end (a hint: may point past the buffer).
+        let off = b * bb + ROW_AHEAD;
+        let at = if off < wrow { off } else { ROW_GROUP * wrow + off - wrow };
+        for r in 0..ROW_GROUP {
+            crate::simd::prefetch(w.wrapping_add(r * wrow + at), bb);
+        }
         // SAFETY: super-block b of each of the 16 rows is inside the rows (caller).
         unsafe { decode::<K>(w.add(b * bb), wrow, &mut dec) };
         let mut j = 0;
