@@ -1,5 +1,5 @@
 //! AVX-512 VNNI kernels over groups of 16 weight rows for the 32-value block types Q4_0,
-//! Q4_1, IQ4_NL and Q8_0 (its bytes + 128 as the unsigned values), the "interleaved" form of ggml's repacked GEMM done in registers: the
+//! Q4_1, Q5_0, IQ4_NL and Q8_0 (its bytes + 128 as the unsigned values), the "interleaved" form of ggml's repacked GEMM done in registers: the
 //! 16 bytes of quants of one block of 16 rows are transposed (8 `vpermt2d`) so that each zmm
 //! holds the same 4 quant positions of all 16 rows. One `vpdpbusd` with a broadcast activation
 //! dword then advances 16 outputs at once, and one int32 lane ends up with a block's exact sum
@@ -17,6 +17,7 @@ use super::avx2::KVALUES_IQ4NL;
 
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
 const Q8_0: u8 = 4;
 const IQ4NL: u8 = 5;
 
@@ -24,15 +25,17 @@ const IQ4NL: u8 = 5;
 const fn block_bytes(kind: u8) -> usize {
     match kind {
         Q4_1 => 20,
+        Q5_0 => 22,
         Q8_0 => 34,
         _ => 18,
     }
 }
 
-/// Offset of the 16 quant bytes in a block.
+/// Offset of the quant bytes in a block.
 const fn quants_at(kind: u8) -> usize {
     match kind {
         Q4_1 => 4,
+        Q5_0 => 6,
         _ => 2,
     }
 }
@@ -46,6 +49,7 @@ const fn q8_1(kind: u8) -> bool {
 const fn offset(kind: u8) -> i32 {
     match kind {
         Q4_0 => 8,
+        Q5_0 => 16,
         IQ4NL | Q8_0 => 128,
         _ => 0,
     }
@@ -66,7 +70,7 @@ pub(crate) struct ActBlock {
 
 /// Whether `kind` has a 16-row kernel (see [`gemm16`]).
 pub(crate) const fn has_kernel(kind: u8) -> bool {
-    matches!(kind, Q4_0 | Q4_1 | Q8_0 | IQ4NL)
+    matches!(kind, Q4_0 | Q4_1 | Q5_0 | Q8_0 | IQ4NL)
 }
 
 /// The per-block activation data of [`gemm16`] for the `m` activation rows of `a` (`nb` blocks
@@ -120,6 +124,8 @@ struct Decoder {
     idx_a1: __m512i,
     idx_lo: __m512i,
     idx_hi: __m512i,
+    /// Q5_0: dword `t` has byte `j` = 0x10 if bit `j` of `t` is set.
+    bits: __m512i,
 }
 
 /// One block of 16 rows, decoded (by [`decode_block`]): the scales `d` (and minimums `m` for Q4_1) per row, and the
@@ -158,6 +164,11 @@ impl Decoder {
             // Step 2: dword k of rows 0..7 (first) and 8..15 (second).
             idx_lo: _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 7, 6, 5, 4, 3, 2, 1, 0),
             idx_hi: _mm512_set_epi32(31, 30, 29, 28, 27, 26, 25, 24, 15, 14, 13, 12, 11, 10, 9, 8),
+            bits: {
+                let t: [i32; 16] = core::array::from_fn(|t| (0..4).map(|j| if t >> j & 1 == 1 { 0x10 << (8 * j) } else { 0 }).sum());
+                // SAFETY: 64 readable bytes (the array).
+                unsafe { _mm512_loadu_si512(t.as_ptr() as *const _) }
+            },
         }
     }
 }
@@ -221,6 +232,18 @@ macro_rules! decode_block {
                 if $k == IQ4NL {
                     lo[k] = _mm512_shuffle_epi8($dec.tbl, lo[k]);
                     hi[k] = _mm512_shuffle_epi8($dec.tbl, hi[k]);
+                }
+            }
+            if $k == Q5_0 {
+                // The fifth bits: bit i of a row's qh word belongs to value i. Four bits at a
+                // time index a table of dwords whose bytes are 0x10 where the bit is set
+                // (vpermd reads the low 4 bits of each lane).
+                let qh = _mm512_i32gather_epi32::<1>($dec.rows, blk.add(2) as *const i32);
+                for k in 0..4 {
+                    let bl = _mm512_permutexvar_epi32(_mm512_srlv_epi32(qh, _mm512_set1_epi32(4 * k as i32)), $dec.bits);
+                    let bh = _mm512_permutexvar_epi32(_mm512_srlv_epi32(qh, _mm512_set1_epi32(16 + 4 * k as i32)), $dec.bits);
+                    lo[k] = _mm512_or_si512(lo[k], bl);
+                    hi[k] = _mm512_or_si512(hi[k], bh);
                 }
             }
         }
