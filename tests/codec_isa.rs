@@ -196,3 +196,47 @@ fn first_non_finite_value_is_reported_at_every_level() {
         }
     }
 }
+
+/// Every type, level and quantize path finds the first NaN or infinity of the input, wherever it
+/// is: inside a 16-block group of the fused AVX-512 kernels (`simd::codec::legacy512`,
+/// `float512`), in the blocks after the last whole group, in a later row, with a second bad
+/// value after it in the same group.
+#[test]
+fn non_finite_input_is_found_by_every_quantizer() {
+    let mut rng = Rng(0xbad_f10a7_0003);
+    for t in supported() {
+        // 1184 values: 37 blocks of 32 (two whole 16-block groups and five blocks after them),
+        // 74 float groups of 16, or 5 blocks of 256.
+        let n = 1184usize.div_ceil(t.block_size()) * t.block_size();
+        let rows = 3;
+        let w: Vec<f32> = (0..n).map(|_| rng.normal(1.0).abs() + 1e-3).collect();
+        let mut paths: Vec<(&str, Option<&[f32]>, Path)> = Vec::new();
+        if !t.requires_imatrix() {
+            paths.push(("ref", None, Path::Ref));
+            paths.push(("chunk", None, Path::Chunk));
+        }
+        if !t.is_activation_only() {
+            paths.push(("imatrix", Some(&w), Path::Chunk));
+        }
+        let cols = [0, 17, 511, 512 + 300, 1024 + 3, n - 1];
+        for (k, &c) in cols.iter().enumerate() {
+            let c = c.min(n - 1);
+            let r = k % rows;
+            let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][k % 3];
+            let mut x: Vec<f32> = (0..rows * n).map(|_| rng.normal(0.5)).collect();
+            x[r * n + c] = bad;
+            if c + 5 < n {
+                x[r * n + c + 5] = f32::INFINITY; // a later one in the same group
+            }
+            x[(rows - 1) * n + n - 1] = f32::NAN; // and one in the last row
+            for (name, w, path) in &paths {
+                for isa in available_isas() {
+                    let Err(e) = quantize(isa, t, &x, n, *w, *path) else {
+                        panic!("{t} {name} {isa}: the non-finite value at ({r}, {c}) was accepted");
+                    };
+                    assert!(e.contains(&format!("(row {r}, col {c})")), "{t} {name} {isa}, bad at ({r}, {c}): {e}");
+                }
+            }
+        }
+    }
+}
