@@ -241,7 +241,7 @@ fn with_kernels(clones: &CodecClones, isa: Isa, f: RowFns) -> RowFns {
                        checked: Option<QuantizeRowChecked>| RowFns { quantize, quantize_ref, dequantize, checked };
         use legacy512 as l;
         match clones.ty {
-            T::Q4_0 => return kernels(l::quantize_q4_0, l::quantize_q4_0_ref, avx2_dequantize, Some(l::quantize_q4_0_checked)),
+            T::Q4_0 => return kernels(l::quantize_q4_0, l::quantize_q4_0_ref, l::dequantize_q4_0, Some(l::quantize_q4_0_checked)),
             T::Q4_1 => return kernels(l::quantize_q4_1, l::quantize_q4_1_ref, f.dequantize, Some(l::quantize_q4_1_checked)),
             T::Q5_0 => return kernels(l::quantize_q5_0, l::quantize_q5_0_ref, f.dequantize, Some(l::quantize_q5_0_checked)),
             T::Q5_1 => return kernels(l::quantize_q5_1, l::quantize_q5_1_ref, f.dequantize, Some(l::quantize_q5_1_checked)),

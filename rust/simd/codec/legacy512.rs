@@ -387,3 +387,86 @@ entry!(quantize_q5_0, quantize_q5_0_ref, BlockQ5_0, true);
 entry!(quantize_q5_1, quantize_q5_1_ref, BlockQ5_1, true);
 entry!(quantize_q8_0, quantize_q8_0_ref, BlockQ8_0, false);
 entry!(quantize_q8_1, quantize_q8_1_ref, BlockQ8_1, false);
+
+/// Q4_0 to F32: `(q - 8) * d`. The 4-bit levels index a table of the sixteen values `q - 8` as
+/// floats (`vpermps` reads the low four bits of each index, so the low nibbles need no mask):
+/// the same exact integers ggml converts, then the same one multiply by `d`.
+///
+/// Writing 128 bytes per block, this runs at the speed of the stores: the output does not fit
+/// in L1, so every line is fetched from L2 for ownership and later written back. The stores are
+/// 64-byte aligned whatever the alignment of `dst` (NumPy's arrays are 16-byte aligned, where
+/// every unaligned 64-byte store would split two lines): each aligned vector joins the end of
+/// one 16-value vector to the start of the next, with masked stores for the partial vectors at
+/// both ends; and a write prefetch 2 KiB ahead starts the ownership fetches early. Measured
+/// about 1 ns per 256 values (5%) faster than the AVX2 clone on a 16-byte-aligned output.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn dequantize_q4_0(src: &[u8], dst: &mut [f32]) {
+    let xs: &[BlockQ4_0] = bytemuck::cast_slice(src);
+    let n = xs.len().min(dst.len() / QK);
+    if n == 0 {
+        return;
+    }
+    let table = _mm512_setr_ps(-8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    // Values 0..16 and 16..32 of a block.
+    let values = |b: &BlockQ4_0| {
+        let d = _mm512_cvtph_ps(_mm256_set1_epi16(u16::from_le_bytes(b.d) as i16));
+        // SAFETY: `qs` is 16 bytes (unaligned load).
+        let q = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(b.qs.as_ptr() as *const __m128i) });
+        (
+            _mm512_mul_ps(_mm512_permutexvar_ps(q, table), d),
+            _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32::<4>(q), table), d),
+        )
+    };
+    let y = dst.as_mut_ptr();
+    // Write prefetch of the line 2 KiB past `p`: a prefetch never faults, and its address is
+    // computed without `add`, so running past the end of `dst` is fine.
+    let prefetch = |p: *mut f32| _mm_prefetch::<_MM_HINT_ET0>(p.wrapping_add(512) as *const i8);
+    // Values before the first 64-byte boundary of `dst` (0: aligned).
+    let h = (16 - (y as usize / 4) % 16) % 16;
+    if h == 0 || y as usize % 4 != 0 {
+        for (i, b) in xs[..n].iter().enumerate() {
+            let (lo, hi) = values(b);
+            // SAFETY: block i's 32 values are `dst[32i..32i + 32]`, inside `dst` (i < n).
+            unsafe {
+                let p = y.add(i * QK);
+                prefetch(p);
+                prefetch(p.wrapping_add(16));
+                _mm512_storeu_ps(p, lo);
+                _mm512_storeu_ps(p.add(16), hi);
+            }
+        }
+        return;
+    }
+    // Vector `v_j` (values 16j..16j + 16, j < 2n) belongs at `y + 16j`. The aligned vector at
+    // `y + h + 16k` is `v_k[h..16] ++ v_{k+1}[0..h]`: lanes h..h + 16 of the pair.
+    let idx = _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(h as i32));
+    let join = |a: __m512, b: __m512| _mm512_permutex2var_ps(a, idx, b);
+    let (lo, hi) = values(&xs[0]);
+    // SAFETY (the stores below): with `h + s = 16`, `s` the lanes of `v_{2n-1}` past the last
+    // boundary, every lane written lies in `dst[0..32n]`; masked-off lanes are not accessed.
+    // Head: `v_0[0..h]` at `y`; then the aligned vector k = 0.
+    unsafe {
+        _mm512_mask_storeu_ps(y, (1u16 << h) - 1, lo);
+        _mm512_store_ps(y.add(h), join(lo, hi));
+    }
+    let mut prev = hi;
+    for (i, b) in xs[..n].iter().enumerate().skip(1) {
+        let (lo, hi) = values(b);
+        // SAFETY: aligned vectors k = 2i - 1 and 2i, ending at `h + 32i + 16 <= 32n - 16 + h`,
+        // inside `dst` (i < n, h < 16); 64-byte aligned by the choice of `h`.
+        unsafe {
+            let p = y.add(h + 32 * i - 16);
+            prefetch(p);
+            prefetch(p.wrapping_add(16));
+            _mm512_store_ps(p, join(prev, lo));
+            _mm512_store_ps(p.add(16), join(lo, hi));
+        }
+        prev = hi;
+    }
+    // Tail: `v_{2n-1}[h..16]`, the last `16 - h` values, at `y + h + 16(2n - 1)`.
+    // SAFETY: lanes 0..16 - h of that vector end at `32n`, the end of the blocks in `dst`.
+    unsafe { _mm512_mask_storeu_ps(y.add(h + 32 * n - 16), (1u16 << (16 - h)) - 1, join(prev, prev)) };
+}
