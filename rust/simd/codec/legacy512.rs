@@ -426,7 +426,7 @@ pub(super) unsafe fn dequantize_q4_0(src: &[u8], dst: &mut [f32]) {
     let prefetch = |p: *mut f32| _mm_prefetch::<_MM_HINT_ET0>(p.wrapping_add(512) as *const i8);
     // Values before the first 64-byte boundary of `dst` (0: aligned).
     let h = (16 - (y as usize / 4) % 16) % 16;
-    if h == 0 || y as usize % 4 != 0 {
+    if h == 0 || !(y as usize).is_multiple_of(4) {
         for (i, b) in xs[..n].iter().enumerate() {
             let (lo, hi) = values(b);
             // SAFETY: block i's 32 values are `dst[32i..32i + 32]`, inside `dst` (i < n).
