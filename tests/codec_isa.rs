@@ -240,3 +240,27 @@ fn non_finite_input_is_found_by_every_quantizer() {
         }
     }
 }
+
+/// Dequantizing into an output at each of the 16 float offsets within a 64-byte line gives the
+/// scalar values (the AVX-512 Q4_0 kernel aligns its stores, with partial vectors at both ends),
+/// and writes nothing outside the output.
+#[test]
+fn dequantize_at_every_output_alignment() {
+    let mut rng = Rng(0x0a11_9e0d_0004);
+    for t in supported() {
+        let n = t.block_size() * 5;
+        let raw: Vec<u8> = (0..t.row_bytes(n).unwrap()).map(|_| rng.next() as u8).collect();
+        let want = dequantize(Isa::Scalar, t, &raw);
+        for isa in available_isas() {
+            for off in 0..16 {
+                let mut buf = vec![7.0f32; n + 32];
+                quant::dequantize_into_isa(isa, t, &raw, &mut buf[off..off + n], Some(1)).unwrap();
+                if let Some(i) = same_f32(&want, &buf[off..off + n]) {
+                    panic!("{t} {isa} offset {off}: value {i} is {} not {}", buf[off + i], want[i]);
+                }
+                let outside = buf[..off].iter().chain(&buf[off + n..]).any(|&v| v.to_bits() != 7.0f32.to_bits());
+                assert!(!outside, "{t} {isa} offset {off}: wrote outside the output");
+            }
+        }
+    }
+}
