@@ -196,3 +196,71 @@ fn first_non_finite_value_is_reported_at_every_level() {
         }
     }
 }
+
+/// Every type, level and quantize path finds the first NaN or infinity of the input, wherever it
+/// is: inside a 16-block group of the fused AVX-512 kernels (`simd::codec::legacy512`,
+/// `float512`), in the blocks after the last whole group, in a later row, with a second bad
+/// value after it in the same group.
+#[test]
+fn non_finite_input_is_found_by_every_quantizer() {
+    let mut rng = Rng(0x0bad_f10a_0003);
+    for t in supported() {
+        // 1184 values: 37 blocks of 32 (two whole 16-block groups and five blocks after them),
+        // 74 float groups of 16, or 5 blocks of 256.
+        let n = 1184usize.div_ceil(t.block_size()) * t.block_size();
+        let rows = 3;
+        let w: Vec<f32> = (0..n).map(|_| rng.normal(1.0).abs() + 1e-3).collect();
+        let mut paths: Vec<(&str, Option<&[f32]>, Path)> = Vec::new();
+        if !t.requires_imatrix() {
+            paths.push(("ref", None, Path::Ref));
+            paths.push(("chunk", None, Path::Chunk));
+        }
+        if !t.is_activation_only() {
+            paths.push(("imatrix", Some(&w), Path::Chunk));
+        }
+        let cols = [0, 17, 511, 512 + 300, 1024 + 3, n - 1];
+        for (k, &c) in cols.iter().enumerate() {
+            let c = c.min(n - 1);
+            let r = k % rows;
+            let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][k % 3];
+            let mut x: Vec<f32> = (0..rows * n).map(|_| rng.normal(0.5)).collect();
+            x[r * n + c] = bad;
+            if c + 5 < n {
+                x[r * n + c + 5] = f32::INFINITY; // a later one in the same group
+            }
+            x[(rows - 1) * n + n - 1] = f32::NAN; // and one in the last row
+            for (name, w, path) in &paths {
+                for isa in available_isas() {
+                    let Err(e) = quantize(isa, t, &x, n, *w, *path) else {
+                        panic!("{t} {name} {isa}: the non-finite value at ({r}, {c}) was accepted");
+                    };
+                    assert!(e.contains(&format!("(row {r}, col {c})")), "{t} {name} {isa}, bad at ({r}, {c}): {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Dequantizing into an output at each of the 16 float offsets within a 64-byte line gives the
+/// scalar values (the AVX-512 Q4_0 kernel aligns its stores, with partial vectors at both ends),
+/// and writes nothing outside the output.
+#[test]
+fn dequantize_at_every_output_alignment() {
+    let mut rng = Rng(0x0a11_9e0d_0004);
+    for t in supported() {
+        let n = t.block_size() * 5;
+        let raw: Vec<u8> = (0..t.row_bytes(n).unwrap()).map(|_| rng.next() as u8).collect();
+        let want = dequantize(Isa::Scalar, t, &raw);
+        for isa in available_isas() {
+            for off in 0..16 {
+                let mut buf = vec![7.0f32; n + 32];
+                quant::dequantize_into_isa(isa, t, &raw, &mut buf[off..off + n], Some(1)).unwrap();
+                if let Some(i) = same_f32(&want, &buf[off..off + n]) {
+                    panic!("{t} {isa} offset {off}: value {i} is {} not {}", buf[off + i], want[i]);
+                }
+                let outside = buf[..off].iter().chain(&buf[off + n..]).any(|&v| v.to_bits() != 7.0f32.to_bits());
+                assert!(!outside, "{t} {isa} offset {off}: wrote outside the output");
+            }
+        }
+    }
+}

@@ -277,7 +277,8 @@ pub fn quantize_into(
 
 /// [`quantize_into`] with the codec compiled for `isa` (the same bytes at every level; an error
 /// if this machine cannot run `isa`). Non-finite input is an error naming the first bad value;
-/// each row is checked just before it is quantized, while it is in cache.
+/// each row is checked while it is quantized (by the fused kernels) or just before, while it is
+/// in cache.
 #[allow(clippy::too_many_arguments)]
 pub fn quantize_into_isa(
     isa: Isa,
@@ -316,7 +317,6 @@ pub fn quantize_into_isa(
         return Err(Error::value("threads must be at least 1"));
     }
     let rc = c.rows(isa)?;
-    let finite = simd::codec::finite_check(isa)?;
     // Smallest flat index of a non-finite value seen (usize::MAX: none). Each task stops at its
     // first bad row; the minimum over tasks is the first bad value of the whole input.
     let bad = AtomicUsize::new(usize::MAX);
@@ -324,13 +324,9 @@ pub fn quantize_into_isa(
     let threads = if cheap_quantize(t, imatrix) { cheap_threads(src.len(), threads) } else { threads };
     let task = |ti: usize, d: &mut [u8], s: &[f32]| {
         for (ri, (drow, srow)) in d.chunks_exact_mut(row_bytes).zip(s.chunks_exact(n_per_row)).enumerate() {
-            if let Some(j) = finite.first_non_finite(srow) {
+            if let Some(j) = rc.quantize_checked(srow, drow, imatrix, path) {
                 bad.fetch_min((ti * rpt + ri) * n_per_row + j, Ordering::Relaxed);
                 return;
-            }
-            match path {
-                Path::Chunk => rc.quantize(srow, drow, imatrix),
-                Path::Ref => rc.quantize_ref(srow, drow),
             }
         }
     };

@@ -13,7 +13,7 @@
 //! codec functions are chosen by ISA.
 
 use crate::error::{Error, Result};
-use crate::quant::Block;
+use crate::quant::{Block, Path};
 use crate::types::QuantType;
 
 use super::Isa;
@@ -28,6 +28,10 @@ mod legacy512;
 type QuantizeRow = unsafe fn(&[f32], &mut [u8], Option<&[f32]>);
 type QuantizeRowRef = unsafe fn(&[f32], &mut [u8]);
 type DequantizeRow = unsafe fn(&[u8], &mut [f32]);
+/// A plain quantizer fused with the non-finite scan: `Some(i)` for the first NaN or infinity
+/// `src[i]` (the output bytes are then unspecified).
+type QuantizeRowChecked = unsafe fn(&[f32], &mut [u8]) -> Option<usize>;
+type FirstNonFinite = unsafe fn(&[f32]) -> Option<usize>;
 
 /// One codec's row functions at one ISA level.
 ///
@@ -39,6 +43,9 @@ struct RowFns {
     quantize: QuantizeRow,
     quantize_ref: QuantizeRowRef,
     dequantize: DequantizeRow,
+    /// A hand-written kernel that quantizes (the bytes of `quantize_ref`, which are also those
+    /// of `quantize` without an importance matrix) and finds non-finite input in one pass.
+    checked: Option<QuantizeRowChecked>,
 }
 
 /// The row functions of one codec at every ISA level this build has clones for.
@@ -111,6 +118,7 @@ impl CodecClones {
             quantize: scalar_quantize::<B>,
             quantize_ref: scalar_quantize_ref::<B>,
             dequantize: scalar_dequantize::<B>,
+            checked: None,
         };
         #[cfg(target_arch = "x86_64")]
         {
@@ -118,11 +126,13 @@ impl CodecClones {
                 quantize: avx2::quantize::<B>,
                 quantize_ref: avx2::quantize_ref::<B>,
                 dequantize: avx2::dequantize::<B>,
+                checked: None,
             };
             let avx512 = RowFns {
                 quantize: avx512::quantize::<B>,
                 quantize_ref: avx512::quantize_ref::<B>,
                 dequantize: avx512::dequantize::<B>,
+                checked: None,
             };
             CodecClones { ty: B::TYPE, by_isa: [Some(scalar), Some(avx2), Some(avx512), None] }
         }
@@ -138,6 +148,8 @@ impl CodecClones {
 pub struct RowCodec {
     f: RowFns,
     isa: Isa,
+    /// The non-finite scan of the same level.
+    finite: FirstNonFinite,
 }
 
 impl RowCodec {
@@ -161,6 +173,28 @@ impl RowCodec {
         unsafe { (self.f.quantize_ref)(src, dst) }
     }
 
+    /// Quantize one row (`quantize` on [`crate::quant::Path::Chunk`], `quantize_ref` on
+    /// [`crate::quant::Path::Ref`]) unless it holds a NaN or infinity: `Some(i)` for the first
+    /// one, `src[i]` (the bytes of `dst` are then unspecified). Where the codec has a fused
+    /// kernel (the plain legacy quantizers, F16 and BF16 at AVX-512), the values are checked
+    /// while they are quantized; otherwise the scan runs first, while the row comes into cache.
+    #[inline]
+    pub fn quantize_checked(&self, src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>, path: Path) -> Option<usize> {
+        if let (Some(f), None) = (self.f.checked, imatrix) {
+            // SAFETY: as in `quantize`; without an importance matrix both paths are this kernel.
+            return unsafe { f(src, dst) };
+        }
+        // SAFETY: `select` built this only for an available level; the scan only reads `src`.
+        if let Some(i) = unsafe { (self.finite)(src) } {
+            return Some(i);
+        }
+        match path {
+            Path::Chunk => self.quantize(src, dst, imatrix),
+            Path::Ref => self.quantize_ref(src, dst),
+        }
+        None
+    }
+
     /// `Block::dequantize_row` on whole blocks.
     #[inline]
     pub fn dequantize(&self, src: &[u8], dst: &mut [f32]) {
@@ -179,7 +213,7 @@ pub fn select(clones: &CodecClones, isa: Isa) -> Result<RowCodec> {
     loop {
         if let Some(f) = clones.by_isa[level] {
             let isa = Isa::ALL[level];
-            return Ok(RowCodec { f: with_kernels(clones, isa, f), isa });
+            return Ok(RowCodec { f: with_kernels(clones, isa, f), isa, finite: finite_scan(isa) });
         }
         if level == 0 {
             // Unreachable: `of` always fills the scalar slot.
@@ -201,22 +235,28 @@ fn with_kernels(clones: &CodecClones, isa: Isa, f: RowFns) -> RowFns {
     if isa == Isa::Avx512 {
         use QuantType as T;
         let avx2_dequantize = clones.by_isa[Isa::Avx2.index()].map_or(f.dequantize, |a| a.dequantize);
-        let kernels = |quantize: QuantizeRow, quantize_ref: QuantizeRowRef, dequantize: DequantizeRow| RowFns {
-            quantize,
-            quantize_ref,
-            dequantize,
-        };
+        let kernels = |quantize: QuantizeRow,
+                       quantize_ref: QuantizeRowRef,
+                       dequantize: DequantizeRow,
+                       checked: Option<QuantizeRowChecked>| RowFns { quantize, quantize_ref, dequantize, checked };
+        use legacy512 as l;
         match clones.ty {
-            T::Q4_0 => return kernels(legacy512::quantize_q4_0, legacy512::quantize_q4_0_ref, avx2_dequantize),
-            T::Q4_1 => return kernels(legacy512::quantize_q4_1, legacy512::quantize_q4_1_ref, f.dequantize),
-            T::Q5_0 => return kernels(legacy512::quantize_q5_0, legacy512::quantize_q5_0_ref, f.dequantize),
-            T::Q5_1 => return kernels(legacy512::quantize_q5_1, legacy512::quantize_q5_1_ref, f.dequantize),
-            T::Q8_0 => return kernels(legacy512::quantize_q8_0, legacy512::quantize_q8_0_ref, avx2_dequantize),
-            T::Q8_1 => return kernels(legacy512::quantize_q8_1, legacy512::quantize_q8_1_ref, avx2_dequantize),
-            T::F16 => return kernels(float512::quantize_f16, float512::quantize_f16_ref, float512::dequantize_f16),
-            T::BF16 => return kernels(float512::quantize_bf16, float512::quantize_bf16_ref, avx2_dequantize),
-            T::Q2_K => return kernels(f.quantize, f.quantize_ref, k512::dequantize_q2_k),
-            T::Q3_K => return kernels(f.quantize, f.quantize_ref, k512::dequantize_q3_k),
+            T::Q4_0 => return kernels(l::quantize_q4_0, l::quantize_q4_0_ref, l::dequantize_q4_0, Some(l::quantize_q4_0_checked)),
+            T::Q4_1 => return kernels(l::quantize_q4_1, l::quantize_q4_1_ref, f.dequantize, Some(l::quantize_q4_1_checked)),
+            T::Q5_0 => return kernels(l::quantize_q5_0, l::quantize_q5_0_ref, f.dequantize, Some(l::quantize_q5_0_checked)),
+            T::Q5_1 => return kernels(l::quantize_q5_1, l::quantize_q5_1_ref, f.dequantize, Some(l::quantize_q5_1_checked)),
+            T::Q8_0 => return kernels(l::quantize_q8_0, l::quantize_q8_0_ref, avx2_dequantize, Some(l::quantize_q8_0_checked)),
+            T::Q8_1 => return kernels(l::quantize_q8_1, l::quantize_q8_1_ref, avx2_dequantize, Some(l::quantize_q8_1_checked)),
+            T::F16 => {
+                let checked = Some(float512::quantize_f16_checked as QuantizeRowChecked);
+                return kernels(float512::quantize_f16, float512::quantize_f16_ref, float512::dequantize_f16, checked);
+            }
+            T::BF16 => {
+                let checked = Some(float512::quantize_bf16_checked as QuantizeRowChecked);
+                return kernels(float512::quantize_bf16, float512::quantize_bf16_ref, avx2_dequantize, checked);
+            }
+            T::Q2_K => return kernels(f.quantize, f.quantize_ref, k512::dequantize_q2_k, None),
+            T::Q3_K => return kernels(f.quantize, f.quantize_ref, k512::dequantize_q3_k, None),
             _ => {}
         }
         match clones.ty {
@@ -253,37 +293,19 @@ fn first_non_finite_portable(x: &[f32]) -> Option<usize> {
     chunks.remainder().iter().position(|v| !v.is_finite()).map(|j| base + j)
 }
 
-type FirstNonFinite = unsafe fn(&[f32]) -> Option<usize>;
-
-/// The non-finite scan compiled for one ISA level the machine runs.
-#[derive(Clone, Copy)]
-pub struct FiniteCheck(FirstNonFinite);
-
-impl FiniteCheck {
-    /// Index of the first NaN or infinity in `x`, if any.
-    #[inline]
-    pub fn first_non_finite(&self, x: &[f32]) -> Option<usize> {
-        // SAFETY: `finite_check` built this only for an available level; the scan only reads `x`.
-        unsafe { (self.0)(x) }
-    }
-}
-
 /// # Safety
 /// None (safe code; `unsafe` only for the pointer type).
 unsafe fn scalar_first_non_finite(x: &[f32]) -> Option<usize> {
     first_non_finite_portable(x)
 }
 
-/// The non-finite scan for `isa` (an error if the machine cannot run it).
-pub fn finite_check(isa: Isa) -> Result<FiniteCheck> {
-    if !isa.is_available() {
-        return Err(Error::value(format!("this machine cannot run {isa} code")));
-    }
-    Ok(FiniteCheck(match isa {
+/// The non-finite scan compiled for `isa` (which the caller has checked the machine runs).
+fn finite_scan(isa: Isa) -> FirstNonFinite {
+    match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => avx2::first_non_finite,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => avx512::first_non_finite,
         _ => scalar_first_non_finite,
-    }))
+    }
 }

@@ -8,7 +8,8 @@
 //! boundaries). BF16 is integer arithmetic: ggml's round to nearest even with NaNs kept quiet
 //! ([`crate::quant::float::f32_to_bf16`]). The values after the last
 //! whole group of 16 go through the portable functions. Tested against the scalar build by
-//! `tests/codec_isa.rs` and against ggml by the golden tests.
+//! `tests/codec_isa.rs` and against ggml by the golden tests. The quantizers have `_checked`
+//! forms that also find the first non-finite value while converting (see `legacy512`).
 
 use core::arch::x86_64::*;
 
@@ -33,18 +34,47 @@ pub(super) unsafe fn quantize_f16(src: &[f32], dst: &mut [u8], _imatrix: Option<
 /// As [`quantize_f16`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(super) unsafe fn quantize_f16_ref(src: &[f32], dst: &mut [u8]) {
+    // SAFETY: same features. The rows are written whatever the values.
+    let _ = unsafe { quantize_f16_checked(src, dst) };
+}
+
+/// F32 to F16 rows fused with the non-finite scan: `Some(i)` for the first NaN or infinity
+/// `src[i]` (all of `dst` is written either way). The scan is one unsigned maximum of the
+/// magnitude bits per 16 values (a NaN or infinity has the largest ones).
+///
+/// # Safety
+/// As [`quantize_f16`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn quantize_f16_checked(src: &[f32], dst: &mut [u8]) -> Option<usize> {
     let n = src.len().min(dst.len() / 2);
     let full = n / L * L;
+    let abs = _mm512_set1_epi32(i32::MAX);
+    let mut top = _mm512_setzero_si512();
     for (x, y) in src[..full].chunks_exact(L).zip(dst.chunks_exact_mut(2 * L)) {
         // SAFETY: `x` holds 16 floats and `y` 32 bytes (unaligned load and store).
         unsafe {
-            let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_loadu_ps(x.as_ptr()));
+            let u = _mm512_loadu_si512(x.as_ptr() as *const _);
+            top = _mm512_max_epu32(top, _mm512_and_si512(u, abs));
+            let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_castsi512_ps(u));
             _mm256_storeu_si256(y.as_mut_ptr() as *mut __m256i, h);
         }
     }
     for (x, y) in src[full..n].iter().zip(dst[2 * full..].chunks_exact_mut(2)) {
         y.copy_from_slice(&f32_to_f16_bits(*x).to_le_bytes());
     }
+    non_finite_at(src, full, top)
+}
+
+/// The first non-finite value of `src` when the vector maximum of magnitude bits `top` (of
+/// `src[..full]`) or a value after `full` says there is one.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn non_finite_at(src: &[f32], full: usize, top: __m512i) -> Option<usize> {
+    let tail_bad = src[full..].iter().any(|v| !v.is_finite());
+    if _mm512_cmpge_epu32_mask(top, _mm512_set1_epi32(0x7f80_0000)) != 0 || tail_bad {
+        return src.iter().position(|v| !v.is_finite());
+    }
+    None
 }
 
 /// F16 to F32 (ggml's `GGML_FP16_TO_FP32`).
@@ -85,6 +115,16 @@ pub(super) unsafe fn quantize_bf16(src: &[f32], dst: &mut [u8], _imatrix: Option
 /// As [`quantize_f16`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(super) unsafe fn quantize_bf16_ref(src: &[f32], dst: &mut [u8]) {
+    // SAFETY: same features. The rows are written whatever the values.
+    let _ = unsafe { quantize_bf16_checked(src, dst) };
+}
+
+/// F32 to BF16 rows fused with the non-finite scan, as [`quantize_f16_checked`].
+///
+/// # Safety
+/// As [`quantize_f16`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn quantize_bf16_checked(src: &[f32], dst: &mut [u8]) -> Option<usize> {
     let n = src.len().min(dst.len() / 2);
     let full = n / L * L;
     let (abs, inf, one, bias, quiet) = (
@@ -94,10 +134,13 @@ pub(super) unsafe fn quantize_bf16_ref(src: &[f32], dst: &mut [u8]) {
         _mm512_set1_epi32(0x7fff),
         _mm512_set1_epi32(64),
     );
+    let mut top = _mm512_setzero_si512();
     for (x, y) in src[..full].chunks_exact(L).zip(dst.chunks_exact_mut(2 * L)) {
         // SAFETY: `x` holds 16 floats (unaligned load).
         let u = unsafe { _mm512_loadu_si512(x.as_ptr() as *const _) };
-        let nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
+        let mag = _mm512_and_si512(u, abs);
+        top = _mm512_max_epu32(top, mag);
+        let nan = _mm512_cmpgt_epu32_mask(mag, inf);
         let hi = _mm512_srli_epi32::<16>(u);
         let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))));
         let r = _mm512_mask_blend_epi32(nan, rounded, _mm512_or_si512(hi, quiet));
@@ -107,4 +150,5 @@ pub(super) unsafe fn quantize_bf16_ref(src: &[f32], dst: &mut [u8]) {
     for (x, y) in src[full..n].iter().zip(dst[2 * full..].chunks_exact_mut(2)) {
         y.copy_from_slice(&f32_to_bf16(*x).to_le_bytes());
     }
+    non_finite_at(src, full, top)
 }
