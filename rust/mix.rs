@@ -145,11 +145,7 @@ pub struct ModelInfo {
 
 impl ModelInfo {
     fn n_gqa(&self) -> u32 {
-        if self.n_head_kv == 0 {
-            0
-        } else {
-            self.n_head / self.n_head_kv
-        }
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
     /// llama.cpp calls 80-layer llama models with grouped KV heads "70B" and gives their attn_v
     /// more bits (`llm_build_llama` type detection, PR #2807).
@@ -394,6 +390,9 @@ impl State<'_> {
     }
 
     /// `llama_tensor_get_type_impl`: the mix rules.
+    // The if-chains follow llama-quantize's rules one by one, in its order; arms that pick the
+    // same type stay separate so each rule can be matched against the original.
+    #[allow(clippy::if_same_then_else)]
     fn mix_rule(&mut self, mut t: QuantType, name: &str, ne0: u64, ne2: u64, cat: Category) -> Result<QuantType> {
         use FileType as F;
         use QuantType as Q;

@@ -115,6 +115,7 @@ impl Linear {
     ///
     /// # Safety
     /// No other worker reads or writes the columns `rs` of `out` until the next barrier.
+    #[allow(clippy::too_many_arguments)] // the step's buffers, each read or written here
     unsafe fn rows_into(&self, data: &[u8], plan: &Plan, rs: Range<usize>, x: &[f32], acts: &[u8], n: usize, out: &SharedMut<f32>) {
         let nr = rs.len();
         let w = self.bytes(data);

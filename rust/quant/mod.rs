@@ -70,8 +70,11 @@ pub struct Codec {
     pub ty: QuantType,
     /// The row functions, compiled once per ISA level (chosen in [`crate::simd::codec`]).
     clones: CodecClones,
-    vec_dot_ref: Option<fn(&[u8], &[u8]) -> f32>,
+    vec_dot_ref: Option<RefDot>,
 }
+
+/// A type-erased scalar reference dot product over two rows of blocks.
+type RefDot = fn(&[u8], &[u8]) -> f32;
 
 fn erased_vec_dot<B: DotBlock>(lhs: &[u8], rhs: &[u8]) -> f32 {
     B::vec_dot_ref(bytemuck::cast_slice(lhs), bytemuck::cast_slice(rhs))
