@@ -108,10 +108,11 @@ unsafe fn four(p: *const u8, stride: usize) -> __m512i {
     // SAFETY: by the caller.
     unsafe {
         let ld = |i: usize| p.add(i * stride) as *const __m128i;
+        // Masked broadcasts from memory merge on ports 0 or 5; inserts would all need port 5.
         let z = _mm512_castsi128_si512(_mm_loadu_si128(ld(0)));
-        let z = _mm512_inserti32x4(z, _mm_loadu_si128(ld(1)), 1);
-        let z = _mm512_inserti32x4(z, _mm_loadu_si128(ld(2)), 2);
-        _mm512_inserti32x4(z, _mm_loadu_si128(ld(3)), 3)
+        let z = _mm512_mask_broadcast_i32x4(z, 0x00f0, _mm_loadu_si128(ld(1)));
+        let z = _mm512_mask_broadcast_i32x4(z, 0x0f00, _mm_loadu_si128(ld(2)));
+        _mm512_mask_broadcast_i32x4(z, 0xf000, _mm_loadu_si128(ld(3)))
     }
 }
 

@@ -326,10 +326,11 @@ unsafe fn t16(p: *const u8, stride: usize) -> [__m512i; 4] {
     // SAFETY: by the caller.
     let four = |p: *const u8| unsafe {
         let ld = |i: usize| _mm_loadu_si128(p.add(i * stride) as *const __m128i);
+        // Masked broadcasts from memory rather than inserts (see gemm16_avx512's `four`).
         let z = _mm512_castsi128_si512(ld(0));
-        let z = _mm512_inserti32x4(z, ld(1), 1);
-        let z = _mm512_inserti32x4(z, ld(2), 2);
-        _mm512_inserti32x4(z, ld(3), 3)
+        let z = _mm512_mask_broadcast_i32x4(z, 0x00f0, ld(1));
+        let z = _mm512_mask_broadcast_i32x4(z, 0x0f00, ld(2));
+        _mm512_mask_broadcast_i32x4(z, 0xf000, ld(3))
     };
     // SAFETY: rows 4i..4i+4 of the 16 (caller).
     let (z0, z1, z2, z3) = unsafe { (four(p), four(p.add(4 * stride)), four(p.add(8 * stride)), four(p.add(12 * stride))) };
