@@ -948,6 +948,24 @@ fn top_nibble_scales(c: __m512i) -> __m512i {
     _mm512_or_si512(s, _mm512_slli_epi32(s, 16))
 }
 
+/// Adds to each row's `sum[r]` the 64 grid values `g` (unsigned bytes) times that row's
+/// activations at step `j` of super-block `i`, negated where `neg` has a bit, with the
+/// pair-sums weighted by the scales `sc` (`vpdpwssd`).
+///
+/// # Safety
+/// Super-block `i` of every one of the `R` activation rows (`arow` bytes apart) is readable; `j < 4`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn add_signed_products<const R: usize>(sum: &mut [__m512i; R], g: __m512i, neg: u64, sc: __m512i, ap: *const u8, arow: usize, i: usize, j: usize) {
+    for (r, s) in sum.iter_mut().enumerate() {
+        // SAFETY: the 64 quants of step j of super-block i of row r (caller).
+        let yv = unsafe { _mm512_loadu_si512(ap.add(r * arow + Q8K * i + 4 + 64 * j) as *const __m512i) };
+        let ys = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
+        *s = dpwssd(*s, _mm512_maddubs_epi16(g, ys), sc);
+    }
+}
+
 /// The exact integer sum of each row's 64-value products `sum[r]` times `d_w * d_a` added to
 /// `acc[r]` (`a` at super-block `i` of each row, rows `arow` bytes apart).
 ///
@@ -998,11 +1016,7 @@ unsafe fn iq2_xxs_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize,
                 let idx = _mm512_castsi512_si256(_mm512_maskz_permutexvar_epi8(DWORD_LOW_BYTES, gp, q));
                 let g = gather_grid(&IQ2XXS_GRID, idx);
                 let scj = _mm512_permutexvar_epi32(sp, sc);
-                for (r, s) in sum.iter_mut().enumerate() {
-                    let yv = _mm512_loadu_si512(ap.add(r * arow + Q8K * i + 4 + 64 * j) as *const __m512i);
-                    let ys = _mm512_mask_sub_epi8(yv, signs[j], _mm512_setzero_si512(), yv);
-                    *s = dpwssd(*s, _mm512_maddubs_epi16(g, ys), scj);
-                }
+                add_signed_products(&mut sum, g, signs[j], scj, ap, arow, i, j);
             }
             add_block_sums(&mut acc, &sum, f16_at(x), ap, arow, i);
         }
@@ -1041,11 +1055,7 @@ unsafe fn iq3_xxs_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize,
                 // Byte indices below 256: every gathered row is inside the grid.
                 let g = _mm512_i32gather_epi32::<4>(idx, IQ3XXS_GRID.as_ptr() as *const i32);
                 let scj = _mm512_permutexvar_epi32(sp, sc);
-                for (r, s) in sum.iter_mut().enumerate() {
-                    let yv = _mm512_loadu_si512(ap.add(r * arow + Q8K * i + 4 + 64 * j) as *const __m512i);
-                    let ys = _mm512_mask_sub_epi8(yv, signs[j], _mm512_setzero_si512(), yv);
-                    *s = dpwssd(*s, _mm512_maddubs_epi16(g, ys), scj);
-                }
+                add_signed_products(&mut sum, g, signs[j], scj, ap, arow, i, j);
             }
             add_block_sums(&mut acc, &sum, f16_at(x), ap, arow, i);
         }
@@ -1091,11 +1101,7 @@ unsafe fn iq3_s_gen<const R: usize>(n: usize, w: &[u8], a: &[u8], arow: usize, o
                 let g = _mm512_i32gather_epi32::<4>(idx, IQ3S_GRID.as_ptr() as *const i32);
                 let scj = _mm512_permutexvar_epi32(sp, sc);
                 let neg = u64::from_le(core::ptr::read_unaligned(sg.add(8 * j) as *const u64));
-                for (r, s) in sum.iter_mut().enumerate() {
-                    let yv = _mm512_loadu_si512(ap.add(r * arow + Q8K * i + 4 + 64 * j) as *const __m512i);
-                    let ys = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
-                    *s = dpwssd(*s, _mm512_maddubs_epi16(g, ys), scj);
-                }
+                add_signed_products(&mut sum, g, neg, scj, ap, arow, i, j);
             }
             add_block_sums(&mut acc, &sum, f16_at(x), ap, arow, i);
         }
