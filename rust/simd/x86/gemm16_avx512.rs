@@ -104,7 +104,7 @@ pub(crate) unsafe fn panel16<const K: u8>(nb: usize, a: &[u8], m: usize) -> Vec<
 /// 16 readable bytes at each address.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn four(p: *const u8, stride: usize) -> __m512i {
+pub(crate) unsafe fn four(p: *const u8, stride: usize) -> __m512i {
     // SAFETY: by the caller.
     unsafe {
         let ld = |i: usize| p.add(i * stride) as *const __m128i;

@@ -323,17 +323,10 @@ unsafe fn cols<const K: u8, const C: usize>(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn t16(p: *const u8, stride: usize) -> [__m512i; 4] {
-    // SAFETY: by the caller.
-    let four = |p: *const u8| unsafe {
-        let ld = |i: usize| _mm_loadu_si128(p.add(i * stride) as *const __m128i);
-        // Masked broadcasts from memory rather than inserts (see gemm16_avx512's `four`).
-        let z = _mm512_castsi128_si512(ld(0));
-        let z = _mm512_mask_broadcast_i32x4(z, 0x00f0, ld(1));
-        let z = _mm512_mask_broadcast_i32x4(z, 0x0f00, ld(2));
-        _mm512_mask_broadcast_i32x4(z, 0xf000, ld(3))
-    };
+    use super::gemm16_avx512::four;
     // SAFETY: rows 4i..4i+4 of the 16 (caller).
-    let (z0, z1, z2, z3) = unsafe { (four(p), four(p.add(4 * stride)), four(p.add(8 * stride)), four(p.add(12 * stride))) };
+    let (z0, z1, z2, z3) =
+        unsafe { (four(p, stride), four(p.add(4 * stride), stride), four(p.add(8 * stride), stride), four(p.add(12 * stride), stride)) };
     // z0 holds rows 0..4 (dword 4r + k = dword k of row r), z1 rows 4..8, and so on. First
     // dwords k and k + 1 of rows 0..8 (z0, z1) and of rows 8..16 (z2, z3); then dword k of all 16.
     let idx01 = _mm512_set_epi32(29, 25, 21, 17, 13, 9, 5, 1, 28, 24, 20, 16, 12, 8, 4, 0);
