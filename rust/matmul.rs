@@ -178,9 +178,6 @@ impl GemvTasks {
     }
 }
 
-/// Activation rows run together over one weight tile.
-const ACT_TILE: usize = simd::DOT_ROWS;
-
 /// [`matmul_quantized`] with an explicit kernel table (tests, benchmarks).
 pub fn matmul_quantized_with(
     kern: &Kernels,
@@ -191,19 +188,31 @@ pub fn matmul_quantized_with(
     out: &mut [f32],
     threads: Option<usize>,
 ) -> Result<()> {
-    let k = acts.k;
-    let m = acts.m;
-    let (wrow, _) = simd::dot_row_bytes(w_ty, k)?;
+    let (wrow, _) = check_shapes(w_ty, n, acts, out)?;
+    if n.checked_mul(wrow) != Some(w.len()) {
+        return Err(Error::value(format!("weight has {} bytes, {n} rows of {} {w_ty} need {}", w.len(), acts.k, n * wrow)));
+    }
+    let dot = kern.row_dot(w_ty, acts.k)?;
+    run(dot, w, n, acts, out, threads)
+}
+
+/// The weight row bytes and checks shared by the matmul entry points.
+fn check_shapes(w_ty: QuantType, n: usize, acts: &QuantizedActivations, out: &[f32]) -> Result<(usize, usize)> {
+    let (wrow, arow) = simd::dot_row_bytes(w_ty, acts.k)?;
     if w_ty.dot_type() != Some(acts.ty) {
         return Err(Error::value(format!("{w_ty} weights need {:?} activations, got {}", w_ty.dot_type(), acts.ty)));
     }
-    if n.checked_mul(wrow) != Some(w.len()) {
-        return Err(Error::value(format!("weight has {} bytes, {n} rows of {k} {w_ty} need {}", w.len(), n * wrow)));
+    if acts.m.checked_mul(n) != Some(out.len()) {
+        return Err(Error::value(format!("output has {} values, expected {} x {n}", out.len(), acts.m)));
     }
-    if m.checked_mul(n) != Some(out.len()) {
-        return Err(Error::value(format!("output has {} values, expected {m} x {n}", out.len())));
-    }
-    let dot = kern.row_dot(w_ty, k)?;
+    Ok((wrow, arow))
+}
+
+/// The matmul proper over checked shapes: `w` holds `n` rows as `dot` reads them (plain rows,
+/// or interleaved groups when [`RowDot::is_interleaved`]).
+fn run(dot: RowDot, w: &[u8], n: usize, acts: &QuantizedActivations, out: &mut [f32], threads: Option<usize>) -> Result<()> {
+    let (k, m) = (acts.k, acts.m);
+    let (wrow, _) = dot.row_bytes();
     if n == 0 || m == 0 {
         return Ok(());
     }
@@ -240,6 +249,170 @@ pub fn matmul_quantized_with(
     })
 }
 
+/// A weight matrix prepared once for many multiplications: `n` rows of `k` values of a block
+/// type, stored in the layout this machine's kernels read fastest. On AVX-512 that is the
+/// interleaved layout of `simd::interleave` for IQ4_XS, Q4_K and Q5_K (groups of 16 rows
+/// stored dword by dword, as ggml's CPU backend repacks weights at load time); for every other
+/// type and level it is a plain copy of the rows. Results are bit-identical to [`matmul`] on
+/// the original bytes.
+///
+/// ```
+/// use kquants::{matmul, quant, QuantType};
+/// let (n, k) = (32, 256);
+/// let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
+/// let q = quant::quantize(QuantType::Q4_K, &w, k, None, None).unwrap();
+/// let p = matmul::PackedWeight::new(QuantType::Q4_K, &q, n, k).unwrap();
+/// let x = vec![0.5f32; k];
+/// let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+/// matmul::matmul(QuantType::Q4_K, &q, n, k, &x, 1, &mut a, None).unwrap();
+/// matmul::matmul_packed(&p, &x, 1, &mut b, None).unwrap();
+/// assert_eq!(a, b);
+/// ```
+pub struct PackedWeight {
+    ty: QuantType,
+    n: usize,
+    k: usize,
+    interleaved: bool,
+    data: AlignedBytes,
+}
+
+impl std::fmt::Debug for PackedWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedWeight")
+            .field("ty", &self.ty)
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("interleaved", &self.interleaved)
+            .field("bytes", &self.data.len)
+            .finish()
+    }
+}
+
+impl PackedWeight {
+    /// Prepare `w` (`n` rows of `k` values of `ty`, ggml block bytes) for [`matmul_packed`].
+    pub fn new(ty: QuantType, w: &[u8], n: usize, k: usize) -> Result<PackedWeight> {
+        Self::new_with(simd::kernels(), ty, w, n, k)
+    }
+
+    /// [`PackedWeight::new`] for an explicit kernel table (tests, benchmarks).
+    pub fn new_with(kern: &Kernels, ty: QuantType, w: &[u8], n: usize, k: usize) -> Result<PackedWeight> {
+        let (wrow, _) = simd::dot_row_bytes(ty, k)?;
+        if ty.dot_type().is_none() {
+            return Err(Error::Unsupported { ty, op: "matmul" });
+        }
+        if n.checked_mul(wrow) != Some(w.len()) {
+            return Err(Error::value(format!("weight has {} bytes, {n} rows of {k} {ty} need {}", w.len(), n * wrow)));
+        }
+        let interleaved = kern.has_interleaved(ty) && wrow.is_multiple_of(4);
+        let data = if interleaved {
+            let mut d = AlignedBytes::zeroed(simd::interleave::interleaved_len(n, wrow));
+            simd::interleave::interleave(w, n, wrow, d.as_mut_slice());
+            d
+        } else {
+            let mut d = AlignedBytes::zeroed(w.len());
+            d.as_mut_slice().copy_from_slice(w);
+            d
+        };
+        Ok(PackedWeight { ty, n, k, interleaved, data })
+    }
+
+    /// The block type.
+    pub fn ty(&self) -> QuantType {
+        self.ty
+    }
+    /// Number of rows.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Values per row.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Whether the rows are stored interleaved (otherwise as plain ggml rows).
+    pub fn is_interleaved(&self) -> bool {
+        self.interleaved
+    }
+    /// Bytes held (interleaved: whole groups of 16 rows, the last padded).
+    pub fn nbytes(&self) -> usize {
+        self.data.len
+    }
+    /// The original ggml row bytes.
+    pub fn to_rows(&self) -> Vec<u8> {
+        let (wrow, _) = simd::dot_row_bytes(self.ty, self.k).expect("checked at construction");
+        if !self.interleaved {
+            return self.data.as_slice().to_vec();
+        }
+        let mut out = vec![0u8; self.n * wrow];
+        simd::interleave::deinterleave(self.data.as_slice(), self.n, wrow, &mut out);
+        out
+    }
+}
+
+/// A byte buffer aligned to 64 (a cache line and a zmm load).
+struct AlignedBytes {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+impl AlignedBytes {
+    fn zeroed(len: usize) -> AlignedBytes {
+        AlignedBytes { lines: vec![Line([0; 64]); len.div_ceil(64)], len }
+    }
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `lines` holds at least `len` initialized bytes (64 per line, no padding).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as `as_slice`, borrowed mutably through `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
+    }
+}
+
+/// [`matmul`] with a [`PackedWeight`]: `out[m x n] = x[m x k] @ w.T`, bit for bit the same.
+pub fn matmul_packed(w: &PackedWeight, x: &[f32], m: usize, out: &mut [f32], threads: Option<usize>) -> Result<()> {
+    let kern = simd::kernels();
+    let acts = if m <= 1 {
+        quantize_activations_with(kern, w.ty, x, w.k, m)?
+    } else {
+        with_threads(threads, || quantize_activations_with(kern, w.ty, x, w.k, m))??
+    };
+    matmul_packed_quantized_with(kern, w, &acts, out, threads)
+}
+
+/// [`matmul_quantized`] with a [`PackedWeight`].
+pub fn matmul_packed_quantized(w: &PackedWeight, acts: &QuantizedActivations, out: &mut [f32], threads: Option<usize>) -> Result<()> {
+    matmul_packed_quantized_with(simd::kernels(), w, acts, out, threads)
+}
+
+/// [`matmul_packed_quantized`] with an explicit kernel table; a table without the interleaved
+/// kernel multiplies the rows recovered from the interleaved copy.
+pub fn matmul_packed_quantized_with(
+    kern: &Kernels,
+    w: &PackedWeight,
+    acts: &QuantizedActivations,
+    out: &mut [f32],
+    threads: Option<usize>,
+) -> Result<()> {
+    if acts.k != w.k {
+        return Err(Error::value(format!("activations have rows of {} values, the weight rows of {}", acts.k, w.k)));
+    }
+    check_shapes(w.ty, w.n, acts, out)?;
+    if !w.interleaved {
+        return run(kern.row_dot(w.ty, w.k)?, w.data.as_slice(), w.n, acts, out, threads);
+    }
+    match kern.row_dot_interleaved(w.ty, w.k)? {
+        Some(dot) => run(dot, w.data.as_slice(), w.n, acts, out, threads),
+        None => run(kern.row_dot(w.ty, w.k)?, &w.to_rows(), w.n, acts, out, threads),
+    }
+}
+
+/// Activation rows run together over one weight tile.
+const ACT_TILE: usize = simd::DOT_ROWS;
+
 /// The products of weight rows `rows` (rows of `wrow` bytes inside `w`) with all `m` activation
 /// rows of `a` (rows of `arow` bytes), written to `out` transposed: `out[r * m + j]` for the
 /// `r`-th row of the range and activation `j`. For `m = 1` that is simply the output slice.
@@ -249,8 +422,15 @@ pub fn matmul_quantized_with(
 /// Panics if a range is outside its buffer (callers pass checked shapes).
 pub(crate) fn gemm_tile(dot: RowDot, w: &[u8], rows: Range<usize>, a: &[u8], m: usize, out: &mut [f32]) {
     let (wrow, arow) = dot.row_bytes();
-    let wt = &w[rows.start * wrow..rows.end * wrow];
     assert_eq!(out.len(), rows.len() * m, "tile output size");
+    if dot.is_interleaved() {
+        // Whole interleaved groups (`rows.start` is a multiple of 16; the matrix's last group
+        // is padded).
+        let end = simd::interleave::interleaved_len(rows.end, wrow);
+        dot.gemm(&w[rows.start * wrow..end], &a[..m * arow], m, out);
+        return;
+    }
+    let wt = &w[rows.start * wrow..rows.end * wrow];
     let end = w.as_ptr().wrapping_add(w.len());
     let ahead = |p: *const u8, len: usize| {
         let p = p.wrapping_add(PREFETCH_AHEAD);

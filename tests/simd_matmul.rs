@@ -181,3 +181,93 @@ fn superblock_kernels_any_row_count_batch_and_threads() {
         }
     }
 }
+
+#[test]
+fn packed_weights_give_the_plain_results_bit_for_bit() {
+    // `PackedWeight` (interleaved on AVX-512 for IQ4_XS / Q4_K / Q5_K, a plain copy otherwise)
+    // against `matmul` on the original rows: every row count from 1 to 150 crossed with
+    // 1, 3 and 19 activation rows (GEMV, a ragged tile, two tiles decoded once), 1 and 2 threads.
+    // 150 rows are 9 full groups of 16 and a partial one: the GEMV runs groups 4 and 2 at a time.
+    let kern = simd::kernels();
+    for t in [QuantType::IQ4_XS, QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K, QuantType::Q4_0] {
+        let interleaves = kern.isa() == simd::Isa::Avx512 && kern.has_gemm(t) && t != QuantType::Q6_K && t != QuantType::Q4_0;
+        assert_eq!(kern.has_interleaved(t), interleaves, "{t}: interleaved kernel");
+        for k in [256usize, 768] {
+            let n = 150usize;
+            let wf: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 2654435761usize % 1999) as f32 / 999.5 - 1.0) * (0.01 + 0.02 * ((i / k) % 5) as f32))
+                .collect();
+            let w = kquants::quant::quantize(t, &wf, k, None, Some(1)).unwrap();
+            let (wrow, _) = simd::dot_row_bytes(t, k).unwrap();
+            for m in [1usize, 3, 19] {
+                let x: Vec<f32> = (0..m * k).map(|i| ((i * 40503 % 997) as f32 / 498.5 - 1.0) * (1.0 + (i % 7) as f32)).collect();
+                let acts = matmul::quantize_activations(t, &x, k, m).unwrap();
+                for nr in (1..=n).filter(|v| m == 1 || v % 7 == 1 || *v == n) {
+                    let wr = &w[..nr * wrow];
+                    let p = matmul::PackedWeight::new(t, wr, nr, k).unwrap();
+                    assert_eq!(p.is_interleaved(), interleaves, "{t}");
+                    assert_eq!(p.to_rows(), wr, "{t} n={nr}: to_rows");
+                    let mut plain = vec![0f32; m * nr];
+                    matmul::matmul_quantized(t, wr, nr, &acts, &mut plain, Some(1)).unwrap();
+                    for th in [1, 2] {
+                        let mut packed = vec![0f32; m * nr];
+                        matmul::matmul_packed_quantized(&p, &acts, &mut packed, Some(th)).unwrap();
+                        let same = plain.iter().zip(&packed).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{t} k={k} n={nr} m={m} threads={th}: packed differs from plain");
+                    }
+                }
+                // The float entry point quantizes the activations the same way.
+                let p = matmul::PackedWeight::new(t, &w, n, k).unwrap();
+                let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);
+                matmul::matmul(t, &w, n, k, &x, m, &mut a, None).unwrap();
+                matmul::matmul_packed(&p, &x, m, &mut b, None).unwrap();
+                assert_eq!(a, b, "{t} k={k} m={m}: matmul_packed");
+            }
+        }
+        // GEMV tasks of 64 rows and more (n / 8 per thread, up to 256): the interleaved GEMV
+        // then runs four groups side by side.
+        let (n, k) = (1100usize, 256usize);
+        let wf: Vec<f32> = (0..n * k).map(|i| ((i * 2654435761usize % 1999) as f32 / 999.5 - 1.0) * 0.02).collect();
+        let w = kquants::quant::quantize(t, &wf, k, None, Some(1)).unwrap();
+        let x: Vec<f32> = (0..k).map(|i| (i % 19) as f32 / 9.0 - 1.0).collect();
+        let p = matmul::PackedWeight::new(t, &w, n, k).unwrap();
+        for th in [1, 2] {
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            matmul::matmul(t, &w, n, k, &x, 1, &mut a, Some(th)).unwrap();
+            matmul::matmul_packed(&p, &x, 1, &mut b, Some(th)).unwrap();
+            assert_eq!(a, b, "{t} n={n} threads={th}: matmul_packed");
+        }
+    }
+}
+
+#[test]
+fn packed_weights_run_on_every_level_and_validate_shapes() {
+    // An interleaved weight multiplied with a kernel table that has no interleaved kernel (a
+    // lower level) gives that level's plain result.
+    let (n, k, m) = (37usize, 512usize, 2usize);
+    let t = QuantType::Q4_K;
+    let wf: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.1).collect();
+    let w = kquants::quant::quantize(t, &wf, k, None, Some(1)).unwrap();
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 / 8.0 - 1.0).collect();
+    let p = matmul::PackedWeight::new(t, &w, n, k).unwrap();
+    for isa in simd::Isa::ALL {
+        let Some(kern) = simd::kernels_for(isa) else { continue };
+        let acts = matmul::quantize_activations_with(kern, t, &x, k, m).unwrap();
+        let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);
+        matmul::matmul_quantized_with(kern, t, &w, n, &acts, &mut a, Some(1)).unwrap();
+        matmul::matmul_packed_quantized_with(kern, &p, &acts, &mut b, Some(2)).unwrap();
+        assert_eq!(a, b, "{isa:?}");
+        let q = matmul::PackedWeight::new_with(kern, t, &w, n, k).unwrap();
+        assert_eq!(q.is_interleaved(), kern.has_interleaved(t), "{isa:?}");
+    }
+    assert!(matmul::PackedWeight::new(t, &w[1..], n, k).is_err(), "wrong byte count");
+    assert!(matmul::PackedWeight::new(t, &w, n, 300).is_err(), "k not a multiple of 256");
+    assert!(matmul::PackedWeight::new(QuantType::F32, &w, n, k).is_err(), "float weight");
+    let mut out = vec![0f32; n];
+    assert!(matmul::matmul_packed(&p, &x[..k - 1], 1, &mut out, None).is_err(), "short activation row");
+    assert!(matmul::matmul_packed(&p, &x[..k], 1, &mut out[1..], None).is_err(), "short output");
+    let other = matmul::quantize_activations(t, &x[..512], 256, 2).unwrap();
+    assert!(matmul::matmul_packed_quantized(&p, &other, &mut out, None).is_err(), "activation width");
+    let q8 = matmul::quantize_activations(QuantType::Q4_0, &x[..k], k, 1).unwrap();
+    assert!(matmul::matmul_packed_quantized(&p, &q8, &mut out, None).is_err(), "activation type");
+}

@@ -20,6 +20,7 @@ use crate::types::QuantType;
 
 pub mod codec;
 pub mod fgemm;
+pub(crate) mod interleave;
 pub mod stream;
 
 #[cfg(target_arch = "x86_64")]
@@ -173,6 +174,8 @@ pub struct Kernels {
     act: [ActImpl; SLOTS],
     act_isa: [Isa; SLOTS],
     gemm: [Option<GemmFn>; SLOTS],
+    /// Multi-row kernels over the interleaved layout ([`interleave`]), bit-identical to `gemm`.
+    interleaved: [Option<GemmFn>; SLOTS],
 }
 
 /// A level's overrides, filled by the per-ISA modules.
@@ -195,6 +198,7 @@ impl Kernels {
             act: [ActImpl::None; SLOTS],
             act_isa: [Isa::Scalar; SLOTS],
             gemm: [None; SLOTS],
+            interleaved: [None; SLOTS],
         };
         for &t in QuantType::ALL {
             if t.dot_type().is_some() && has_reference_dot(t) {
@@ -231,6 +235,23 @@ impl Kernels {
         self
     }
 
+    /// Add multi-row kernels over interleaved weights (each computes exactly what the type's
+    /// `gemm` entry computes from the plain rows).
+    #[allow(dead_code)] // no interleaved kernels on some targets
+    fn with_interleaved(mut self, g: Vec<(QuantType, GemmFn)>) -> Kernels {
+        for (t, f) in g {
+            debug_assert!(self.gemm[slot(t)].is_some(), "{t}: an interleaved kernel needs its plain twin");
+            self.interleaved[slot(t)] = Some(f);
+        }
+        self
+    }
+
+    /// Whether this level multiplies `t` from the interleaved layout of [`interleave`] (see
+    /// [`crate::matmul::PackedWeight`]).
+    pub fn has_interleaved(&self, t: QuantType) -> bool {
+        self.interleaved[slot(t)].is_some()
+    }
+
     /// Install multi-row kernels that pair with this table's current single-row kernels.
     #[allow(dead_code)] // unused on targets without multi-row kernels
     fn with_rows(mut self, rows: Vec<(QuantType, VecDotRowsFn)>) -> Kernels {
@@ -251,6 +272,16 @@ impl Kernels {
         d.gemm = self.gemm[slot(t)];
         d.rows = self.dot_rows[slot(t)];
         Ok(d)
+    }
+
+    /// [`Kernels::row_dot`] for weights in the interleaved layout, if this level has a kernel
+    /// for it: its [`RowDot::gemm`] then reads interleaved groups of 16 rows.
+    pub(crate) fn row_dot_interleaved(&self, t: QuantType, n: usize) -> Result<Option<RowDot>> {
+        let Some(g) = self.interleaved[slot(t)] else { return Ok(None) };
+        let mut d = self.row_dot(t, n)?;
+        d.gemm = Some(g);
+        d.interleaved = true;
+        Ok(Some(d))
     }
 
     /// Whether `t` has a multi-row kernel at this level (otherwise [`Kernels::vec_dot_rows`]
@@ -390,13 +421,15 @@ pub(crate) struct RowDot {
     ab: usize,
     gemm: Option<GemmFn>,
     rows: Option<VecDotRowsFn>,
+    /// `gemm` reads interleaved weights (whole groups of [`ROW_GROUP`] rows).
+    interleaved: bool,
 }
 
 impl RowDot {
     /// Bind `call` (the kernel of `t`) to rows of `n` values.
     pub(crate) fn new(call: DotCall, t: QuantType, n: usize) -> Result<RowDot> {
         let (wb, ab) = dot_row_bytes(t, n)?;
-        Ok(RowDot { call, t, n, wb, ab, gemm: None, rows: None })
+        Ok(RowDot { call, t, n, wb, ab, gemm: None, rows: None, interleaved: false })
     }
 
     /// Whether a multi-row kernel computes these products (then [`RowDot::gemm`] is used for
@@ -407,7 +440,19 @@ impl RowDot {
 
     /// `out[i * m + j] = w_i · a_j` for the `w.len() / wb` weight rows and `m` activation rows,
     /// with the multi-row kernel when there is one, else one dot product per pair.
+    ///
+    /// Interleaved ([`RowDot::is_interleaved`]): `w` holds `out.len() / m` rows as whole
+    /// interleaved groups.
     pub(crate) fn gemm(&self, w: &[u8], a: &[u8], m: usize, out: &mut [f32]) {
+        if self.interleaved {
+            let nr = out.len() / m.max(1);
+            assert!(m > 0 && out.len() == nr * m && a.len() == m * self.ab, "gemm lengths");
+            assert!(w.len() == interleave::interleaved_len(nr, self.wb), "gemm lengths");
+            let g = self.gemm.expect("interleaved RowDot has a kernel");
+            // SAFETY: lengths asserted above; `g` comes from the table of an available ISA.
+            unsafe { g(self.n, w, nr, a, m, out) };
+            return;
+        }
         let nr = w.len() / self.wb.max(1);
         assert!(w.len() == nr * self.wb && a.len() == m * self.ab && out.len() == nr * m, "gemm lengths");
         match self.gemm {
@@ -421,6 +466,11 @@ impl RowDot {
                 }
             }
         }
+    }
+
+    /// Whether [`RowDot::gemm`] reads interleaved weights.
+    pub(crate) fn is_interleaved(&self) -> bool {
+        self.interleaved
     }
 
     /// Bytes of one weight row and one activation row.
@@ -586,7 +636,8 @@ fn build(isa: Isa) -> Option<Kernels> {
             .with(Isa::Avx512, unsafe { x86::avx512_iq::overrides() })
             .with_rows(unsafe { x86::avx512_iq::rows_overrides() })
             .with_gemm(unsafe { x86::gemm_avx512::gemm_overrides() })
-            .with_gemm(unsafe { x86::gemm16k_avx512::gemm_overrides() }),
+            .with_gemm(unsafe { x86::gemm16k_avx512::gemm_overrides() })
+            .with_interleaved(unsafe { x86::gemm16k_avx512::interleaved_overrides() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.
         Isa::Neon => k.with(Isa::Neon, unsafe { aarch64::neon::overrides() }),

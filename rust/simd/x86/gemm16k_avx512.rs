@@ -46,6 +46,16 @@ pub(crate) unsafe fn gemm_overrides() -> Vec<(T, GemmFn)> {
     ]
 }
 
+/// The same kernels over weights in the interleaved layout of [`crate::simd::interleave`]
+/// (IQ4_XS, Q4_K and Q5_K: blocks of whole dwords): bit-identical results, without the
+/// per-call transposes.
+///
+/// # Safety
+/// As [`gemm_overrides`].
+pub(crate) unsafe fn interleaved_overrides() -> Vec<(T, GemmFn)> {
+    vec![(T::IQ4_XS, gemm_interleaved::<IQ4XS> as _), (T::Q4_K, gemm_interleaved::<Q4K> as _), (T::Q5_K, gemm_interleaved::<Q5K> as _)]
+}
+
 const IQ4XS: u8 = 0;
 const Q4K: u8 = 1;
 const Q6K: u8 = 2;
@@ -119,7 +129,7 @@ unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, o
     while nr - i >= ROW_GROUP {
         // SAFETY: rows i..i+16 are inside `w` (length checked above); `out` has their `m`
         // values each; `a` holds `m` rows of `nb` Q8_K blocks and `panel` their summaries.
-        unsafe { rows16::<K>(nb, w[i * wrow..].as_ptr(), wrow, a, &panel, m, &mut acc, &mut out[i * m..(i + 16) * m]) };
+        unsafe { rows16::<K, false>(nb, w[i * wrow..].as_ptr(), wrow, a, &panel, m, &mut acc, &mut out[i * m..(i + 16) * m]) };
         i += ROW_GROUP;
     }
     if i < nr {
@@ -132,9 +142,121 @@ unsafe fn gemm<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, o
         }
         let mut o = vec![0f32; ROW_GROUP * m];
         // SAFETY: `tmp` holds 16 rows of `wrow` bytes; the rest as above.
-        unsafe { rows16::<K>(nb, tmp.as_ptr(), wrow, a, &panel, m, &mut acc, &mut o) };
+        unsafe { rows16::<K, false>(nb, tmp.as_ptr(), wrow, a, &panel, m, &mut acc, &mut o) };
         out[i * m..nr * m].copy_from_slice(&o[..rem * m]);
     }
+}
+
+/// [`gemm`] over `nr` weight rows stored interleaved ([`crate::simd::interleave`]: groups of 16
+/// rows, the last one padded), with the same results.
+///
+/// # Safety
+/// As [`gemm`], with `w` holding `nr.div_ceil(16)` interleaved groups of 16 rows.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_interleaved<const K: u8>(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, out: &mut [f32]) {
+    const { assert!(K != Q6K, "Q6_K blocks are not whole dwords") };
+    let nb = k / 256;
+    let wrow = nb * block_bytes(K);
+    let arow = nb * Q8K;
+    let groups = nr.div_ceil(ROW_GROUP);
+    assert!(w.len() >= groups * ROW_GROUP * wrow && a.len() >= m * arow && out.len() >= nr * m, "gemm buffer sizes");
+    if nb == 0 || m == 0 {
+        out[..nr * m].fill(0.0);
+        return;
+    }
+    let panel = act_panel::<K>(nb, a, m);
+    if m == 1 {
+        // GEMV: groups side by side, STREAMS at a time (one memory stream each).
+        let mut g = 0;
+        while g < groups {
+            let (i, left) = (g * ROW_GROUP, groups - g);
+            // SAFETY: groups g.. are inside `w`; `a` holds one row and `panel` its summaries.
+            let done = unsafe {
+                if left >= 4 {
+                    gemv_groups::<K, 4>(nb, w[i * wrow..].as_ptr(), wrow, a, &panel, &mut out[i..nr])
+                } else if left >= 2 {
+                    gemv_groups::<K, 2>(nb, w[i * wrow..].as_ptr(), wrow, a, &panel, &mut out[i..nr])
+                } else {
+                    gemv_groups::<K, 1>(nb, w[i * wrow..].as_ptr(), wrow, a, &panel, &mut out[i..nr])
+                }
+            };
+            g += done;
+        }
+        return;
+    }
+    let mut acc = vec![_mm512_setzero_ps(); 2 * m];
+    let mut o = vec![0f32; ROW_GROUP * m];
+    for g in 0..groups {
+        let i = g * ROW_GROUP;
+        let rows = (nr - i).min(ROW_GROUP);
+        let p = w[i * wrow..].as_ptr();
+        // SAFETY: group g (16 * wrow bytes) is inside `w` (checked above); `a` holds `m` rows
+        // of `nb` Q8_K blocks and `panel` their summaries; the outputs hold 16 * m values.
+        unsafe {
+            if rows == ROW_GROUP {
+                rows16::<K, true>(nb, p, wrow, a, &panel, m, &mut acc, &mut out[i * m..(i + 16) * m]);
+            } else {
+                rows16::<K, true>(nb, p, wrow, a, &panel, m, &mut acc, &mut o);
+                out[i * m..nr * m].copy_from_slice(&o[..rows * m]);
+            }
+        }
+    }
+}
+
+/// One activation row against `G` consecutive interleaved groups at `w` (group stride
+/// `16 * wrow`), their super-blocks taken in lock step so that the weight is read as `G`
+/// streams (one sequential stream per thread reads this machine's memory markedly slower; see
+/// `simd::stream`). Each group's arithmetic is that of [`rows16`], so results are the same.
+/// Writes `min(16 G, out.len())` outputs and returns `G`.
+///
+/// # Safety
+/// AVX-512 available; `G` interleaved groups at `w`; `a` holds one row of `nb` Q8_K blocks and
+/// `panel` its `nb` summaries.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemv_groups<const K: u8, const G: usize>(
+    nb: usize,
+    w: *const u8,
+    wrow: usize,
+    a: &[u8],
+    panel: &[ActSb],
+    out: &mut [f32],
+) -> usize {
+    let bb = block_bytes(K);
+    assert!(panel.len() >= nb && a.len() >= nb * Q8K, "gemv sizes");
+    let mut acc = [_mm512_setzero_ps(); G];
+    let mut accm = [_mm512_setzero_ps(); G];
+    let mut dec = Dec {
+        q: [_mm512_setzero_si512(); 64],
+        sc: [_mm512_setzero_si512(); 16],
+        mins: [_mm512_setzero_si512(); 4],
+        d: _mm512_setzero_ps(),
+        dmin: _mm512_setzero_ps(),
+    };
+    let gstride = ROW_GROUP * wrow;
+    for b in 0..nb {
+        let y = a[b * Q8K..].as_ptr();
+        for g in 0..G {
+            let x = w.wrapping_add(g * gstride + ROW_GROUP * b * bb);
+            // SAFETY: super-block b of group g is inside the groups (caller); block b of `a`
+            // and `panel[b]` exist (asserted above).
+            unsafe {
+                decode::<K, true>(x, wrow, &mut dec);
+                cols::<K, 1>(&dec, y, 0, &panel[b..], nb, &mut acc[g..], &mut accm[g..]);
+            }
+        }
+    }
+    let mut lanes = [0f32; 16];
+    for g in 0..G {
+        let v = if has_mins(K) { _mm512_sub_ps(acc[g], accm[g]) } else { acc[g] };
+        // SAFETY: 16 floats into a [f32; 16].
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
+        for (r, x) in lanes.iter().enumerate() {
+            if let Some(o) = out.get_mut(g * ROW_GROUP + r) {
+                *o = *x;
+            }
+        }
+    }
+    G
 }
 
 /// How far ahead within each of the 16 rows [`rows16`] prefetches: 16 x 512 bytes in flight per
@@ -172,16 +294,17 @@ fn act_panel<const K: u8>(nb: usize, a: &[u8], m: usize) -> Vec<ActSb> {
     panel
 }
 
-/// The 16 weight rows at `w` (stride `wrow`, `nb` super-blocks) times the `m` activation rows
-/// of `a`: `out[r * m + j]`. `acc` is scratch for `2 m` accumulators.
+/// The 16 weight rows at `w` (stride `wrow`, `nb` super-blocks; or with `IL` one interleaved
+/// group of them, `16 * wrow` bytes) times the `m` activation rows of `a`: `out[r * m + j]`.
+/// `acc` is scratch for `2 m` accumulators.
 ///
 /// # Safety
-/// AVX-512 available; 16 rows of `nb` super-blocks at `w` with stride `wrow`; `a` holds `m` rows
+/// AVX-512 available; 16 rows of `nb` super-blocks at `w` (see above); `a` holds `m` rows
 /// of `nb` Q8_K blocks and `panel` their `m * nb` summaries; `acc.len() >= 2 m`;
 /// `out.len() >= 16 m`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows16<const K: u8>(
+unsafe fn rows16<const K: u8, const IL: bool>(
     nb: usize,
     w: *const u8,
     wrow: usize,
@@ -208,13 +331,19 @@ unsafe fn rows16<const K: u8>(
         // Each of the 16 rows is a stream: prefetch every row ROW_AHEAD bytes in front of the
         // super-block being decoded, continuing into the same row of the next group of 16 when
         // that passes the row's end (a hint: may point past the buffer).
-        let off = b * bb + ROW_AHEAD;
-        let at = if off < wrow { off } else { ROW_GROUP * wrow + off - wrow };
-        for r in 0..ROW_GROUP {
-            crate::simd::prefetch(w.wrapping_add(r * wrow + at), bb);
-        }
+        // Interleaved: the group's super-blocks one after another (`decode` prefetches).
+        let x = if IL {
+            w.wrapping_add(ROW_GROUP * b * bb)
+        } else {
+            let off = b * bb + ROW_AHEAD;
+            let at = if off < wrow { off } else { ROW_GROUP * wrow + off - wrow };
+            for r in 0..ROW_GROUP {
+                crate::simd::prefetch(w.wrapping_add(r * wrow + at), bb);
+            }
+            w.wrapping_add(b * bb)
+        };
         // SAFETY: super-block b of each of the 16 rows is inside the rows (caller).
-        unsafe { decode::<K>(w.add(b * bb), wrow, &mut dec) };
+        unsafe { decode::<K, IL>(x, wrow, &mut dec) };
         let mut j = 0;
         while j < m {
             let y = a[j * arow + b * Q8K..].as_ptr();
@@ -353,13 +482,36 @@ fn f16_lanes(v: __m512i) -> __m512 {
 }
 
 /// Decode super-block `x` of row 0 and the same super-block of rows 1..16 (stride `wrow`) into
-/// `dec` (see [`Dec`]).
+/// `dec` (see [`Dec`]); with `IL`, the 16 rows' super-block interleaved at `x`.
 ///
 /// # Safety
-/// AVX-512 available; a whole super-block of kind `K` at each `x + r * wrow`, `r < 16`.
+/// AVX-512 available; a whole super-block of kind `K` at each `x + r * wrow`, `r < 16` (`IL`:
+/// `16 * block_bytes(K)` bytes at `x`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn decode<const K: u8>(x: *const u8, wrow: usize, dec: &mut Dec) {
+unsafe fn decode<const K: u8, const IL: bool>(x: *const u8, wrow: usize, dec: &mut Dec) {
+    // Bytes `off..off + 16` of the 16 rows as 4 dword vectors (see `t16`); interleaved, those
+    // are the 4 vectors at `16 * off` (dword `t` of all rows is the vector at `64 t`), and each
+    // line read asks for the same line of the group's next super-block (a hint, may pass the
+    // end): prefetches spread over the decode, one super-block ahead, measured best (see
+    // `gemv_groups`).
+    let ahead = ROW_GROUP * block_bytes(K);
+    let t16 = |p: *const u8, stride: usize| -> [__m512i; 4] {
+        // SAFETY: as the caller's `t16` reads (offsets inside the super-block).
+        unsafe {
+            if IL {
+                let off = p.offset_from(x) as usize;
+                debug_assert!(off.is_multiple_of(4));
+                let q = x.add(16 * off) as *const __m512i;
+                for i in 0..4 {
+                    crate::simd::prefetch((q.add(i) as *const u8).wrapping_add(ahead), 1);
+                }
+                [_mm512_loadu_si512(q), _mm512_loadu_si512(q.add(1)), _mm512_loadu_si512(q.add(2)), _mm512_loadu_si512(q.add(3))]
+            } else {
+                t16(p, stride)
+            }
+        }
+    };
     let nib = _mm512_set1_epi8(0x0f);
     let v32 = |x: i32| _mm512_set1_epi32(x);
     // SAFETY: every t16 below reads 16 bytes inside the super-block (offsets + 16 <= size).
