@@ -19,6 +19,11 @@
    `--rows 131072` (0.6 GB of Q4_0, 1.1 GB of Q8_0) on the 480 MiB-L3 Sapphire Rapids box:
    `/tmp/quiet.sh python benches/kernels_vs_llamacpp.py --gemv-only --rows 131072`.
 
+   Each type is timed twice: the QTensor as stored in GGUF ("rows"), and a `kquants.PackedWeight`
+   made from it ("packed": on AVX-512 the IQ4_XS/Q4_K/Q5_K rows interleaved for the 16-row
+   kernels, as ggml repacks at load time; other types keep their rows). GB/s counts the GGUF
+   bytes of the weight in both cases.
+
 Usage: python benches/kernels_vs_llamacpp.py [--run] [--no-gemv | --gemv-only] [--types T,T]
        [--rows N] [--reps R] [--bw 1:26.8,2:38.2]
 """
@@ -96,29 +101,33 @@ def read_peer(buf: np.ndarray, threads: int) -> float | None:
 
 
 def gemv_bandwidth(types: list[str], reps: int = 15, n: int = 16384, fixed_bw: bool = False):
-    """Per type and thread count: (type, threads, GB/s, ms, cpu GB/s, peer GB/s or None)."""
+    """Per type, layout and thread count: (type, layout, threads, GB/s, ms, cpu GB/s, peer GB/s or None)."""
     import kquants
 
     k = 8192
     out = []
     x = np.random.default_rng(1).standard_normal(k).astype(np.float32)
     for ty in types:
-        w = Q(ty, (n, k), random_blocks(ty, n, k))
-        nbytes = w.data.nbytes
-        for t in (1, 2):
-            kquants.matmul(w, x, threads=t)  # warm-up (pool start, page faults)
-            ts, cpu = [], []
-            for _ in range(reps):
-                t0, c0 = time.perf_counter(), time.process_time()
-                kquants.matmul(w, x, threads=t)
-                ts.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-            sec = float(np.median(ts))
-            # CPU seconds per call divided by the thread count: the wall time this GEMV would take
-            # if its threads had their cores to themselves (the box is shared; compute-bound part only).
-            csec = float(np.median(cpu)) / t
-            peer = None if fixed_bw else read_peer(w.data, t)
-            out.append((ty, t, nbytes / sec / 1e9, sec * 1e3, nbytes / csec / 1e9, peer))
+        q = Q(ty, (n, k), random_blocks(ty, n, k))
+        nbytes = q.data.nbytes
+        packed = getattr(kquants, "PackedWeight", None)
+        layouts = [("rows", q)] + ([("packed", packed(q))] if packed is not None else [])
+        for layout, w in layouts:
+            for t in (1, 2):
+                kquants.matmul(w, x, threads=t)  # warm-up (pool start, page faults)
+                ts, cpu = [], []
+                for _ in range(reps):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    kquants.matmul(w, x, threads=t)
+                    ts.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
+                sec = float(np.median(ts))
+                # CPU seconds per call divided by the thread count: the wall time this GEMV would
+                # take if its threads had their cores to themselves (the box is shared).
+                csec = float(np.median(cpu)) / t
+                peer = None if fixed_bw else read_peer(q.data, t)
+                out.append((ty, layout, t, nbytes / sec / 1e9, sec * 1e3, nbytes / csec / 1e9, peer))
+        del layouts
     return out
 
 
@@ -192,9 +201,9 @@ def gemv_report(args: argparse.Namespace) -> None:
                        f"(anchors §4b {BW[1]} / {BW[2]} GB/s if unavailable)"))
     print("(wall = measured; cpu = bytes / (process CPU time / threads), what the kernels could stream")
     print(" with cores to themselves: meaningful only as an upper bound when the box is shared)")
-    for ty, t, gbs, ms, cgbs, peer in gemv_bandwidth(args.types.split(","), args.reps, args.rows, bool(args.bw)):
+    for ty, layout, t, gbs, ms, cgbs, peer in gemv_bandwidth(args.types.split(","), args.reps, args.rows, bool(args.bw)):
         lim, src = (peer, "peer") if peer else (BW[t], "--bw" if args.bw else "anchors")
-        print(f"{ty:7} threads={t}  {ms:7.2f} ms  wall {gbs:5.1f} GB/s = {gbs / lim:5.1%} of {src} {lim:5.1f} GB/s;"
+        print(f"{ty:7} {layout:6} threads={t}  {ms:7.2f} ms  wall {gbs:5.1f} GB/s = {gbs / lim:5.1%} of {src} {lim:5.1f} GB/s;"
               f"  cpu {cgbs:5.1f} GB/s = {cgbs / lim:5.1%}", flush=True)
 
 

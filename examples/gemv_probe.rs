@@ -38,7 +38,16 @@ fn main() {
     let x: Vec<f32> = (0..k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
     let mut out = vec![0f32; n];
     for &t in &types {
-        let w = vd::weight_rows(t, k, n);
+        // The weight in memory advised to use huge pages, as NumPy's large arrays and the
+        // PackedWeight buffers are: the peer and both layouts then read the same kind of memory.
+        let w = {
+            let v = vd::weight_rows(t, k, n);
+            let mut m = memmap2::MmapMut::map_anon(v.len()).expect("mmap");
+            #[cfg(target_os = "linux")]
+            m.advise(memmap2::Advice::HugePage).expect("madvise");
+            m.copy_from_slice(&v);
+            m
+        };
         for &packed in layouts {
             let p = if packed { Some(matmul::PackedWeight::new(t, &w, n, k).expect("pack")) } else { None };
             let run = |th: usize, out: &mut [f32]| match &p {

@@ -348,27 +348,52 @@ impl PackedWeight {
     }
 }
 
-/// A byte buffer aligned to 64 (a cache line and a zmm load).
+/// A zeroed byte buffer aligned to 64 (a cache line and a zmm load). From 2 MiB up it is an
+/// anonymous mapping advised to use transparent huge pages (where the kernel offers them on
+/// request, as NumPy asks for its large arrays): a GEMV streams the weight once per call, and
+/// with 4 KiB pages every 4 KiB of each stream needs a page walk and stops the hardware
+/// prefetchers. Measured on a 2-thread GEMV over 131072 x 8192 Q4_K: see `PackedWeight`.
 struct AlignedBytes {
-    lines: Vec<Line>,
+    buf: Buf,
     len: usize,
+}
+
+enum Buf {
+    Lines(Vec<Line>),
+    Map(memmap2::MmapMut),
 }
 
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
+/// Size from which [`AlignedBytes`] maps its memory.
+const MAP_FROM: usize = 2 << 20;
+
 impl AlignedBytes {
     fn zeroed(len: usize) -> AlignedBytes {
-        AlignedBytes { lines: vec![Line([0; 64]); len.div_ceil(64)], len }
+        if len >= MAP_FROM {
+            if let Ok(m) = memmap2::MmapMut::map_anon(len) {
+                #[cfg(target_os = "linux")]
+                let _ = m.advise(memmap2::Advice::HugePage); // a hint: without it, 4 KiB pages
+                return AlignedBytes { buf: Buf::Map(m), len };
+            }
+        }
+        AlignedBytes { buf: Buf::Lines(vec![Line([0; 64]); len.div_ceil(64)]), len }
     }
     fn as_slice(&self) -> &[u8] {
-        // SAFETY: `lines` holds at least `len` initialized bytes (64 per line, no padding).
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
+        match &self.buf {
+            // SAFETY: the lines hold at least `len` initialized bytes (64 per line, no padding).
+            Buf::Lines(l) => unsafe { std::slice::from_raw_parts(l.as_ptr() as *const u8, self.len) },
+            Buf::Map(m) => &m[..self.len],
+        }
     }
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as `as_slice`, borrowed mutably through `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
+        match &mut self.buf {
+            // SAFETY: as `as_slice`, borrowed mutably through `self`.
+            Buf::Lines(l) => unsafe { std::slice::from_raw_parts_mut(l.as_mut_ptr() as *mut u8, self.len) },
+            Buf::Map(m) => &mut m[..self.len],
+        }
     }
 }
 

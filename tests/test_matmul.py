@@ -194,3 +194,39 @@ def test_kquants_isa_forces_a_lower_level(isa: str):
     assert used == expect
     ref = kquants.matmul(Q("Q4_K", golden("Q4_K")["synth_deq"].shape, golden("Q4_K")["synth_q"]), golden("Q4_K")["synth_act"])
     np.testing.assert_allclose(np.array(vals, np.float32), ref, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("wtype", ["Q4_K", "IQ4_XS", "Q5_K", "Q6_K", "Q4_0", "Q8_0"])
+def test_packed_weight_matmul_equals_plain_matmul(wtype):
+    # A PackedWeight (interleaved on AVX-512 for IQ4_XS/Q4_K/Q5_K) gives bit for bit what the
+    # QTensor gives, for one row (GEMV) and a batch, and gives back the original bytes.
+    rng = np.random.default_rng(7)
+    n, k = 1100, 512
+    q = kquants.quantize(rng.standard_normal((n, k)).astype(np.float32) * 0.05, wtype)
+    p = kquants.PackedWeight(q)
+    assert p.type == kquants.QuantType[wtype] and p.shape == (n, k)
+    assert np.array_equal(p.to_bytes(), q.data)
+    avx512 = kquants.simd_info()["isa"] == "avx512"
+    assert p.interleaved == (avx512 and wtype in ("Q4_K", "IQ4_XS", "Q5_K"))
+    assert wtype in repr(p) and ("interleaved" if p.interleaved else "rows") in repr(p)
+    for shape in [(k,), (1, k), (3, k), (2, 5, k)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        for threads in (1, 2):
+            a = kquants.matmul(q, x, threads=threads)
+            b = kquants.matmul(p, x, threads=threads)
+            assert b.shape == shape[:-1] + (n,)
+            assert a.tobytes() == b.tobytes(), (shape, threads)
+    with pytest.raises(ValueError, match="last axis"):
+        kquants.matmul(p, np.zeros((2, k - 1), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        kquants.matmul(p, np.zeros((2, k), np.float64))
+
+
+def test_packed_weight_rejects_bad_weights():
+    q = kquants.quantize(np.ones((4, 256), np.float32), "Q4_K")
+    with pytest.raises(ValueError, match="2-D"):
+        kquants.PackedWeight(kquants.QTensor.from_bytes(q.data, "Q4_K", (2, 2, 256)))
+    with pytest.raises(ValueError, match="no quantized matmul"):
+        kquants.PackedWeight(kquants.quantize(np.ones((4, 256), np.float32), "F16"))
+    with pytest.raises(TypeError, match="QTensor"):
+        kquants.PackedWeight(np.zeros((4, 144), np.uint8))

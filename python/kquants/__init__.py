@@ -8,7 +8,7 @@ from __future__ import annotations
 from ._kquants import GGUFError, __version__
 from ._quantize_model import MIXES, QuantizeReport, TensorChange, quantize_model
 from ._convert import convert
-from ._kquants import matmul, quantize_activations, simd_info, vec_dot
+from ._kquants import PackedWeight, matmul, quantize_activations, simd_info, vec_dot
 from ._quant import QTensor, dequantize, quantize
 from ._types import QuantType, quant_types
 from .gguf import GGUFFile, GGUFWriter, Tensor, open
@@ -17,6 +17,7 @@ from .model import Model, imatrix, load_imatrix, perplexity
 __all__ = [
     "MIXES",
     "Model",
+    "PackedWeight",
     "imatrix",
     "load_imatrix",
     "perplexity",

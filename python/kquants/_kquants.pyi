@@ -107,8 +107,28 @@ class _Buffer:
 def simd_info() -> dict[str, Any]:
     """The instruction set in use (``isa``), ``detected``, ``requested`` (``KQUANTS_ISA``),
     ``available`` levels, and per-type kernel levels (``vec_dot``, ``quantize_activations``)."""
+@final
+class PackedWeight:
+    """A 2-D quantized weight prepared once for many :func:`matmul` calls.
+
+    ``PackedWeight(w)`` copies the QTensor ``w`` (n, k) into the layout this machine's kernels
+    read fastest: on AVX-512, IQ4_XS, Q4_K and Q5_K rows are interleaved in groups of 16 (as
+    ggml repacks weights at load time), other types keep their rows. ``matmul(packed, x)`` gives
+    bit for bit what ``matmul(w, x)`` gives."""
+    def __new__(cls, w: Any) -> PackedWeight: ...
+    @property
+    def type(self) -> QuantType: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def interleaved(self) -> bool: ...
+    @property
+    def nbytes(self) -> int: ...
+    def to_bytes(self) -> np.ndarray:
+        """The original ggml row bytes, uint8 (n, row_bytes)."""
 def matmul(w: Any, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
-    """``x @ dequantize(w).T`` with quantized kernels: ``w`` a 2-D QTensor (n, k), ``x`` float32
+    """``x @ dequantize(w).T`` with quantized kernels: ``w`` a 2-D QTensor (n, k) or a
+    :class:`PackedWeight`, ``x`` float32
     (..., k) -> float32 (..., n). Activations are quantized once (Q8_0/Q8_1/Q8_K, ggml's SIMD
     rounding); the error against the float product is bounded by half an activation quantization
     step per block (see ``kquants::matmul::error_bound``). Releases the GIL."""

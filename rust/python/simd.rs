@@ -1,4 +1,5 @@
-//! Bindings for `crate::simd` and `crate::matmul`: `simd_info()`, `matmul(w, x)`, `vec_dot(qa, qb)`.
+//! Bindings for `crate::simd` and `crate::matmul`: `simd_info()`, `matmul(w, x)`, `vec_dot(qa, qb)`,
+//! `PackedWeight(w)`.
 //!
 //! `w`, `qa`, `qb` are quantized tensors: any object with `.type` (a `QuantType`, its name or
 //! ggml id), `.shape` (the logical float shape, last axis = row length) and `.data` (a C-contiguous
@@ -88,6 +89,90 @@ fn simd_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+/// `PackedWeight(w)`: a 2-D quantized weight prepared once for many `matmul` calls, stored in
+/// the layout this machine's kernels read fastest (`crate::matmul::PackedWeight`).
+#[pyclass(name = "PackedWeight", module = "kquants", frozen)]
+struct PyPackedWeight {
+    inner: mm::PackedWeight,
+}
+
+#[pymethods]
+impl PyPackedWeight {
+    #[new]
+    fn new(py: Python<'_>, w: &Bound<'_, PyAny>) -> PyResult<PyPackedWeight> {
+        let wv = qview(w, "w")?;
+        if wv.shape.len() != 2 {
+            return Err(PyValueError::new_err(format!("w must be 2-D (n, k), got shape {:?}", wv.shape)));
+        }
+        let (n, k, ty) = (wv.shape[0], wv.shape[1], wv.ty);
+        if ty.dot_type().is_none() || matches!(ty, QuantType::F32 | QuantType::F16 | QuantType::BF16) {
+            return Err(PyValueError::new_err(format!("{ty} weights have no quantized matmul kernel")));
+        }
+        let bytes = wv.data.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let inner = py.detach(|| mm::PackedWeight::new(ty, bytes, n, k))?;
+        Ok(PyPackedWeight { inner })
+    }
+
+    /// The block type (a `kquants.QuantType`).
+    #[getter]
+    fn r#type<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("kquants")?.getattr("QuantType")?.get_item(self.inner.ty().name())
+    }
+
+    /// `(n, k)`: rows and values per row.
+    #[getter]
+    fn shape(&self) -> (usize, usize) {
+        (self.inner.n(), self.inner.k())
+    }
+
+    /// Whether the rows are stored interleaved for the 16-row kernels.
+    #[getter]
+    fn interleaved(&self) -> bool {
+        self.inner.is_interleaved()
+    }
+
+    /// Bytes held.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.nbytes()
+    }
+
+    /// The original ggml row bytes, a new `uint8` array of shape `(n, row_bytes)`.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+        let rows = py.detach(|| self.inner.to_rows());
+        let n = self.inner.n();
+        let rb = rows.len() / n.max(1);
+        Ok(numpy::PyArray1::from_vec(py, rows).reshape(vec![n, rb])?)
+    }
+
+    fn __repr__(&self) -> String {
+        let layout = if self.inner.is_interleaved() { "interleaved" } else { "rows" };
+        format!(
+            "PackedWeight({}, shape=({}, {}), {layout}, {:.1} MiB)",
+            self.inner.ty(),
+            self.inner.n(),
+            self.inner.k(),
+            self.inner.nbytes() as f64 / 1048576.0
+        )
+    }
+}
+
+/// `x` (float32, last axis `k`) as contiguous rows: the values and the leading shape.
+fn activations<'py>(x: &Bound<'py, PyAny>, k: usize) -> PyResult<(Vec<f32>, Vec<usize>)> {
+    let xa: PyReadonlyArrayDyn<'py, f32> = x
+        .extract()
+        .map_err(|_| PyTypeError::new_err("x must be a float32 NumPy array (convert with np.asarray(x, np.float32))"))?;
+    let xs = xa.shape().to_vec();
+    if xs.last() != Some(&k) {
+        return Err(PyValueError::new_err(format!("x has shape {xs:?}; its last axis must be k = {k}")));
+    }
+    let v = match xa.as_slice() {
+        Ok(s) => s.to_vec(),
+        Err(_) => xa.as_array().iter().copied().collect(),
+    };
+    Ok((v, xs[..xs.len() - 1].to_vec()))
+}
+
 /// `matmul(w, x, *, threads=None) -> np.ndarray`: `x @ dequantize(w).T` with quantized kernels.
 #[pyfunction]
 #[pyo3(signature = (w, x, *, threads=None))]
@@ -97,6 +182,16 @@ fn matmul<'py>(
     x: &Bound<'py, PyAny>,
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    if let Ok(p) = w.cast::<PyPackedWeight>() {
+        let p = p.get();
+        let (n, k) = (p.inner.n(), p.inner.k());
+        let (xv, mut oshape) = activations(x, k)?;
+        let m: usize = oshape.iter().product();
+        let mut out = vec![0f32; m * n];
+        py.detach(|| mm::matmul_packed(&p.inner, &xv, m, &mut out, threads))?;
+        oshape.push(n);
+        return Ok(numpy::PyArray1::from_vec(py, out).reshape(oshape)?);
+    }
     let wv = qview(w, "w")?;
     if wv.shape.len() != 2 {
         return Err(PyValueError::new_err(format!("w must be 2-D (n, k), got shape {:?}", wv.shape)));
@@ -189,6 +284,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_read_bandwidth, m)?)?;
     m.add_function(wrap_pyfunction!(simd_info, m)?)?;
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
+    m.add_class::<PyPackedWeight>()?;
     m.add_function(wrap_pyfunction!(vec_dot, m)?)?;
     m.add_function(wrap_pyfunction!(quantize_activations, m)?)?;
     Ok(())

@@ -240,8 +240,12 @@ unsafe fn gemv_groups<const K: u8, const G: usize>(
             // SAFETY: super-block b of group g is inside the groups (caller); block b of `a`
             // and `panel[b]` exist (asserted above).
             unsafe {
-                decode::<K, true>(x, wrow, &mut dec);
-                cols::<K, 1>(&dec, y, 0, &panel[b..], nb, &mut acc[g..], &mut accm[g..]);
+                if K == Q4K || K == IQ4XS {
+                    gemv_block::<K>(x, y, &panel[b], &mut acc[g], &mut accm[g]);
+                } else {
+                    decode::<K, true>(x, wrow, &mut dec);
+                    cols::<K, 1>(&dec, y, 0, &panel[b..], nb, &mut acc[g..], &mut accm[g..]);
+                }
             }
         }
     }
@@ -257,6 +261,109 @@ unsafe fn gemv_groups<const K: u8, const G: usize>(
         }
     }
     G
+}
+
+/// One interleaved super-block of 16 rows (IQ4_XS or Q4_K) times one activation block, decoded
+/// and multiplied in registers (what `decode` + `cols::<K, 1>` compute, without storing the
+/// decoded block): the same exact integers `S` (and Q4_K's `M`), the same float steps
+/// `acc = fma(f32(S), d_w·d_a, acc)`, `accm = fma(f32(M), dmin_w·d_a, accm)`.
+///
+/// Q4_K's high nibbles are used in place (`byte & 0xf0` = 16·u), which makes the dot 16 times
+/// the sum; the division by 16 is an exact shift. Half a group (16 values) sums to at most
+/// 16·15·128 < 2^15, so its scale multiply is one `vpdpwssd` on the low 16 bits (the scales
+/// have zero high halves).
+///
+/// # Safety
+/// AVX-512 available; `16 * block_bytes(K)` interleaved bytes at `x`; a Q8_K block at `y`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemv_block<const K: u8>(x: *const u8, y: *const u8, p: &ActSb, acc: &mut __m512, accm: &mut __m512) {
+    let v32 = |x: i32| _mm512_set1_epi32(x);
+    let ahead = ROW_GROUP * block_bytes(K);
+    // The 4 vectors of bytes `off..off + 16` of the 16 rows, prefetching one super-block ahead.
+    let ld = |off: usize| -> [__m512i; 4] {
+        // SAFETY: offsets inside the super-block (caller).
+        unsafe {
+            let q = x.add(16 * off) as *const __m512i;
+            for i in 0..4 {
+                crate::simd::prefetch((q.add(i) as *const u8).wrapping_add(ahead), 1);
+            }
+            [_mm512_loadu_si512(q), _mm512_loadu_si512(q.add(1)), _mm512_loadu_si512(q.add(2)), _mm512_loadu_si512(q.add(3))]
+        }
+    };
+    // Activation dword i (values 4i..4i + 4) broadcast.
+    // SAFETY: i < 64, inside the Q8_K block's quants.
+    let ya = |i: usize| unsafe { _mm512_set1_epi32(core::ptr::read_unaligned(y.add(4 + 4 * i) as *const i32)) };
+    let nib = _mm512_set1_epi8(0x0f);
+    let da = _mm512_set1_ps(p.d);
+    let mut isum = _mm512_setzero_si512();
+    if K == IQ4XS {
+        let h = ld(0);
+        let d = f16_lanes(h[0]);
+        let sh = _mm512_srli_epi32(h[0], 16);
+        let tbl = _mm512_broadcast_i32x4(_mm_add_epi8(
+            // SAFETY: the 16-entry codebook.
+            unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i) },
+            _mm_set1_epi8(-128),
+        ));
+        for g in 0..8 {
+            let lo = _mm512_and_si512(_mm512_srlv_epi32(h[1], v32(4 * g as i32)), v32(0x0f));
+            let hi = _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(sh, v32(2 * g as i32)), v32(3)), 4);
+            let sc = _mm512_sub_epi32(_mm512_or_si512(lo, hi), v32(32));
+            // Values 32g..32g + 32: bytes 16g..16g + 16 (low nibbles: the first 16 values,
+            // high nibbles: the next 16) at offset 8.
+            let v = ld(8 + 16 * g);
+            let mut s0 = v32(p.base[g]);
+            let mut s1 = _mm512_setzero_si512();
+            for (k, vk) in v.into_iter().enumerate() {
+                let l = _mm512_shuffle_epi8(tbl, _mm512_and_si512(vk, nib));
+                let u = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(vk, 4), nib));
+                s0 = _mm512_dpbusd_epi32(s0, l, ya(8 * g + k));
+                s1 = _mm512_dpbusd_epi32(s1, u, ya(8 * g + 4 + k));
+            }
+            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+        }
+        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, da), *acc);
+        return;
+    }
+    // Q4_K: d | dmin << 16, then the 12 scale bytes as words a, b, c.
+    let h = ld(0);
+    let d = f16_lanes(h[0]);
+    let dmin = f16_lanes(_mm512_srli_epi32(h[0], 16));
+    let (wa, wb, wc) = (h[1], h[2], h[3]);
+    let and = |v: __m512i, mask: u32| _mm512_and_si512(v, v32(mask as i32));
+    let sc_lo = and(wa, 0x3f3f_3f3f);
+    let mn_lo = and(wb, 0x3f3f_3f3f);
+    let sc_hi = _mm512_or_si512(and(wc, 0x0f0f_0f0f), _mm512_slli_epi32(and(_mm512_srli_epi32(wa, 6), 0x0303_0303), 4));
+    let mn_hi =
+        _mm512_or_si512(and(_mm512_srli_epi32(wc, 4), 0x0f0f_0f0f), _mm512_slli_epi32(and(_mm512_srli_epi32(wb, 6), 0x0303_0303), 4));
+    let hnib = _mm512_set1_epi8(0xf0u8 as i8);
+    for j in 0..4 {
+        let wv = if j < 2 { sc_lo } else { sc_hi };
+        let sc_l = and(_mm512_srlv_epi32(wv, v32(16 * (j % 2) as i32)), 0xff);
+        let sc_h = and(_mm512_srlv_epi32(wv, v32(16 * (j % 2) as i32 + 8)), 0xff);
+        for hh in 0..2 {
+            // 16 bytes of chunk j: low nibbles are values of sub-block 2j, high ones of 2j + 1.
+            let v = ld(16 + 32 * j + 16 * hh);
+            let (mut sl, mut su) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+            for (k, vk) in v.into_iter().enumerate() {
+                sl = _mm512_dpbusd_epi32(sl, _mm512_and_si512(vk, nib), ya(16 * j + 4 * hh + k));
+                su = _mm512_dpbusd_epi32(su, _mm512_and_si512(vk, hnib), ya(16 * j + 8 + 4 * hh + k));
+            }
+            isum = _mm512_dpwssd_epi32(isum, sl, sc_l);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_srai_epi32(su, 4), sc_h);
+        }
+    }
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, da), *acc);
+    let mut ms = _mm512_setzero_si512();
+    for (i, wv) in [mn_lo, mn_hi].into_iter().enumerate() {
+        // Bytes 0, 1 and 2, 3 of the word as int16 pairs, against the sub-block sums.
+        let m0 = _mm512_or_si512(and(wv, 0xff), _mm512_slli_epi32(and(wv, 0xff00), 8));
+        let m1 = _mm512_or_si512(and(_mm512_srli_epi32(wv, 16), 0xff), and(_mm512_srli_epi32(wv, 8), 0x00ff_0000));
+        ms = _mm512_dpwssd_epi32(ms, m0, v32(p.sums[2 * i]));
+        ms = _mm512_dpwssd_epi32(ms, m1, v32(p.sums[2 * i + 1]));
+    }
+    *accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dmin, da), *accm);
 }
 
 /// How far ahead within each of the 16 rows [`rows16`] prefetches: 16 x 512 bytes in flight per
