@@ -187,7 +187,7 @@ fn packed_weights_give_the_plain_results_bit_for_bit() {
     // `PackedWeight` (interleaved on AVX-512 for IQ4_XS / Q4_K / Q5_K, a plain copy otherwise)
     // against `matmul` on the original rows: every row count from 1 to 150 crossed with
     // 1, 3 and 19 activation rows (GEMV, a ragged tile, two tiles decoded once), 1 and 2 threads.
-    // 150 rows are 9 full groups of 16 and a partial one: the GEMV runs groups 4 and 2 at a time.
+    // 150 rows are 9 full groups of 16 and a partial one: the GEMV runs groups 2 and 1 at a time.
     let kern = simd::kernels();
     for t in [QuantType::IQ4_XS, QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K, QuantType::Q4_0] {
         let interleaves = kern.isa() == simd::Isa::Avx512 && kern.has_gemm(t) && t != QuantType::Q6_K && t != QuantType::Q4_0;
@@ -225,7 +225,7 @@ fn packed_weights_give_the_plain_results_bit_for_bit() {
             }
         }
         // GEMV tasks of 64 rows and more (n / 8 per thread, up to 256): the interleaved GEMV
-        // then runs four groups side by side.
+        // then runs two groups side by side.
         let (n, k) = (1100usize, 256usize);
         let wf: Vec<f32> = (0..n * k).map(|i| ((i * 2654435761usize % 1999) as f32 / 999.5 - 1.0) * 0.02).collect();
         let w = kquants::quant::quantize(t, &wf, k, None, Some(1)).unwrap();
