@@ -336,6 +336,11 @@ impl PackedWeight {
     pub fn nbytes(&self) -> usize {
         self.data.len
     }
+    /// The bytes as stored (interleaved groups, or plain rows).
+    pub(crate) fn interleaved_bytes(&self) -> &[u8] {
+        self.data.as_slice()
+    }
+
     /// The original ggml row bytes.
     pub fn to_rows(&self) -> Vec<u8> {
         let (wrow, _) = simd::dot_row_bytes(self.ty, self.k).expect("checked at construction");

@@ -223,3 +223,28 @@ def test_moe_imatrix_of_the_wrong_length_is_an_error(tmp_path, n_rows):
     with pytest.raises(ValueError, match=rf"imatrix has {n_rows * N_EMBD} values for {name} but the tensor needs {N_EXPERT * N_EMBD}"):
         kquants.quantize_model(model, out, "Q4_K_M", imatrix=tmp_path / "imatrix.gguf")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("mix,interleaved_type", [("Q4_K_M", "Q4_K"), ("IQ4_XS", "IQ4_XS")])
+def test_repacked_weights_give_the_same_logits(f32_base, tmp_path, mix, interleaved_type):
+    # SmolLM2's ffn_down (1536 columns) is the tensor that takes 256-value super-blocks in these
+    # mixes; on AVX-512 the model keeps interleaved copies of its IQ4_XS / Q4_K / Q5_K weights.
+    # Generation (one token per step: the GEMV path) and a prompt batch must give the same
+    # logits bit for bit with and without those copies.
+    out = tmp_path / f"smol-{mix}.gguf"
+    r = kquants.quantize_model(f32_base, out, mix, threads=2)
+    n_type = sum(1 for t in r.tensors if t.to_type == interleaved_type)
+    assert n_type > 0, f"{mix} has no {interleaved_type} tensor"
+    a = kquants.Model.load(out, threads=2)
+    b = kquants.Model.load(out, threads=2, repack=False)
+    assert b.config["interleaved_weights"] == 0
+    if kquants.simd_info()["isa"] == "avx512":
+        assert a.config["interleaved_weights"] >= n_type
+    else:
+        assert a.config["interleaved_weights"] == 0
+    ids = a.tokenize("The capital of France is")
+    assert a.forward(ids).tobytes() == b.forward(ids).tobytes()  # a batch: the GEMM path
+    assert a.forward(ids[:1]).tobytes() == b.forward(ids[:1]).tobytes()  # one token: the GEMV path
+    ga = a.generate("The capital of France is", max_tokens=6, temperature=0)
+    gb = b.generate("The capital of France is", max_tokens=6, temperature=0)
+    assert "".join(ga) == "".join(gb) and ga.tokens == gb.tokens

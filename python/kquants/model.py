@@ -42,18 +42,21 @@ class Model:
         self.path = path
 
     @classmethod
-    def load(cls, path: Optional[PathLike] = None, *, threads: Optional[int] = None) -> "Model":
+    def load(cls, path: Optional[PathLike] = None, *, threads: Optional[int] = None, repack: bool = True) -> "Model":
         """Memory-map ``path`` (default: the bundled SmolLM2-135M) and build the model.
 
         Args:
             path: GGUF file.
             threads: worker threads (default: all cores).
+            repack: keep copies of the IQ4_XS / Q4_K / Q5_K weights interleaved for the AVX-512
+                kernels (as ggml repacks at load time): faster generation, more memory, the
+                same results bit for bit. ``config["interleaved_weights"]`` counts them.
 
         Raises:
             GGUFError: malformed file. ValueError: unsupported architecture or tokenizer.
         """
         p = _resolve(path)
-        return cls(_kquants._Model.load(str(p), threads), p)
+        return cls(_kquants._Model.load(str(p), threads, repack), p)
 
     @property
     def config(self) -> Dict[str, object]:

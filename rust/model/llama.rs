@@ -34,6 +34,9 @@ pub struct Linear {
     offset: usize,
     row_bytes: usize,
     bias: Option<Vec<f32>>,
+    /// The weight interleaved for this machine's kernels (see [`matmul::PackedWeight`]), made at
+    /// load time for the types that have interleaved kernels; products are bit-identical.
+    packed: Option<std::sync::Arc<matmul::PackedWeight>>,
 }
 
 /// Weight rows dequantized together by the fallback matmul.
@@ -59,7 +62,24 @@ impl Linear {
                 return Err(Error::value(format!("bias of {name} has {} values, expected {rows}", b.len())));
             }
         }
-        Ok(Linear { name: name.to_string(), ty: e.ty, rows, cols, offset: e.offset, row_bytes, bias })
+        Ok(Linear { name: name.to_string(), ty: e.ty, rows, cols, offset: e.offset, row_bytes, bias, packed: None })
+    }
+
+    /// Keep an interleaved copy of the weight when this machine's kernels read one
+    /// ([`crate::simd::Kernels::has_interleaved`]), as ggml repacks weights at load time.
+    fn pack(&mut self, data: &[u8]) -> Result<()> {
+        if crate::simd::kernels().has_interleaved(self.ty) {
+            let p = matmul::PackedWeight::new(self.ty, self.bytes(data), self.rows, self.cols)?;
+            if p.is_interleaved() {
+                self.packed = Some(std::sync::Arc::new(p));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the matmuls read an interleaved copy of the weight (see [`Linear::pack`]).
+    pub fn is_interleaved(&self) -> bool {
+        self.packed.is_some()
     }
 
     fn bytes<'a>(&self, data: &'a [u8]) -> &'a [u8] {
@@ -93,7 +113,10 @@ impl Linear {
         }
         let kern = crate::simd::kernels();
         let act_ty = self.ty.dot_type().ok_or(Error::Unsupported { ty: self.ty, op: "matmul" })?;
-        let dot = kern.row_dot(self.ty, self.cols)?;
+        let dot = match &self.packed {
+            Some(_) => kern.row_dot_interleaved(self.ty, self.cols)?.ok_or(Error::Unsupported { ty: self.ty, op: "interleaved matmul" })?,
+            None => kern.row_dot(self.ty, self.cols)?,
+        };
         let act = kern.act_fn(act_ty)?;
         let act_row = act_ty
             .row_bytes(self.cols)
@@ -118,7 +141,10 @@ impl Linear {
     #[allow(clippy::too_many_arguments)] // the step's buffers, each read or written here
     unsafe fn rows_into(&self, data: &[u8], plan: &Plan, rs: Range<usize>, x: &[f32], acts: &[u8], n: usize, out: &SharedMut<f32>) {
         let nr = rs.len();
-        let w = self.bytes(data);
+        let w = match (&self.packed, plan) {
+            (Some(p), Plan::Quant { dot, .. }) if dot.is_interleaved() => p.interleaved_bytes(),
+            _ => self.bytes(data),
+        };
         match plan {
             Plan::Quant { dot, .. } => {
                 if n == 1 {
@@ -272,8 +298,24 @@ pub trait MatmulObserver: Send {
 }
 
 impl Model {
+    /// How many weight matrices are multiplied from interleaved copies (see
+    /// [`Model::from_source_with`]).
+    pub fn interleaved_weights(&self) -> usize {
+        let l = self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+        l.chain([&self.output]).filter(|w| w.is_interleaved()).count()
+    }
+
     /// Build the model from a source, running on `threads` workers (`None`: all cores).
+    /// Weights whose type has interleaved kernels on this machine are copied interleaved (see
+    /// [`Model::from_source_with`]).
     pub fn from_source(source: SharedSource, threads: Option<usize>) -> Result<Model> {
+        Self::from_source_with(source, threads, true)
+    }
+
+    /// [`Model::from_source`]; `repack = false` multiplies every weight from the source buffer
+    /// instead of keeping interleaved copies of the IQ4_XS / Q4_K / Q5_K weights (less memory,
+    /// slower token generation on AVX-512, the same results bit for bit).
+    pub fn from_source_with(source: SharedSource, threads: Option<usize>, repack: bool) -> Result<Model> {
         let src: &dyn ModelSource = source.as_ref();
         let config = Config::from_source(src)?;
         let data_len = src.data().len();
@@ -288,7 +330,10 @@ impl Model {
             } else {
                 None
             };
-            let l = Linear::new(name, &e, data_len, b)?;
+            let mut l = Linear::new(name, &e, data_len, b)?;
+            if repack {
+                l.pack(src.data())?;
+            }
             if l.rows != rows || l.cols != cols {
                 return Err(Error::value(format!(
                     "{name} has shape {:?}, expected [{cols}, {rows}]",

@@ -204,10 +204,15 @@ impl ModelSource for GgufSource {
 
 /// Load a model and its tokenizer from a GGUF file.
 pub fn load(path: &std::path::Path, threads: Option<usize>) -> Result<(Arc<Model>, Tokenizer)> {
+    load_with(path, threads, true)
+}
+
+/// [`load`], with the choice of interleaved weight copies ([`Model::from_source_with`]).
+pub fn load_with(path: &std::path::Path, threads: Option<usize>, repack: bool) -> Result<(Arc<Model>, Tokenizer)> {
     let src: SharedSource = Arc::new(GgufSource::open(path)?);
     Config::from_source(src.as_ref())?; // architecture errors first
     let tok = Tokenizer::from_source(src.as_ref())?;
-    let model = Model::from_source(src, threads)?;
+    let model = Model::from_source_with(src, threads, repack)?;
     if tok.n_vocab() != model.config.n_vocab {
         return Err(Error::value(format!(
             "the tokenizer has {} tokens but token_embd.weight has {} rows",

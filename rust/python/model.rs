@@ -41,9 +41,9 @@ fn ids_of(ids: Vec<i64>, n_vocab: usize) -> PyResult<Vec<u32>> {
 impl PyModel {
     /// Load a GGUF model file.
     #[staticmethod]
-    #[pyo3(signature = (path, threads=None))]
-    fn load(py: Python<'_>, path: PathBuf, threads: Option<usize>) -> PyResult<Self> {
-        let (model, tok) = py.detach(|| core::load(&path, threads))?;
+    #[pyo3(signature = (path, threads=None, repack=true))]
+    fn load(py: Python<'_>, path: PathBuf, threads: Option<usize>, repack: bool) -> PyResult<Self> {
+        let (model, tok) = py.detach(|| core::load_with(&path, threads, repack))?;
         Ok(PyModel { model, tok: Arc::new(tok) })
     }
 
@@ -60,6 +60,7 @@ impl PyModel {
         d.set_item("n_head_kv", c.n_head_kv)?;
         d.set_item("head_dim", c.head_dim)?;
         d.set_item("n_rot", c.n_rot)?;
+        d.set_item("interleaved_weights", self.model.interleaved_weights())?;
         d.set_item("rope_base", c.rope_base)?;
         d.set_item("rope_freq_scale", c.rope_freq_scale)?;
         d.set_item("rms_eps", c.rms_eps)?;
