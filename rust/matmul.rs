@@ -303,10 +303,10 @@ impl PackedWeight {
         if n.checked_mul(wrow) != Some(w.len()) {
             return Err(Error::value(format!("weight has {} bytes, {n} rows of {k} {ty} need {}", w.len(), n * wrow)));
         }
-        let interleaved = kern.has_interleaved(ty) && wrow.is_multiple_of(4);
+        let interleaved = kern.has_interleaved(ty) && simd::interleave::supports(ty, wrow);
         let data = if interleaved {
             let mut d = AlignedBytes::zeroed(simd::interleave::interleaved_len(n, wrow));
-            simd::interleave::interleave(w, n, wrow, d.as_mut_slice());
+            simd::interleave::interleave(ty, w, n, wrow, d.as_mut_slice());
             d
         } else {
             let mut d = AlignedBytes::zeroed(w.len());
@@ -348,7 +348,7 @@ impl PackedWeight {
             return self.data.as_slice().to_vec();
         }
         let mut out = vec![0u8; self.n * wrow];
-        simd::interleave::deinterleave(self.data.as_slice(), self.n, wrow, &mut out);
+        simd::interleave::deinterleave(self.ty, self.data.as_slice(), self.n, wrow, &mut out);
         out
     }
 }

@@ -207,7 +207,7 @@ def test_packed_weight_matmul_equals_plain_matmul(wtype):
     assert p.type == kquants.QuantType[wtype] and p.shape == (n, k)
     assert np.array_equal(p.to_bytes(), q.data)
     avx512 = kquants.simd_info()["isa"] == "avx512"
-    assert p.interleaved == (avx512 and wtype in ("Q4_K", "IQ4_XS", "Q5_K"))
+    assert p.interleaved == (avx512 and wtype in ("Q4_0", "Q4_K", "IQ4_XS", "Q5_K"))
     assert wtype in repr(p) and ("interleaved" if p.interleaved else "rows") in repr(p)
     for shape in [(k,), (1, k), (3, k), (2, 5, k)]:
         x = rng.standard_normal(shape).astype(np.float32)

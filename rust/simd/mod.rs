@@ -637,6 +637,7 @@ fn build(isa: Isa) -> Option<Kernels> {
             .with_rows(unsafe { x86::avx512_iq::rows_overrides() })
             .with_gemm(unsafe { x86::gemm_avx512::gemm_overrides() })
             .with_gemm(unsafe { x86::gemm16k_avx512::gemm_overrides() })
+            .with_interleaved(unsafe { x86::gemm_avx512::interleaved_overrides() })
             .with_interleaved(unsafe { x86::gemm16k_avx512::interleaved_overrides() }),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON availability checked by `is_available` above.

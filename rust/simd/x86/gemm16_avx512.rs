@@ -496,3 +496,66 @@ unsafe fn group_q4_1<const C: usize>(
         unsafe { _mm512_storeu_ps(res[c].as_mut_ptr(), _mm512_add_ps(s, summs[c])) };
     }
 }
+
+/// Q4_0 × one Q8_0 activation row over `G` consecutive interleaved groups of 16 rows
+/// (`crate::simd::interleave`: block `b`'s quants at `256 b`, its 16 `d` at `256 nb + 32 b`;
+/// group stride `gstride`), their blocks taken in lock step (`G` memory streams). Each output is
+/// computed as [`gemm16`] computes it: per block the exact `Σ (u − 8)·a` (here the high nibbles
+/// are used in place, `byte & 0xf0` = 16·u, and the sum shifted back exactly), converted, then
+/// `acc = fma(sum, d_w·d_a, acc)`; so the results are the same bit for bit. Writes `16 G`
+/// outputs.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI available; `G` interleaved groups of `nb` blocks at `w` with stride
+/// `gstride`; `a` holds one row of `nb` Q8_0 blocks and `panel` its `nb` entries ([`panel16`]);
+/// `out.len() >= 16 G`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn gemv_q4_0_interleaved<const G: usize>(
+    nb: usize,
+    w: *const u8,
+    gstride: usize,
+    a: &[u8],
+    panel: &[ActBlock],
+    out: &mut [f32],
+) {
+    assert!(a.len() >= nb * 34 && panel.len() >= nb && out.len() >= 16 * G, "gemv_q4_0 sizes");
+    let nib = _mm512_set1_epi8(0x0f);
+    let hnib = _mm512_set1_epi8(0xf0u8 as i8);
+    let mut acc = [_mm512_setzero_ps(); G];
+    for b in 0..nb {
+        // SAFETY: block b of the activation row and of each group is inside the buffers
+        // (caller); prefetches are hints (may pass the end).
+        unsafe {
+            let y = a.as_ptr().add(34 * b + 2) as *const i32;
+            let ya: [__m512i; 8] = core::array::from_fn(|k| _mm512_set1_epi32(core::ptr::read_unaligned(y.add(k))));
+            let p = panel.get_unchecked(b);
+            let da = _mm512_set1_ps(p.d);
+            for (g, accg) in acc.iter_mut().enumerate() {
+                let x = w.add(g * gstride);
+                let q = x.add(256 * b);
+                // One block ahead: its 4 quant lines, and every other block the line of scales.
+                for l in 0..4 {
+                    crate::simd::prefetch(q.wrapping_add(256 + 64 * l), 1);
+                }
+                let dp = x.add(256 * nb + 32 * b);
+                if b % 2 == 0 {
+                    crate::simd::prefetch(dp.wrapping_add(64), 1);
+                }
+                let d = _mm512_cvtph_ps(_mm256_loadu_si256(dp as *const __m256i));
+                let mut s0 = _mm512_set1_epi32(p.base);
+                let mut s1 = _mm512_setzero_si512();
+                for k in 0..4 {
+                    let v = _mm512_loadu_si512(q.add(64 * k) as *const __m512i);
+                    s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v, nib), ya[k]);
+                    s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(v, hnib), ya[4 + k]);
+                }
+                let isum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4)));
+                *accg = _mm512_fmadd_ps(isum, _mm512_mul_ps(d, da), *accg);
+            }
+        }
+    }
+    for (g, accg) in acc.iter().enumerate() {
+        // SAFETY: 16 floats into `out` (length asserted).
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(16 * g), *accg) };
+    }
+}

@@ -218,6 +218,64 @@ unsafe fn act_panel<const K: u8>(nb: usize, a: &[u8], m: usize) -> Vec<ActPass> 
     out
 }
 
+/// The Q4_0 kernel over interleaved weights (`crate::simd::interleave`), bit-identical to the
+/// plain one.
+///
+/// # Safety
+/// As [`gemm_overrides`].
+pub(crate) unsafe fn interleaved_overrides() -> Vec<(T, GemmFn)> {
+    vec![(T::Q4_0, gemm_interleaved_q4_0 as _)]
+}
+
+/// [`gemm`] for Q4_0 over `nr` rows stored interleaved (whole groups of 16, the last padded),
+/// with the same results: one activation row runs the interleaved GEMV two groups at a time;
+/// more rows, and the matrix's last partial group, run the plain kernels on the group's rows
+/// recovered into a scratch (the copy is small next to a batch's arithmetic).
+///
+/// # Safety
+/// As [`gemm`], with `w` holding `nr.div_ceil(16)` interleaved groups.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_interleaved_q4_0(k: usize, w: &[u8], nr: usize, a: &[u8], m: usize, out: &mut [f32]) {
+    use super::gemm16_avx512 as g16;
+    const G16: usize = crate::simd::ROW_GROUP;
+    let nb = k / 32;
+    let wrow = nb * 18;
+    let gb = G16 * wrow;
+    let groups = nr.div_ceil(G16);
+    assert!(w.len() >= groups * gb && a.len() >= m * nb * 34 && out.len() >= nr * m, "gemm buffer sizes");
+    if nb == 0 || m == 0 {
+        out[..nr * m].fill(0.0);
+        return;
+    }
+    let full = nr / G16;
+    let mut g = 0;
+    if m == 1 {
+        // SAFETY: `a` holds one row of nb blocks (checked length).
+        let panel = unsafe { g16::panel16::<Q4_0>(nb, a, 1) };
+        while g < full {
+            let step = if full - g >= 2 { 2 } else { 1 };
+            // SAFETY: groups g..g+step are inside `w`; outputs 16g.. hold 16 * step values.
+            unsafe {
+                let (p, o) = (w[g * gb..].as_ptr(), &mut out[g * G16..(g + step) * G16]);
+                if step == 2 {
+                    g16::gemv_q4_0_interleaved::<2>(nb, p, gb, a, &panel, o);
+                } else {
+                    g16::gemv_q4_0_interleaved::<1>(nb, p, gb, a, &panel, o);
+                }
+            }
+            g += step;
+        }
+    }
+    let mut tmp = vec![0u8; gb];
+    while g < groups {
+        let rows = (nr - g * G16).min(G16);
+        crate::simd::interleave::group_rows(T::Q4_0, &w[g * gb..(g + 1) * gb], wrow, rows, &mut tmp[..rows * wrow]);
+        // SAFETY: `tmp` holds `rows` plain rows; `out` rows g*16.. hold `rows * m` values.
+        unsafe { gemm::<Q4_0>(k, &tmp[..rows * wrow], rows, a, m, &mut out[g * G16 * m..(g * G16 + rows) * m]) };
+        g += 1;
+    }
+}
+
 /// `out[i * m + j] = w_i · a_j` for `nr` weight rows of `w` and `m` activation rows of `a`
 /// (`k` values each).
 ///
