@@ -20,7 +20,7 @@
    `/tmp/quiet.sh python benches/kernels_vs_llamacpp.py --gemv-only --rows 131072`.
 
    Each type is timed twice: the QTensor as stored in GGUF ("rows"), and a `kquants.PackedWeight`
-   made from it ("packed": on AVX-512 the IQ4_XS/Q4_K/Q5_K rows interleaved for the 16-row
+   made from it ("packed": on AVX-512 the Q4_0/IQ4_XS/Q4_K/Q5_K rows interleaved for the 16-row
    kernels, as ggml repacks at load time; other types keep their rows). GB/s counts the GGUF
    bytes of the weight in both cases.
 

@@ -251,7 +251,7 @@ fn run(dot: RowDot, w: &[u8], n: usize, acts: &QuantizedActivations, out: &mut [
 
 /// A weight matrix prepared once for many multiplications: `n` rows of `k` values of a block
 /// type, stored in the layout this machine's kernels read fastest. On AVX-512 that is the
-/// interleaved layout of `simd::interleave` for IQ4_XS, Q4_K and Q5_K (groups of 16 rows
+/// interleaved layout of `simd::interleave` for Q4_0, IQ4_XS, Q4_K and Q5_K (groups of 16 rows
 /// stored dword by dword, as ggml's CPU backend repacks weights at load time); for every other
 /// type and level it is a plain copy of the rows. Results are bit-identical to [`matmul`] on
 /// the original bytes.

@@ -184,7 +184,7 @@ fn superblock_kernels_any_row_count_batch_and_threads() {
 
 #[test]
 fn packed_weights_give_the_plain_results_bit_for_bit() {
-    // `PackedWeight` (interleaved on AVX-512 for IQ4_XS / Q4_K / Q5_K, a plain copy otherwise)
+    // `PackedWeight` (interleaved on AVX-512 for Q4_0 / IQ4_XS / Q4_K / Q5_K, a plain copy otherwise)
     // against `matmul` on the original rows: every row count from 1 to 150 crossed with
     // 1, 3 and 19 activation rows (GEMV, a ragged tile, two tiles decoded once), 1 and 2 threads.
     // 150 rows are 9 full groups of 16 and a partial one: the GEMV runs groups 2 and 1 at a time.

@@ -198,7 +198,7 @@ def test_kquants_isa_forces_a_lower_level(isa: str):
 
 @pytest.mark.parametrize("wtype", ["Q4_K", "IQ4_XS", "Q5_K", "Q6_K", "Q4_0", "Q8_0"])
 def test_packed_weight_matmul_equals_plain_matmul(wtype):
-    # A PackedWeight (interleaved on AVX-512 for IQ4_XS/Q4_K/Q5_K) gives bit for bit what the
+    # A PackedWeight (interleaved on AVX-512 for Q4_0/IQ4_XS/Q4_K/Q5_K) gives bit for bit what the
     # QTensor gives, for one row (GEMV) and a batch, and gives back the original bytes.
     rng = np.random.default_rng(7)
     n, k = 1100, 512

@@ -112,7 +112,7 @@ class PackedWeight:
     """A 2-D quantized weight prepared once for many :func:`matmul` calls.
 
     ``PackedWeight(w)`` copies the QTensor ``w`` (n, k) into the layout this machine's kernels
-    read fastest: on AVX-512, IQ4_XS, Q4_K and Q5_K rows are interleaved in groups of 16 (as
+    read fastest: on AVX-512, Q4_0, IQ4_XS, Q4_K and Q5_K rows are interleaved in groups of 16 (as
     ggml repacks weights at load time), other types keep their rows. ``matmul(packed, x)`` gives
     bit for bit what ``matmul(w, x)`` gives."""
     def __new__(cls, w: Any) -> PackedWeight: ...

@@ -48,7 +48,7 @@ class Model:
         Args:
             path: GGUF file.
             threads: worker threads (default: all cores).
-            repack: keep copies of the IQ4_XS / Q4_K / Q5_K weights interleaved for the AVX-512
+            repack: keep copies of the Q4_0 / IQ4_XS / Q4_K / Q5_K weights interleaved for the AVX-512
                 kernels (as ggml repacks at load time): faster generation, more memory, the
                 same results bit for bit. ``config["interleaved_weights"]`` counts them.
 

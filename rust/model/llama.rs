@@ -313,7 +313,7 @@ impl Model {
     }
 
     /// [`Model::from_source`]; `repack = false` multiplies every weight from the source buffer
-    /// instead of keeping interleaved copies of the IQ4_XS / Q4_K / Q5_K weights (less memory,
+    /// instead of keeping interleaved copies of the Q4_0 / IQ4_XS / Q4_K / Q5_K weights (less memory,
     /// slower token generation on AVX-512, the same results bit for bit).
     pub fn from_source_with(source: SharedSource, threads: Option<usize>, repack: bool) -> Result<Model> {
         let src: &dyn ModelSource = source.as_ref();

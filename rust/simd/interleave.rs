@@ -1,6 +1,6 @@
 //! The interleaved weight layout of the 16-row kernels.
 //!
-//! The AVX-512 super-block kernels (`x86::gemm16k_avx512`) compute 16 weight rows at once with
+//! The AVX-512 16-row kernels (`x86::gemm16k_avx512`, `x86::gemm16_avx512`) compute 16 weight rows at once with
 //! one row per 32-bit lane, so before multiplying they transpose the rows' bytes 4 at a time.
 //! Stored interleaved, a weight needs no transpose at all: rows are taken in groups of
 //! [`ROW_GROUP`] (the last group padded with copies of the matrix's last row), and in a group
@@ -21,8 +21,13 @@ use rayon::prelude::*;
 use super::ROW_GROUP;
 use crate::types::QuantType;
 
-/// Whether rows of `wrow` bytes of `ty` have an interleaved layout.
+/// Whether rows of `wrow` bytes of `ty` have an interleaved layout (groups up to 2 GiB: the
+/// plain 16-row kernels, whose results the interleaved ones repeat, address a group with i32
+/// offsets).
 pub(crate) fn supports(ty: QuantType, wrow: usize) -> bool {
+    if ROW_GROUP * wrow > i32::MAX as usize {
+        return false;
+    }
     match ty {
         QuantType::Q4_0 => wrow.is_multiple_of(18),
         _ => wrow.is_multiple_of(4),

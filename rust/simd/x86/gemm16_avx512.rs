@@ -313,6 +313,60 @@ pub(crate) unsafe fn gemm16<const K: u8>(
     }
 }
 
+/// [`gemm16`] for Q4_0 over one interleaved group of 16 rows at `x` (`crate::simd::interleave`:
+/// block `b`'s quants at `256 b`, its 16 `d` at `256 nb + 32 b`): the blocks are decoded with
+/// plain loads into `scratch`, then every activation row runs over them as in [`gemm16`]'s
+/// decode-once path (the same integer sums and float steps, so the same results).
+///
+/// # Safety
+/// As [`gemm16`], with one interleaved group of `nb` blocks at `x`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn gemm16_interleaved_q4_0(
+    nb: usize,
+    x: *const u8,
+    a: &[u8],
+    panel: &[ActBlock],
+    m: usize,
+    out: &mut [f32],
+    ldo: usize,
+    scratch: &mut Vec<Block16>,
+) {
+    assert!(a.len() >= m * nb * 34 && panel.len() >= m * nb && out.len() >= 15 * ldo + m && m <= ldo, "gemm16 buffer sizes");
+    let nib = _mm512_set1_epi8(0x0f);
+    scratch.clear();
+    for b in 0..nb {
+        // SAFETY: block b's quants and scales are inside the group (caller).
+        unsafe {
+            let q = x.add(256 * b);
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(x.add(256 * nb + 32 * b) as *const __m256i));
+            let v: [__m512i; 4] = core::array::from_fn(|k| _mm512_loadu_si512(q.add(64 * k) as *const __m512i));
+            let lo = v.map(|vk| _mm512_and_si512(vk, nib));
+            let hi = v.map(|vk| _mm512_and_si512(_mm512_srli_epi16(vk, 4), nib));
+            scratch.push(Block16 { d, m: _mm512_setzero_ps(), lo, hi });
+        }
+    }
+    let mut j = 0;
+    while j < m {
+        let c = if m - j >= 8 { 8 } else { 1 };
+        let mut res = [[0f32; 16]; 8];
+        // SAFETY: activation rows j..j+c exist (caller); the scratch holds the nb blocks.
+        unsafe {
+            if c == 8 {
+                group_decoded::<Q4_0, 8>(nb, scratch, &a[j * nb * 34..], &panel[j * nb..], &mut res);
+            } else {
+                group_decoded::<Q4_0, 1>(nb, scratch, &a[j * nb * 34..], &panel[j * nb..], &mut res);
+            }
+        }
+        for (ci, col) in res.iter().enumerate().take(c) {
+            for (r, v) in col.iter().enumerate() {
+                out[r * ldo + j + ci] = *v;
+            }
+        }
+        j += c;
+    }
+}
+
 /// Add block `$b` (decoded: `$x`) times activation rows `0..C` to `$acc` (one integer sum per
 /// row and activation, then one scaled float add). Safety: activation block `$b` of rows 0..C
 /// is inside `$a` (stride `$nb` blocks of `$ab` bytes) and the panel.

@@ -228,9 +228,9 @@ pub(crate) unsafe fn interleaved_overrides() -> Vec<(T, GemmFn)> {
 }
 
 /// [`gemm`] for Q4_0 over `nr` rows stored interleaved (whole groups of 16, the last padded),
-/// with the same results: one activation row runs the interleaved GEMV two groups at a time;
-/// more rows, and the matrix's last partial group, run the plain kernels on the group's rows
-/// recovered into a scratch (the copy is small next to a batch's arithmetic).
+/// with the same results: one activation row runs the interleaved GEMV two groups at a time,
+/// more rows the 16-row kernel on blocks loaded from the interleaved group; the matrix's last
+/// partial group runs the plain kernel on its rows recovered into a scratch.
 ///
 /// # Safety
 /// As [`gemm`], with `w` holding `nr.div_ceil(16)` interleaved groups.
@@ -249,7 +249,16 @@ unsafe fn gemm_interleaved_q4_0(k: usize, w: &[u8], nr: usize, a: &[u8], m: usiz
     }
     let full = nr / G16;
     let mut g = 0;
-    if m == 1 {
+    if m > 1 {
+        // SAFETY: `a` holds `m` rows of nb blocks (checked length).
+        let panel = unsafe { g16::panel16::<Q4_0>(nb, a, m) };
+        let mut scratch = Vec::new();
+        while g < full {
+            // SAFETY: group g is inside `w`; `out` rows 16g..16g+16 hold 16 * m values.
+            unsafe { g16::gemm16_interleaved_q4_0(nb, w[g * gb..].as_ptr(), a, &panel, m, &mut out[g * G16 * m..], m, &mut scratch) };
+            g += 1;
+        }
+    } else {
         // SAFETY: `a` holds one row of nb blocks (checked length).
         let panel = unsafe { g16::panel16::<Q4_0>(nb, a, 1) };
         while g < full {
@@ -266,14 +275,20 @@ unsafe fn gemm_interleaved_q4_0(k: usize, w: &[u8], nr: usize, a: &[u8], m: usiz
             g += step;
         }
     }
-    let mut tmp = vec![0u8; gb];
-    while g < groups {
-        let rows = (nr - g * G16).min(G16);
-        crate::simd::interleave::group_rows(T::Q4_0, &w[g * gb..(g + 1) * gb], wrow, rows, &mut tmp[..rows * wrow]);
-        // SAFETY: `tmp` holds `rows` plain rows; `out` rows g*16.. hold `rows * m` values.
-        unsafe { gemm::<Q4_0>(k, &tmp[..rows * wrow], rows, a, m, &mut out[g * G16 * m..(g * G16 + rows) * m]) };
-        g += 1;
+    if g == groups {
+        return;
     }
+    // The matrix's partial last group: its plain rows recovered into a scratch and run through
+    // the plain kernel's row-by-row path, as the plain layout runs them.
+    let rest = nr - g * G16;
+    let mut tmp = vec![0u8; rest * wrow];
+    for (i, t) in tmp.chunks_mut(gb).enumerate() {
+        let gg = g + i;
+        crate::simd::interleave::group_rows(T::Q4_0, &w[gg * gb..(gg + 1) * gb], wrow, t.len() / wrow, t);
+    }
+    // SAFETY: `tmp` holds `rest` plain rows starting at a multiple of 16 rows of the matrix;
+    // `out` rows g*16.. hold `rest * m` values.
+    unsafe { gemm::<Q4_0>(k, &tmp, rest, a, m, &mut out[g * G16 * m..nr * m]) };
 }
 
 /// `out[i * m + j] = w_i · a_j` for `nr` weight rows of `w` and `m` activation rows of `a`
