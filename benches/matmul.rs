@@ -1,5 +1,6 @@
 //! Quantized matmul: GEMV (1 x k) and GEMM (64 x k) over a 4096 x 4096 weight, per type, at 1
-//! and 2 threads (the selected ISA). The DRAM-bound GEMV over a weight bigger than the L3 (e.g.
+//! and 2 threads (the selected ISA), from the GGUF rows and from a `matmul::PackedWeight`
+//! (`.../packed` ids: interleaved for Q4_0, IQ4_XS, Q4_K, Q5_K on AVX-512). The DRAM-bound GEMV over a weight bigger than the L3 (e.g.
 //! `--rows 131072` of 8192 values on a 480 MiB-L3 machine), as a fraction of a plain read of the
 //! same buffer in the same run, is measured by `benches/kernels_vs_llamacpp.py` (and
 //! `examples/gemv_probe.rs`).
@@ -25,9 +26,13 @@ fn bench(c: &mut Criterion) {
             let w = vd::weight_rows(t, k, n);
             g.throughput(Throughput::Bytes(w.len() as u64));
             let mut out = vec![0f32; m * n];
+            let p = matmul::PackedWeight::new(t, &w, n, k).unwrap();
             for threads in [1usize, 2] {
                 g.bench_function(BenchmarkId::new(t.name(), format!("t{threads}")), |b| {
                     b.iter(|| matmul::matmul(t, black_box(&w), n, k, &x, m, &mut out, Some(threads)).unwrap())
+                });
+                g.bench_function(BenchmarkId::new(t.name(), format!("t{threads}/packed")), |b| {
+                    b.iter(|| matmul::matmul_packed(black_box(&p), &x, m, &mut out, Some(threads)).unwrap())
                 });
             }
         }
