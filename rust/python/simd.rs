@@ -197,24 +197,14 @@ fn matmul<'py>(
         return Err(PyValueError::new_err(format!("w must be 2-D (n, k), got shape {:?}", wv.shape)));
     }
     let (n, k) = (wv.shape[0], wv.shape[1]);
-    let xa: PyReadonlyArrayDyn<'py, f32> = x
-        .extract()
-        .map_err(|_| PyTypeError::new_err("x must be a float32 NumPy array (convert with np.asarray(x, np.float32))"))?;
-    let xs = xa.shape().to_vec();
-    if xs.last() != Some(&k) {
-        return Err(PyValueError::new_err(format!("x has shape {xs:?}; its last axis must be k = {k}")));
-    }
-    let m: usize = xs[..xs.len() - 1].iter().product();
-    let xc = xa.as_array().as_standard_layout().into_owned();
-    let xslice = xc.as_slice().ok_or_else(|| PyValueError::new_err("x is not contiguous"))?;
+    let (xv, mut oshape) = activations(x, k)?;
+    let m: usize = oshape.iter().product();
     let wbytes = wv.data.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
     let ty = wv.ty;
     let mut out = vec![0f32; m * n];
-    py.detach(|| mm::matmul(ty, wbytes, n, k, xslice, m, &mut out, threads))?;
-    let mut oshape = xs[..xs.len() - 1].to_vec();
+    py.detach(|| mm::matmul(ty, wbytes, n, k, &xv, m, &mut out, threads))?;
     oshape.push(n);
-    let arr = numpy::PyArray1::from_vec(py, out);
-    Ok(arr.reshape(oshape)?)
+    Ok(numpy::PyArray1::from_vec(py, out).reshape(oshape)?)
 }
 
 /// `vec_dot(qa, qb) -> float`: one row of a block type with one row of its activation type.

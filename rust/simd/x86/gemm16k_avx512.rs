@@ -107,6 +107,20 @@ struct Dec {
     dmin: __m512,
 }
 
+impl Dec {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn zeroed() -> Dec {
+        Dec {
+        q: [_mm512_setzero_si512(); 64],
+        sc: [_mm512_setzero_si512(); 16],
+        mins: [_mm512_setzero_si512(); 4],
+        d: _mm512_setzero_ps(),
+        dmin: _mm512_setzero_ps(),
+    }
+    }
+}
+
 /// `out[i * m + j] = w_i · a_j` for `nr` weight rows of `w` and `m` activation rows of `a`
 /// (`k` values each; see the module docs for the arithmetic).
 ///
@@ -225,13 +239,7 @@ unsafe fn gemv_groups<const K: u8, const G: usize>(
     assert!(panel.len() >= nb && a.len() >= nb * Q8K, "gemv sizes");
     let mut acc = [_mm512_setzero_ps(); G];
     let mut accm = [_mm512_setzero_ps(); G];
-    let mut dec = Dec {
-        q: [_mm512_setzero_si512(); 64],
-        sc: [_mm512_setzero_si512(); 16],
-        mins: [_mm512_setzero_si512(); 4],
-        d: _mm512_setzero_ps(),
-        dmin: _mm512_setzero_ps(),
-    };
+    let mut dec = Dec::zeroed();
     let gstride = ROW_GROUP * wrow;
     for b in 0..nb {
         let y = a[b * Q8K..].as_ptr();
@@ -427,13 +435,7 @@ unsafe fn rows16<const K: u8, const IL: bool>(
     let (acc, accm) = acc.split_at_mut(m);
     acc.fill(_mm512_setzero_ps());
     accm.fill(_mm512_setzero_ps());
-    let mut dec = Dec {
-        q: [_mm512_setzero_si512(); 64],
-        sc: [_mm512_setzero_si512(); 16],
-        mins: [_mm512_setzero_si512(); 4],
-        d: _mm512_setzero_ps(),
-        dmin: _mm512_setzero_ps(),
-    };
+    let mut dec = Dec::zeroed();
     for b in 0..nb {
         // Each of the 16 rows is a stream: prefetch every row ROW_AHEAD bytes in front of the
         // super-block being decoded, continuing into the same row of the next group of 16 when
