@@ -279,57 +279,31 @@ pub(crate) unsafe fn gemm16<const K: u8>(
         a.len() >= m * nb * ab && panel.len() >= m * nb && out.len() >= 15 * ldo + m && m <= ldo,
         "gemm16 buffer sizes"
     );
-    if m >= 16 {
+    let predecode = m >= 16;
+    if predecode {
         let dec = Decoder::new(wrow);
         scratch.clear();
         for b in 0..nb {
             // SAFETY: block b of each of the 16 rows is inside the rows (caller).
             scratch.push(unsafe { decode_block!(dec, K, w, wrow, b) });
         }
-        // SAFETY: the scratch holds the nb decoded blocks; the rest as the caller guarantees.
-        unsafe { decoded_rows::<K>(nb, scratch, a, panel, m, out, ldo) };
-        return;
     }
-    by_eight(m, out, ldo, |j, c, res| {
-        // SAFETY: activation rows j..j+c exist; weight rows as the caller guarantees.
-        unsafe {
-            if c == 8 {
-                group::<K, 8>(nb, w, wrow, &a[j * nb * ab..], &panel[j * nb..], res);
-            } else {
-                group::<K, 1>(nb, w, wrow, &a[j * nb * ab..], &panel[j * nb..], res);
-            }
-        }
-    });
-}
-
-/// Every activation row over 16 rows' blocks decoded beforehand (`blocks[b]` is block `b`),
-/// 8 at a time: `out[r * ldo + j]`.
-///
-/// # Safety
-/// As [`gemm16`], with `blocks` holding the `nb` decoded blocks.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn decoded_rows<const K: u8>(nb: usize, blocks: &[Block16], a: &[u8], panel: &[ActBlock], m: usize, out: &mut [f32], ldo: usize) {
-    let ab = if q8_1(K) { 36 } else { 34 };
-    by_eight(m, out, ldo, |j, c, res| {
-        // SAFETY: activation rows j..j+c exist (caller); `blocks` holds the nb blocks.
-        unsafe {
-            if c == 8 {
-                group_decoded::<K, 8>(nb, blocks, &a[j * nb * ab..], &panel[j * nb..], res);
-            } else {
-                group_decoded::<K, 1>(nb, blocks, &a[j * nb * ab..], &panel[j * nb..], res);
-            }
-        }
-    });
-}
-
-/// The activation rows `0..m`, 8 at a time while 8 are left, then one by one: `run(j, c, res)`
-/// computes rows `j..j + c` into `res[act][row]`, stored to `out[row * ldo + j + act]`.
-fn by_eight(m: usize, out: &mut [f32], ldo: usize, mut run: impl FnMut(usize, usize, &mut [[f32; 16]; 8])) {
     let mut j = 0;
     while j < m {
         let c = if m - j >= 8 { 8 } else { 1 };
+        let ap = &a[j * nb * ab..];
+        let pp = &panel[j * nb..];
         let mut res = [[0f32; 16]; 8];
-        run(j, c, &mut res);
+        // SAFETY: activation rows j..j+c exist; weight rows as the caller guarantees; the
+        // scratch holds the nb decoded blocks when `predecode`.
+        unsafe {
+            match (c, predecode) {
+                (8, true) => group_decoded::<K, 8>(nb, scratch, ap, pp, &mut res),
+                (_, true) => group_decoded::<K, 1>(nb, scratch, ap, pp, &mut res),
+                (8, false) => group::<K, 8>(nb, w, wrow, ap, pp, &mut res),
+                _ => group::<K, 1>(nb, w, wrow, ap, pp, &mut res),
+            }
+        }
         for (ci, col) in res.iter().enumerate().take(c) {
             for (r, v) in col.iter().enumerate() {
                 out[r * ldo + j + ci] = *v;
@@ -372,9 +346,25 @@ pub(crate) unsafe fn gemm16_interleaved_q4_0(
             scratch.push(Block16 { d, m: _mm512_setzero_ps(), lo, hi });
         }
     }
-    // SAFETY: the scratch holds the nb blocks; activation rows and outputs as the caller
-    // guarantees.
-    unsafe { decoded_rows::<Q4_0>(nb, scratch, a, panel, m, out, ldo) };
+    let mut j = 0;
+    while j < m {
+        let c = if m - j >= 8 { 8 } else { 1 };
+        let mut res = [[0f32; 16]; 8];
+        // SAFETY: activation rows j..j+c exist (caller); the scratch holds the nb blocks.
+        unsafe {
+            if c == 8 {
+                group_decoded::<Q4_0, 8>(nb, scratch, &a[j * nb * 34..], &panel[j * nb..], &mut res);
+            } else {
+                group_decoded::<Q4_0, 1>(nb, scratch, &a[j * nb * 34..], &panel[j * nb..], &mut res);
+            }
+        }
+        for (ci, col) in res.iter().enumerate().take(c) {
+            for (r, v) in col.iter().enumerate() {
+                out[r * ldo + j + ci] = *v;
+            }
+        }
+        j += c;
+    }
 }
 
 /// Add block `$b` (decoded: `$x`) times activation rows `0..C` to `$acc` (one integer sum per
