@@ -107,13 +107,18 @@ pub fn matmul(
     threads: Option<usize>,
 ) -> Result<()> {
     let kern = simd::kernels();
-    // One row is quantized on the calling thread (a pool round trip costs more than the row).
-    let acts = if m <= 1 {
-        quantize_activations_with(kern, w_ty, x, k, m)?
-    } else {
-        with_threads(threads, || quantize_activations_with(kern, w_ty, x, k, m))??
-    };
+    let acts = quantize_for_call(kern, w_ty, x, k, m, threads)?;
     matmul_quantized_with(kern, w_ty, w, n, &acts, out, threads)
+}
+
+/// The activations of one matmul call: one row on the calling thread (a pool round trip costs
+/// more than the row), more rows on `threads`.
+fn quantize_for_call(kern: &Kernels, w_ty: QuantType, x: &[f32], k: usize, m: usize, threads: Option<usize>) -> Result<QuantizedActivations> {
+    if m <= 1 {
+        quantize_activations_with(kern, w_ty, x, k, m)
+    } else {
+        with_threads(threads, || quantize_activations_with(kern, w_ty, x, k, m))?
+    }
 }
 
 /// [`matmul`] with activations already quantized by [`quantize_activations`].
@@ -189,11 +194,17 @@ pub fn matmul_quantized_with(
     threads: Option<usize>,
 ) -> Result<()> {
     let (wrow, _) = check_shapes(w_ty, n, acts, out)?;
-    if n.checked_mul(wrow) != Some(w.len()) {
-        return Err(Error::value(format!("weight has {} bytes, {n} rows of {} {w_ty} need {}", w.len(), acts.k, n * wrow)));
-    }
+    check_weight_bytes(w_ty, w.len(), n, acts.k, wrow)?;
     let dot = kern.row_dot(w_ty, acts.k)?;
     run(dot, w, n, acts, out, threads)
+}
+
+/// `n` rows of `k` values of `ty` (`wrow` bytes each) must be `len` bytes.
+fn check_weight_bytes(ty: QuantType, len: usize, n: usize, k: usize, wrow: usize) -> Result<()> {
+    if n.checked_mul(wrow) != Some(len) {
+        return Err(Error::value(format!("weight has {len} bytes, {n} rows of {k} {ty} need {}", n.saturating_mul(wrow))));
+    }
+    Ok(())
 }
 
 /// The weight row bytes and checks shared by the matmul entry points.
@@ -296,13 +307,11 @@ impl PackedWeight {
 
     /// [`PackedWeight::new`] for an explicit kernel table (tests, benchmarks).
     pub fn new_with(kern: &Kernels, ty: QuantType, w: &[u8], n: usize, k: usize) -> Result<PackedWeight> {
+        if ty.dot_type().is_none() || matches!(ty, QuantType::F32 | QuantType::F16 | QuantType::BF16) {
+            return Err(Error::value(format!("{ty} weights have no quantized matmul kernel")));
+        }
         let (wrow, _) = simd::dot_row_bytes(ty, k)?;
-        if ty.dot_type().is_none() {
-            return Err(Error::Unsupported { ty, op: "matmul" });
-        }
-        if n.checked_mul(wrow) != Some(w.len()) {
-            return Err(Error::value(format!("weight has {} bytes, {n} rows of {k} {ty} need {}", w.len(), n * wrow)));
-        }
+        check_weight_bytes(ty, w.len(), n, k, wrow)?;
         let interleaved = kern.has_interleaved(ty) && simd::interleave::supports(ty, wrow);
         let data = if interleaved {
             let mut d = AlignedBytes::zeroed(simd::interleave::interleaved_len(n, wrow));
@@ -405,11 +414,7 @@ impl AlignedBytes {
 /// [`matmul`] with a [`PackedWeight`]: `out[m x n] = x[m x k] @ w.T`, bit for bit the same.
 pub fn matmul_packed(w: &PackedWeight, x: &[f32], m: usize, out: &mut [f32], threads: Option<usize>) -> Result<()> {
     let kern = simd::kernels();
-    let acts = if m <= 1 {
-        quantize_activations_with(kern, w.ty, x, w.k, m)?
-    } else {
-        with_threads(threads, || quantize_activations_with(kern, w.ty, x, w.k, m))??
-    };
+    let acts = quantize_for_call(kern, w.ty, x, w.k, m, threads)?;
     matmul_packed_quantized_with(kern, w, &acts, out, threads)
 }
 

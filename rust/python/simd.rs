@@ -105,9 +105,6 @@ impl PyPackedWeight {
             return Err(PyValueError::new_err(format!("w must be 2-D (n, k), got shape {:?}", wv.shape)));
         }
         let (n, k, ty) = (wv.shape[0], wv.shape[1], wv.ty);
-        if ty.dot_type().is_none() || matches!(ty, QuantType::F32 | QuantType::F16 | QuantType::BF16) {
-            return Err(PyValueError::new_err(format!("{ty} weights have no quantized matmul kernel")));
-        }
         let bytes = wv.data.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
         let inner = py.detach(|| mm::PackedWeight::new(ty, bytes, n, k))?;
         Ok(PyPackedWeight { inner })
