@@ -39,6 +39,26 @@ pub(crate) fn interleaved_len(n: usize, wrow: usize) -> usize {
     n.div_ceil(ROW_GROUP) * ROW_GROUP * wrow
 }
 
+/// The layout itself: `f(row_at, group_at, len)` for each run of bytes of row `r` of a group
+/// (rows of `wrow` bytes of `ty`): `len` bytes at `row_at` in the row sit at `group_at` in the
+/// group (see the module docs).
+#[inline]
+fn spans(ty: QuantType, wrow: usize, r: usize, mut f: impl FnMut(usize, usize, usize)) {
+    if ty == QuantType::Q4_0 {
+        let nb = wrow / 18;
+        for b in 0..nb {
+            f(18 * b, 256 * nb + 32 * b + 2 * r, 2);
+            for k in 0..4 {
+                f(18 * b + 2 + 4 * k, 256 * b + 64 * k + 4 * r, 4);
+            }
+        }
+    } else {
+        for t in 0..wrow / 4 {
+            f(4 * t, 64 * t + 4 * r, 4);
+        }
+    }
+}
+
 /// Interleave `n` rows of `wrow` bytes of `ty` from `w` into `out` ([`interleaved_len`] bytes).
 /// Panics on other lengths or an unsupported row size (callers check shapes and [`supports`]).
 pub(crate) fn interleave(ty: QuantType, w: &[u8], n: usize, wrow: usize, out: &mut [u8]) {
@@ -50,19 +70,7 @@ pub(crate) fn interleave(ty: QuantType, w: &[u8], n: usize, wrow: usize, out: &m
         for r in 0..ROW_GROUP {
             let src = (g * ROW_GROUP + r).min(n - 1);
             let row = &w[src * wrow..(src + 1) * wrow];
-            if ty == QuantType::Q4_0 {
-                let nb = wrow / 18;
-                for (b, blk) in row.chunks_exact(18).enumerate() {
-                    grp[256 * nb + 32 * b + 2 * r..][..2].copy_from_slice(&blk[..2]);
-                    for k in 0..4 {
-                        grp[256 * b + 64 * k + 4 * r..][..4].copy_from_slice(&blk[2 + 4 * k..6 + 4 * k]);
-                    }
-                }
-            } else {
-                for (t, d) in row.chunks_exact(4).enumerate() {
-                    grp[64 * t + 4 * r..64 * t + 4 * r + 4].copy_from_slice(d);
-                }
-            }
+            spans(ty, wrow, r, |at, to, len| grp[to..to + len].copy_from_slice(&row[at..at + len]));
         }
     });
 }
@@ -84,19 +92,7 @@ pub(crate) fn deinterleave(ty: QuantType, p: &[u8], n: usize, wrow: usize, out: 
 pub(crate) fn group_rows(ty: QuantType, grp: &[u8], wrow: usize, rows: usize, out: &mut [u8]) {
     assert!(supports(ty, wrow) && grp.len() == ROW_GROUP * wrow && rows <= ROW_GROUP && out.len() == rows * wrow, "group lengths");
     for (r, row) in out.chunks_exact_mut(wrow).enumerate() {
-        if ty == QuantType::Q4_0 {
-            let nb = wrow / 18;
-            for (b, blk) in row.chunks_exact_mut(18).enumerate() {
-                blk[..2].copy_from_slice(&grp[256 * nb + 32 * b + 2 * r..][..2]);
-                for k in 0..4 {
-                    blk[2 + 4 * k..6 + 4 * k].copy_from_slice(&grp[256 * b + 64 * k + 4 * r..][..4]);
-                }
-            }
-        } else {
-            for (t, d) in row.chunks_exact_mut(4).enumerate() {
-                d.copy_from_slice(&grp[64 * t + 4 * r..64 * t + 4 * r + 4]);
-            }
-        }
+        spans(ty, wrow, r, |at, from, len| row[at..at + len].copy_from_slice(&grp[from..from + len]));
     }
 }
 
