@@ -288,6 +288,32 @@ pub(crate) unsafe fn gemm16<const K: u8>(
             scratch.push(unsafe { decode_block!(dec, K, w, wrow, b) });
         }
     }
+    // SAFETY: as the caller guarantees; the scratch holds the nb blocks when `predecode`.
+    unsafe { act_rows::<K>(nb, w, wrow, a, panel, m, out, ldo, scratch, predecode) };
+}
+
+/// The activation rows of [`gemm16`], 8 at a time while 8 are left, over the 16 weight rows at
+/// `w` (stride `wrow`), or with `predecode` over their `nb` blocks decoded in `scratch` (then
+/// `w` is not read).
+///
+/// # Safety
+/// As [`gemm16`]; with `predecode`, `scratch` holds the `nb` decoded blocks.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn act_rows<const K: u8>(
+    nb: usize,
+    w: *const u8,
+    wrow: usize,
+    a: &[u8],
+    panel: &[ActBlock],
+    m: usize,
+    out: &mut [f32],
+    ldo: usize,
+    scratch: &[Block16],
+    predecode: bool,
+) {
+    let ab = if q8_1(K) { 36 } else { 34 };
     let mut j = 0;
     while j < m {
         let c = if m - j >= 8 { 8 } else { 1 };
@@ -346,25 +372,9 @@ pub(crate) unsafe fn gemm16_interleaved_q4_0(
             scratch.push(Block16 { d, m: _mm512_setzero_ps(), lo, hi });
         }
     }
-    let mut j = 0;
-    while j < m {
-        let c = if m - j >= 8 { 8 } else { 1 };
-        let mut res = [[0f32; 16]; 8];
-        // SAFETY: activation rows j..j+c exist (caller); the scratch holds the nb blocks.
-        unsafe {
-            if c == 8 {
-                group_decoded::<Q4_0, 8>(nb, scratch, &a[j * nb * 34..], &panel[j * nb..], &mut res);
-            } else {
-                group_decoded::<Q4_0, 1>(nb, scratch, &a[j * nb * 34..], &panel[j * nb..], &mut res);
-            }
-        }
-        for (ci, col) in res.iter().enumerate().take(c) {
-            for (r, v) in col.iter().enumerate() {
-                out[r * ldo + j + ci] = *v;
-            }
-        }
-        j += c;
-    }
+    // SAFETY: the scratch holds the nb blocks; activation rows and outputs as the caller
+    // guarantees (`x` is not read again).
+    unsafe { act_rows::<Q4_0>(nb, x, 0, a, panel, m, out, ldo, scratch, true) };
 }
 
 /// Add block `$b` (decoded: `$x`) times activation rows `0..C` to `$acc` (one integer sum per

@@ -282,12 +282,9 @@ unsafe fn gemm_interleaved_q4_0(k: usize, w: &[u8], nr: usize, a: &[u8], m: usiz
     // the plain kernel's row-by-row path, as the plain layout runs them.
     let rest = nr - g * G16;
     let mut tmp = vec![0u8; rest * wrow];
-    for (i, t) in tmp.chunks_mut(gb).enumerate() {
-        let gg = g + i;
-        crate::simd::interleave::group_rows(T::Q4_0, &w[gg * gb..(gg + 1) * gb], wrow, t.len() / wrow, t);
-    }
-    // SAFETY: `tmp` holds `rest` plain rows starting at a multiple of 16 rows of the matrix;
-    // `out` rows g*16.. hold `rest * m` values.
+    crate::simd::interleave::group_rows(T::Q4_0, &w[g * gb..(g + 1) * gb], wrow, rest, &mut tmp);
+    // SAFETY: `tmp` holds the `rest` (< 16) plain rows of the last group; `out` rows g*16.. hold
+    // `rest * m` values.
     unsafe { gemm::<Q4_0>(k, &tmp, rest, a, m, &mut out[g * G16 * m..nr * m]) };
 }
 
