@@ -271,6 +271,76 @@ unsafe fn gemv_groups<const K: u8, const G: usize>(
     G
 }
 
+/// The 4 vectors of bytes `16 * off ..` of an interleaved super-block at `x` (bytes
+/// `off..off + 16` of its 16 rows, as `t16` gives them from plain rows), each line asking for the
+/// same line `ahead` bytes further (a hint, may pass the end).
+///
+/// # Safety
+/// AVX-512 available; 256 readable bytes at `x + 16 * off`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn il_load(x: *const u8, off: usize, ahead: usize) -> [__m512i; 4] {
+    // SAFETY: by the caller.
+    unsafe {
+        let q = x.add(16 * off) as *const __m512i;
+        for i in 0..4 {
+            crate::simd::prefetch((q.add(i) as *const u8).wrapping_add(ahead), 1);
+        }
+        [_mm512_loadu_si512(q), _mm512_loadu_si512(q.add(1)), _mm512_loadu_si512(q.add(2)), _mm512_loadu_si512(q.add(3))]
+    }
+}
+
+/// IQ4_XS header vectors of 16 rows (`h[0]` = d | scales_h << 16, `h[1]` = scales_l): `d` and
+/// the 8 group scales `ls − 32`, one dword lane per row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn iq4xs_header(h: &[__m512i; 4]) -> (__m512, [__m512i; 8]) {
+    let v32 = |x: i32| _mm512_set1_epi32(x);
+    let sh = _mm512_srli_epi32(h[0], 16);
+    let sc = core::array::from_fn(|g| {
+        let lo = _mm512_and_si512(_mm512_srlv_epi32(h[1], v32(4 * g as i32)), v32(0x0f));
+        let hi = _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(sh, v32(2 * g as i32)), v32(3)), 4);
+        _mm512_sub_epi32(_mm512_or_si512(lo, hi), v32(32))
+    });
+    (f16_lanes(h[0]), sc)
+}
+
+/// The IQ4_NL codebook shifted by +128 to unsigned bytes, in every 128-bit lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn iq4_table() -> __m512i {
+    // SAFETY: the 16-entry codebook.
+    let t = unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i) };
+    _mm512_broadcast_i32x4(_mm_add_epi8(t, _mm_set1_epi8(-128)))
+}
+
+/// Q4_K / Q5_K header vectors of 16 rows (`h[0]` = d | dmin << 16, then the 12 scale bytes as
+/// words a, b, c): `d`, `dmin`, the 8 six-bit scales (one dword lane per row) and the mins as
+/// int16 pairs `2i, 2i + 1` (the forms of `Dec::sc` and `Dec::mins`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn k4_header(h: &[__m512i; 4]) -> (__m512, __m512, [__m512i; 8], [__m512i; 4]) {
+    let v32 = |x: i32| _mm512_set1_epi32(x);
+    let (wa, wb, wc) = (h[1], h[2], h[3]);
+    let and = |v: __m512i, mask: u32| _mm512_and_si512(v, v32(mask as i32));
+    let sc_lo = and(wa, 0x3f3f_3f3f);
+    let mn_lo = and(wb, 0x3f3f_3f3f);
+    let sc_hi = _mm512_or_si512(and(wc, 0x0f0f_0f0f), _mm512_slli_epi32(and(_mm512_srli_epi32(wa, 6), 0x0303_0303), 4));
+    let mn_hi =
+        _mm512_or_si512(and(_mm512_srli_epi32(wc, 4), 0x0f0f_0f0f), _mm512_slli_epi32(and(_mm512_srli_epi32(wb, 6), 0x0303_0303), 4));
+    let sc = core::array::from_fn(|g| and(_mm512_srlv_epi32(if g < 4 { sc_lo } else { sc_hi }, v32(8 * (g % 4) as i32)), 0xff));
+    // Bytes 0, 1 and 2, 3 of each mins word as int16 pairs.
+    let mins = core::array::from_fn(|i| {
+        let wv = if i < 2 { mn_lo } else { mn_hi };
+        if i % 2 == 0 {
+            _mm512_or_si512(and(wv, 0xff), _mm512_slli_epi32(and(wv, 0xff00), 8))
+        } else {
+            _mm512_or_si512(and(_mm512_srli_epi32(wv, 16), 0xff), and(_mm512_srli_epi32(wv, 8), 0x00ff_0000))
+        }
+    });
+    (f16_lanes(h[0]), f16_lanes(_mm512_srli_epi32(h[0], 16)), sc, mins)
+}
+
 /// One interleaved super-block of 16 rows (IQ4_XS or Q4_K) times one activation block, decoded
 /// and multiplied in registers (what `decode` + `cols::<K, 1>` compute, without storing the
 /// decoded block): the same exact integers `S` (and Q4_K's `M`), the same float steps
@@ -287,18 +357,9 @@ unsafe fn gemv_groups<const K: u8, const G: usize>(
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn gemv_block<const K: u8>(x: *const u8, y: *const u8, p: &ActSb, acc: &mut __m512, accm: &mut __m512) {
     let v32 = |x: i32| _mm512_set1_epi32(x);
-    let ahead = ROW_GROUP * block_bytes(K);
     // The 4 vectors of bytes `off..off + 16` of the 16 rows, prefetching one super-block ahead.
-    let ld = |off: usize| -> [__m512i; 4] {
-        // SAFETY: offsets inside the super-block (caller).
-        unsafe {
-            let q = x.add(16 * off) as *const __m512i;
-            for i in 0..4 {
-                crate::simd::prefetch((q.add(i) as *const u8).wrapping_add(ahead), 1);
-            }
-            [_mm512_loadu_si512(q), _mm512_loadu_si512(q.add(1)), _mm512_loadu_si512(q.add(2)), _mm512_loadu_si512(q.add(3))]
-        }
-    };
+    // SAFETY: offsets inside the super-block (caller).
+    let ld = |off: usize| unsafe { il_load(x, off, ROW_GROUP * block_bytes(K)) };
     // Activation dword i (values 4i..4i + 4) broadcast.
     // SAFETY: i < 64, inside the Q8_K block's quants.
     let ya = |i: usize| unsafe { _mm512_set1_epi32(core::ptr::read_unaligned(y.add(4 + 4 * i) as *const i32)) };
@@ -306,18 +367,9 @@ unsafe fn gemv_block<const K: u8>(x: *const u8, y: *const u8, p: &ActSb, acc: &m
     let da = _mm512_set1_ps(p.d);
     let mut isum = _mm512_setzero_si512();
     if K == IQ4XS {
-        let h = ld(0);
-        let d = f16_lanes(h[0]);
-        let sh = _mm512_srli_epi32(h[0], 16);
-        let tbl = _mm512_broadcast_i32x4(_mm_add_epi8(
-            // SAFETY: the 16-entry codebook.
-            unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i) },
-            _mm_set1_epi8(-128),
-        ));
-        for g in 0..8 {
-            let lo = _mm512_and_si512(_mm512_srlv_epi32(h[1], v32(4 * g as i32)), v32(0x0f));
-            let hi = _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(sh, v32(2 * g as i32)), v32(3)), 4);
-            let sc = _mm512_sub_epi32(_mm512_or_si512(lo, hi), v32(32));
+        let (d, sc) = iq4xs_header(&ld(0));
+        let tbl = iq4_table();
+        for (g, sc) in sc.into_iter().enumerate() {
             // Values 32g..32g + 32: bytes 16g..16g + 16 (low nibbles: the first 16 values,
             // high nibbles: the next 16) at offset 8.
             let v = ld(8 + 16 * g);
@@ -334,22 +386,10 @@ unsafe fn gemv_block<const K: u8>(x: *const u8, y: *const u8, p: &ActSb, acc: &m
         *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, da), *acc);
         return;
     }
-    // Q4_K: d | dmin << 16, then the 12 scale bytes as words a, b, c.
-    let h = ld(0);
-    let d = f16_lanes(h[0]);
-    let dmin = f16_lanes(_mm512_srli_epi32(h[0], 16));
-    let (wa, wb, wc) = (h[1], h[2], h[3]);
-    let and = |v: __m512i, mask: u32| _mm512_and_si512(v, v32(mask as i32));
-    let sc_lo = and(wa, 0x3f3f_3f3f);
-    let mn_lo = and(wb, 0x3f3f_3f3f);
-    let sc_hi = _mm512_or_si512(and(wc, 0x0f0f_0f0f), _mm512_slli_epi32(and(_mm512_srli_epi32(wa, 6), 0x0303_0303), 4));
-    let mn_hi =
-        _mm512_or_si512(and(_mm512_srli_epi32(wc, 4), 0x0f0f_0f0f), _mm512_slli_epi32(and(_mm512_srli_epi32(wb, 6), 0x0303_0303), 4));
+    // Q4_K.
+    let (d, dmin, sc, mins) = k4_header(&ld(0));
     let hnib = _mm512_set1_epi8(0xf0u8 as i8);
     for j in 0..4 {
-        let wv = if j < 2 { sc_lo } else { sc_hi };
-        let sc_l = and(_mm512_srlv_epi32(wv, v32(16 * (j % 2) as i32)), 0xff);
-        let sc_h = and(_mm512_srlv_epi32(wv, v32(16 * (j % 2) as i32 + 8)), 0xff);
         for hh in 0..2 {
             // 16 bytes of chunk j: low nibbles are values of sub-block 2j, high ones of 2j + 1.
             let v = ld(16 + 32 * j + 16 * hh);
@@ -358,18 +398,15 @@ unsafe fn gemv_block<const K: u8>(x: *const u8, y: *const u8, p: &ActSb, acc: &m
                 sl = _mm512_dpbusd_epi32(sl, _mm512_and_si512(vk, nib), ya(16 * j + 4 * hh + k));
                 su = _mm512_dpbusd_epi32(su, _mm512_and_si512(vk, hnib), ya(16 * j + 8 + 4 * hh + k));
             }
-            isum = _mm512_dpwssd_epi32(isum, sl, sc_l);
-            isum = _mm512_dpwssd_epi32(isum, _mm512_srai_epi32(su, 4), sc_h);
+            isum = _mm512_dpwssd_epi32(isum, sl, sc[2 * j]);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_srai_epi32(su, 4), sc[2 * j + 1]);
         }
     }
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, da), *acc);
     let mut ms = _mm512_setzero_si512();
-    for (i, wv) in [mn_lo, mn_hi].into_iter().enumerate() {
-        // Bytes 0, 1 and 2, 3 of the word as int16 pairs, against the sub-block sums.
-        let m0 = _mm512_or_si512(and(wv, 0xff), _mm512_slli_epi32(and(wv, 0xff00), 8));
-        let m1 = _mm512_or_si512(and(_mm512_srli_epi32(wv, 16), 0xff), and(_mm512_srli_epi32(wv, 8), 0x00ff_0000));
-        ms = _mm512_dpwssd_epi32(ms, m0, v32(p.sums[2 * i]));
-        ms = _mm512_dpwssd_epi32(ms, m1, v32(p.sums[2 * i + 1]));
+    for (i, mi) in mins.into_iter().enumerate() {
+        // Against the sub-block sums.
+        ms = _mm512_dpwssd_epi32(ms, mi, v32(p.sums[i]));
     }
     *accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dmin, da), *accm);
 }
@@ -604,18 +641,13 @@ unsafe fn decode<const K: u8, const IL: bool>(x: *const u8, wrow: usize, dec: &m
     // line read asks for the same line of the group's next super-block (a hint, may pass the
     // end): prefetches spread over the decode, one super-block ahead, measured best (see
     // `gemv_groups`).
-    let ahead = ROW_GROUP * block_bytes(K);
     let t16 = |p: *const u8, stride: usize| -> [__m512i; 4] {
         // SAFETY: as the caller's `t16` reads (offsets inside the super-block).
         unsafe {
             if IL {
                 let off = p.offset_from(x) as usize;
                 debug_assert!(off.is_multiple_of(4));
-                let q = x.add(16 * off) as *const __m512i;
-                for i in 0..4 {
-                    crate::simd::prefetch((q.add(i) as *const u8).wrapping_add(ahead), 1);
-                }
-                [_mm512_loadu_si512(q), _mm512_loadu_si512(q.add(1)), _mm512_loadu_si512(q.add(2)), _mm512_loadu_si512(q.add(3))]
+                il_load(x, off, ROW_GROUP * block_bytes(K))
             } else {
                 t16(p, stride)
             }
@@ -628,19 +660,10 @@ unsafe fn decode<const K: u8, const IL: bool>(x: *const u8, wrow: usize, dec: &m
         match K {
             IQ4XS => {
                 // d (f16) | scales_h (u16) << 16, then scales_l (4 bytes).
-                let h = t16(x, wrow);
-                dec.d = f16_lanes(h[0]);
-                let sh = _mm512_srli_epi32(h[0], 16);
-                for g in 0..8 {
-                    let lo = _mm512_and_si512(_mm512_srlv_epi32(h[1], v32(4 * g as i32)), v32(0x0f));
-                    let hi = _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(sh, v32(2 * g as i32)), v32(3)), 4);
-                    dec.sc[g] = _mm512_sub_epi32(_mm512_or_si512(lo, hi), v32(32));
-                }
-                // The codebook shifted by +128 to unsigned bytes.
-                let tbl = _mm512_broadcast_i32x4(_mm_add_epi8(
-                    _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i),
-                    _mm_set1_epi8(-128),
-                ));
+                let (d, sc) = iq4xs_header(&t16(x, wrow));
+                dec.d = d;
+                dec.sc[..8].copy_from_slice(&sc);
+                let tbl = iq4_table();
                 for g in 0..8 {
                     let v = t16(x.add(8 + 16 * g), wrow);
                     for (k, vk) in v.into_iter().enumerate() {
@@ -651,27 +674,9 @@ unsafe fn decode<const K: u8, const IL: bool>(x: *const u8, wrow: usize, dec: &m
             }
             Q4K | Q5K => {
                 // d | dmin << 16, then the 12 scale bytes as words a, b, c.
-                let h = t16(x, wrow);
-                dec.d = f16_lanes(h[0]);
-                dec.dmin = f16_lanes(_mm512_srli_epi32(h[0], 16));
-                let (wa, wb, wc) = (h[1], h[2], h[3]);
-                let and = |v: __m512i, mask: u32| _mm512_and_si512(v, v32(mask as i32));
-                let sc_lo = and(wa, 0x3f3f_3f3f);
-                let mn_lo = and(wb, 0x3f3f_3f3f);
-                let sc_hi = _mm512_or_si512(and(wc, 0x0f0f_0f0f), _mm512_slli_epi32(and(_mm512_srli_epi32(wa, 6), 0x0303_0303), 4));
-                let mn_hi = _mm512_or_si512(
-                    and(_mm512_srli_epi32(wc, 4), 0x0f0f_0f0f),
-                    _mm512_slli_epi32(and(_mm512_srli_epi32(wb, 6), 0x0303_0303), 4),
-                );
-                for g in 0..8 {
-                    let wv = if g < 4 { sc_lo } else { sc_hi };
-                    dec.sc[g] = and(_mm512_srlv_epi32(wv, v32(8 * (g % 4) as i32)), 0xff);
-                }
-                for (i, wv) in [mn_lo, mn_hi].into_iter().enumerate() {
-                    // Bytes 0, 1 and 2, 3 of the word as int16 pairs.
-                    dec.mins[2 * i] = _mm512_or_si512(and(wv, 0xff), _mm512_slli_epi32(and(wv, 0xff00), 8));
-                    dec.mins[2 * i + 1] = _mm512_or_si512(and(_mm512_srli_epi32(wv, 16), 0xff), and(_mm512_srli_epi32(wv, 8), 0x00ff_0000));
-                }
+                let (d, dmin, sc, mins) = k4_header(&t16(x, wrow));
+                (dec.d, dec.dmin, dec.mins) = (d, dmin, mins);
+                dec.sc[..8].copy_from_slice(&sc);
                 // 4 chunks of 32 bytes: low nibbles are sub-block 2j, high nibbles 2j + 1. Q5_K:
                 // bit 2j / 2j + 1 of qh[l] is the fifth bit (16) of value l of those sub-blocks.
                 let qs = if K == Q5K { 48 } else { 16 };
